@@ -1,0 +1,193 @@
+//! Command-line front end. Exit codes: 0 success, 1 invalid input or failed cases, 2 usage.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use tea_pgcloud::config::load_file;
+use tea_pgcloud::env::ProcessEnv;
+use tea_pgcloud::plan::ConnectPlan;
+use tea_pgcloud::provider::plan;
+use tea_pgcloud::vectors::{self, Adapter, Builtin, Runner};
+
+/// Connects The Edge Agent's LTM catalog to PostgreSQL on GCP, AWS, Azure or your own server.
+#[derive(Debug, Parser)]
+#[command(name = "tea-pgcloud", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load, expand and validate a catalog; print warnings (e.g. TLS weaker than verify-full).
+    Check {
+        /// A TEA agent YAML (catalog at settings.ltm.catalog) or a bare catalog; `-` for stdin.
+        file: String,
+    },
+    /// Print the connection plan, offline: never fetches or prints a secret.
+    Plan {
+        /// A TEA agent YAML or a bare catalog; `-` for stdin.
+        file: String,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the language-neutral vector files.
+    Vectors {
+        /// Directory of vector files.
+        #[arg(default_value = "fixtures/vectors")]
+        dir: PathBuf,
+        /// Run the cases through another implementation speaking JSON lines on stdin/stdout.
+        #[arg(long, value_name = "CMD", conflicts_with = "serve")]
+        adapter: Option<String>,
+        /// Serve the adapter protocol for this implementation (JSON lines on stdin/stdout).
+        #[arg(long)]
+        serve: bool,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Plan { file, json } => show_plan(&file, json),
+        Command::Vectors {
+            dir,
+            adapter,
+            serve,
+        } => run_vectors(&dir, adapter.as_deref(), serve),
+    }
+}
+
+fn load_plan(file: &str) -> Result<ConnectPlan, i32> {
+    let env = ProcessEnv;
+    let result = load_file(file, &env).and_then(|config| plan(&config, &env));
+    result.map_err(|e| {
+        eprintln!("{e}");
+        1
+    })
+}
+
+fn check(file: &str) -> i32 {
+    match load_plan(file) {
+        Ok(plan) => {
+            for warning in &plan.warnings {
+                eprintln!("{warning}");
+            }
+            println!(
+                "{file}: ok: provider {}, {} host(s), tls {}, user from {}, password from {}",
+                plan.kind.as_str(),
+                plan.hosts.len(),
+                plan.tls,
+                plan.user_source,
+                plan.password_source
+            );
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+fn show_plan(file: &str, json: bool) -> i32 {
+    let plan = match load_plan(file) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    for warning in &plan.warnings {
+        eprintln!("{warning}");
+    }
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_string_pretty(&plan.to_json())
+            .map_err(std::io::Error::other)
+            .and_then(|text| writeln!(out, "{text}"))
+    } else {
+        let hosts: Vec<String> = plan
+            .hosts
+            .iter()
+            .map(|h| format!("{}:{}", h.host, h.port))
+            .collect();
+        let rows = [
+            ("provider", plan.kind.as_str().to_string()),
+            ("hosts", hosts.join(", ")),
+            ("dbname", plan.dbname.clone().unwrap_or_else(|| "(libpq default)".into())),
+            ("user", plan.user.clone().unwrap_or_else(|| "-".into())),
+            ("user source", plan.user_source.to_string()),
+            ("password source", plan.password_source.to_string()),
+            ("sslmode", plan.sslmode.to_string()),
+            ("sslrootcert", plan.sslrootcert.clone().unwrap_or_else(|| "-".into())),
+            ("tls", plan.tls.to_string()),
+            ("conninfo", plan.conninfo()),
+            ("uri", plan.uri()),
+        ];
+        rows.iter()
+            .try_for_each(|(k, v)| writeln!(out, "{k:<16} {v}"))
+    };
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cannot write the plan: {e}");
+            1
+        }
+    }
+}
+
+fn run_vectors(dir: &std::path::Path, adapter: Option<&str>, serve: bool) -> i32 {
+    if serve {
+        let stdin = std::io::stdin().lock();
+        return match vectors::serve(stdin, std::io::stdout().lock()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vectors --serve: {e}");
+                1
+            }
+        };
+    }
+    let files = match vectors::load_dir(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let mut runner: Box<dyn Runner> = match adapter {
+        Some(command) => match Adapter::spawn(command) {
+            Ok(adapter) => Box::new(adapter),
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        },
+        None => Box::new(Builtin),
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let outcomes = vectors::run_all(std::slice::from_ref(file), runner.as_mut());
+        let bad: Vec<_> = outcomes.iter().filter(|o| o.result.is_err()).collect();
+        println!(
+            "{}: {} case(s) of kind {}, {} failed",
+            file.path.display(),
+            outcomes.len(),
+            file.kind,
+            bad.len()
+        );
+        for outcome in &bad {
+            if let Err(why) = &outcome.result {
+                println!("  FAIL {}: {why}", outcome.id);
+            }
+        }
+        failed += bad.len();
+        passed += outcomes.len() - bad.len();
+    }
+    println!("{passed} passed, {failed} failed");
+    i32::from(failed > 0)
+}

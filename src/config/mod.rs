@@ -1,0 +1,471 @@
+//! The catalog configuration: YAML text to a typed, validated [`CatalogConfig`].
+//!
+//! ```text
+//! YAML text -> load (locate settings.ltm.catalog) -> expand (${VAR}) -> validate -> CatalogConfig
+//! ```
+//!
+//! Every error names the dotted YAML path and, where the text came from a file, `FILE:LINE:COL`.
+//! The key reference is in [`keys`] and in the README.
+//!
+//! ```
+//! use tea_pgcloud::config::load_str;
+//! use tea_pgcloud::env::MapEnv;
+//! let yaml = "settings:\n  ltm:\n    catalog:\n      type: postgres\n      host: ${PGHOST_X:-db.internal}\n      sslmdoe: require\n";
+//! let err = load_str(yaml, "agent.yaml", &MapEnv::new()).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "agent.yaml:6:7: settings.ltm.catalog.sslmdoe: unknown key `sslmdoe`; did you mean `sslmode`?"
+//! );
+//! ```
+
+pub mod expand;
+pub mod keys;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+
+use crate::env::Environment;
+use crate::error::{Error, ErrorKind, Location};
+use crate::secret::Secret;
+use crate::sslmode::SslMode;
+use crate::yaml::{self, Mark, Node};
+
+/// Where the catalog sits in a whole TEA agent file.
+pub const CATALOG_PATH: &str = "settings.ltm.catalog";
+
+/// Which managed service (or none) the catalog database runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// GCP Cloud SQL.
+    Gcp,
+    /// AWS RDS or Aurora.
+    Aws,
+    /// Azure Database for PostgreSQL, Flexible Server.
+    Azure,
+    /// Any other PostgreSQL server; the default.
+    SelfHosted,
+}
+
+impl Provider {
+    /// Every provider, as written in YAML.
+    pub const ALL: [Provider; 4] = [Self::Gcp, Self::Aws, Self::Azure, Self::SelfHosted];
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gcp => "gcp",
+            Self::Aws => "aws",
+            Self::Azure => "azure",
+            Self::SelfHosted => "self-hosted",
+        }
+    }
+
+    /// Whether this is one of the managed cloud services.
+    pub fn is_cloud(self) -> bool {
+        self != Self::SelfHosted
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a Cloud SQL instance is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpType {
+    /// The Cloud SQL Auth Proxy's unix socket (`/cloudsql/PROJECT:REGION:INSTANCE`); no TLS.
+    Socket,
+    /// The instance's public IP, over TLS.
+    Public,
+    /// The instance's private (VPC) IP, over TLS.
+    Private,
+}
+
+impl IpType {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+}
+
+/// Where `credentials` are fetched from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Environment variables.
+    Env,
+    /// GCP Secret Manager.
+    Gcp,
+    /// AWS Secrets Manager.
+    Aws,
+    /// Azure Key Vault.
+    Azure,
+}
+
+impl SecretSource {
+    /// The YAML spelling, also used in plan sources (`secret:aws:...`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Env => "env",
+            Self::Gcp => "gcp",
+            Self::Aws => "aws",
+            Self::Azure => "azure",
+        }
+    }
+}
+
+/// Pool and catalog behaviour, as TEA's Python `PostgresCatalog` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Connections kept open (default 1).
+    pub min_size: u32,
+    /// Connections at most (default 10).
+    pub max_size: u32,
+    /// Create or upgrade the schema on start (default true).
+    pub auto_migrate: bool,
+    /// Open the pool on first use instead of at start (default false).
+    pub lazy: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            min_size: 1,
+            max_size: 10,
+            auto_migrate: true,
+            lazy: false,
+        }
+    }
+}
+
+/// The `credentials` block: where the user name and password come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsConfig {
+    /// The secrets backend (default `env`).
+    pub source: SecretSource,
+    /// Key of the user name (default `username`).
+    pub username_key: String,
+    /// Key of the password (default `password`).
+    pub password_key: String,
+    /// env: prefix of every variable name (case-sensitive).
+    pub prefix: Option<String>,
+    /// gcp: the project that holds the secrets.
+    pub project_id: Option<String>,
+    /// gcp, aws, azure: one secret per key, named prefix + key.
+    pub secret_prefix: Option<String>,
+    /// gcp, aws: one JSON secret holding every key.
+    pub secret_name: Option<String>,
+    /// aws: the Secrets Manager region.
+    pub region: Option<String>,
+    /// azure: `https://NAME.vault.azure.net`.
+    pub vault_url: Option<String>,
+}
+
+/// Which of the two credentials a lookup is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialField {
+    /// The user name.
+    Username,
+    /// The password.
+    Password,
+}
+
+impl CredentialsConfig {
+    /// The keys tried, in order, for one field: the configured key under the prefix, then the
+    /// conventional `USER` / `PASSWORD` under a non-empty prefix, then `POSTGRES_USER` /
+    /// `POSTGRES_PASSWORD`; duplicates removed. The bare `USER` is never tried: in an
+    /// environment it is the operating-system login, not a database user.
+    pub fn lookup_keys(&self, field: CredentialField) -> Vec<String> {
+        let prefix = self.prefix.as_deref().unwrap_or("");
+        let (key, conventional, postgres) = match field {
+            CredentialField::Username => (&self.username_key, "USER", "POSTGRES_USER"),
+            CredentialField::Password => (&self.password_key, "PASSWORD", "POSTGRES_PASSWORD"),
+        };
+        let mut keys = vec![format!("{prefix}{key}")];
+        if !prefix.is_empty() {
+            keys.push(format!("{prefix}{conventional}"));
+        }
+        keys.push(postgres.to_string());
+        let mut seen = Vec::new();
+        keys.retain(|k| {
+            let new = !seen.contains(k);
+            seen.push(k.clone());
+            new
+        });
+        keys
+    }
+}
+
+/// Where the configuration came from, so that later stages (the provider presets) can point
+/// at the YAML key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    file: String,
+    prefix: String,
+    catalog: Mark,
+    marks: BTreeMap<String, Mark>,
+}
+
+impl Origin {
+    /// The file name as given (`<stdin>` for standard input).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The dotted path of a key below the catalog (`credentials.source` ->
+    /// `settings.ltm.catalog.credentials.source`).
+    pub fn path(&self, key: &str) -> String {
+        join_path(&self.prefix, key)
+    }
+
+    /// Whether the key was written in the YAML.
+    pub fn has(&self, key: &str) -> bool {
+        self.marks.contains_key(key)
+    }
+
+    /// The location of a key, or of the catalog mapping when the key was not written.
+    pub fn location(&self, key: &str) -> Location {
+        self.marks
+            .get(key)
+            .copied()
+            .unwrap_or(self.catalog)
+            .location(&self.file)
+    }
+
+    /// An error about `key`, with its path and location.
+    pub fn error(&self, key: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(kind, message)
+            .at_path(self.path(key))
+            .at_location(Some(self.location(key)))
+    }
+}
+
+/// A validated catalog configuration. `Debug` never shows a password: the connection string,
+/// which may hold one, is a [`Secret`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogConfig {
+    /// A libpq connection string (key=value or URI), used as is.
+    pub connection_string: Option<Secret>,
+    /// The provider; `self-hosted` when not written.
+    pub provider: Provider,
+    /// Host name, IP address, or unix-socket directory.
+    pub host: Option<String>,
+    /// TCP port.
+    pub port: Option<u16>,
+    /// Database name.
+    pub database: Option<String>,
+    /// Database user.
+    pub user: Option<String>,
+    /// libpq `sslmode`, when written.
+    pub sslmode: Option<SslMode>,
+    /// Root certificate file, or `system`.
+    pub sslrootcert: Option<String>,
+    /// Client certificate file.
+    pub sslcert: Option<String>,
+    /// Client key file.
+    pub sslkey: Option<String>,
+    /// Seconds to wait for a connection; 0 waits forever.
+    pub connect_timeout: Option<u32>,
+    /// Reported to the server as `application_name`.
+    pub application_name: Option<String>,
+    /// Pool and catalog behaviour.
+    pub pool: PoolConfig,
+    /// gcp: project id.
+    pub project: Option<String>,
+    /// gcp, aws: region.
+    pub region: Option<String>,
+    /// gcp: instance name.
+    pub instance: Option<String>,
+    /// gcp: `PROJECT:REGION:INSTANCE`.
+    pub connection_name: Option<String>,
+    /// gcp: how the instance is reached.
+    pub ip_type: Option<IpType>,
+    /// gcp: the Auth Proxy's socket directory (default `/cloudsql`).
+    pub socket_dir: Option<String>,
+    /// gcp, aws, azure: log in with an IAM / Entra token instead of a password.
+    pub iam_auth: bool,
+    /// aws: the RDS CA bundle (a root certificate file).
+    pub ssl_bundle: Option<String>,
+    /// Where the user name and password come from.
+    pub credentials: Option<CredentialsConfig>,
+    /// Where each key was written.
+    pub origin: Origin,
+}
+
+/// Reads and validates a catalog from a file; `-` reads standard input.
+pub fn load_file(path: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
+    let (text, name) = read_source(path)?;
+    load_str(&text, &name, env)
+}
+
+/// Reads a file (or standard input for `-`), returning its text and its display name.
+pub fn read_source(path: &str) -> Result<(String, String), Error> {
+    if path == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot read standard input: {e}"),
+            )
+        })?;
+        return Ok((text, "<stdin>".to_string()));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {path}: {e}")))?;
+    Ok((text, path.to_string()))
+}
+
+/// Parses, locates, expands and validates a catalog from YAML text. `file` names the source
+/// in errors.
+pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
+    let root = yaml::parse(text, file)?;
+    let (mut catalog, prefix) = locate(&root, file)?;
+    expand::expand_tree(&mut catalog, &prefix, env).map_err(|(mark, path, e)| {
+        Error::new(ErrorKind::Expansion, e.message)
+            .at_path(path)
+            .at_location(Some(mark.location(file)))
+    })?;
+    validate::validate(&catalog, file, &prefix)
+}
+
+/// Finds the catalog mapping: `settings.ltm.catalog` in a whole agent file, else the root
+/// itself when the file is a bare catalog mapping.
+fn locate(root: &Node, file: &str) -> Result<(Node, String), Error> {
+    if root.as_map().is_none() {
+        return Err(Error::new(
+            ErrorKind::NoCatalog,
+            format!(
+                "expected a mapping (a TEA agent file with {CATALOG_PATH}, or a bare catalog), found {}",
+                root.type_name()
+            ),
+        )
+        .at_location(Some(root.mark.location(file))));
+    }
+    if root.get("settings").is_none() {
+        return Ok((root.clone(), String::new()));
+    }
+    let mut node = root;
+    let mut path = String::new();
+    for part in ["settings", "ltm", "catalog"] {
+        let next = node.get(part).filter(|n| !n.is_null());
+        let Some(next) = next else {
+            let found = if path.is_empty() {
+                "this file".to_string()
+            } else {
+                format!("`{path}`")
+            };
+            return Err(Error::new(
+                ErrorKind::NoCatalog,
+                format!(
+                    "no catalog: a TEA agent file keeps it at {CATALOG_PATH}, and {found} has no `{part}`"
+                ),
+            )
+            .at_path(join_path(&path, part))
+            .at_location(Some(node.mark.location(file))));
+        };
+        path = join_path(&path, part);
+        if next.as_map().is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidValue,
+                format!("expected a mapping, found {}", next.type_name()),
+            )
+            .at_path(path)
+            .at_location(Some(next.mark.location(file))));
+        }
+        node = next;
+    }
+    Ok((node.clone(), path))
+}
+
+/// Joins a dotted path and a key (`a.b` + `c` = `a.b.c`; `` + `c` = `c`).
+pub(crate) fn join_path(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+
+    fn creds(prefix: Option<&str>) -> CredentialsConfig {
+        CredentialsConfig {
+            source: SecretSource::Env,
+            username_key: "username".into(),
+            password_key: "password".into(),
+            prefix: prefix.map(str::to_string),
+            project_id: None,
+            secret_prefix: None,
+            secret_name: None,
+            region: None,
+            vault_url: None,
+        }
+    }
+
+    #[test]
+    fn lookup_order_resolves_the_story_prefix() {
+        assert_eq!(
+            creds(Some("POSTGRES_")).lookup_keys(CredentialField::Username),
+            ["POSTGRES_username", "POSTGRES_USER"]
+        );
+        assert_eq!(
+            creds(Some("APP_")).lookup_keys(CredentialField::Password),
+            ["APP_password", "APP_PASSWORD", "POSTGRES_PASSWORD"]
+        );
+        assert_eq!(
+            creds(None).lookup_keys(CredentialField::Username),
+            ["username", "POSTGRES_USER"]
+        );
+    }
+
+    #[test]
+    fn bare_catalog_and_agent_file_give_the_same_config() {
+        let env = MapEnv::new();
+        let bare = load_str("host: db\nport: 6432\n", "bare.yaml", &env).expect("valid");
+        let agent = load_str(
+            "name: agent\nsettings:\n  ltm:\n    backend: duckdb\n    catalog:\n      host: db\n      port: 6432\n",
+            "agent.yaml",
+            &env,
+        )
+        .expect("valid");
+        assert_eq!(bare.host, agent.host);
+        assert_eq!(bare.port, Some(6432));
+        assert_eq!(agent.origin.path("port"), "settings.ltm.catalog.port");
+        assert_eq!(bare.origin.path("port"), "port");
+    }
+
+    #[test]
+    fn missing_catalog_names_the_missing_part() {
+        let err = load_str("settings:\n  ltm:\n    backend: duckdb\n", "a.yaml", &MapEnv::new())
+            .expect_err("no catalog");
+        assert_eq!(err.kind(), ErrorKind::NoCatalog);
+        assert_eq!(err.path(), Some("settings.ltm.catalog"));
+        assert!(err.message().contains("has no `catalog`"), "{err}");
+    }
+
+    #[test]
+    fn expansion_errors_name_variable_and_path() {
+        let err = load_str("host: ${DB_HOST}\n", "c.yaml", &MapEnv::new()).expect_err("unset");
+        assert_eq!(
+            err.to_string(),
+            "c.yaml:1:7: host: environment variable DB_HOST is not set (write ${DB_HOST:-default} to give a default)"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_connection_string() {
+        let env = MapEnv::new().with_var("DSN", "postgresql://u:canary-pw@h/db");
+        let config = load_str("connection_string: ${DSN}\n", "c.yaml", &env).expect("valid");
+        assert!(!format!("{config:?}").contains("canary-pw"));
+    }
+}

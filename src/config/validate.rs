@@ -1,0 +1,612 @@
+//! The expanded catalog mapping to a typed [`CatalogConfig`], strictly.
+
+use std::collections::BTreeMap;
+
+use super::keys::{self, CATALOG_KEYS, CREDENTIAL_KEYS};
+use super::{
+    CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SecretSource,
+};
+use crate::error::{Error, ErrorKind};
+use crate::secret::Secret;
+use crate::sslmode::SslMode;
+use crate::yaml::{Mark, Node};
+
+/// Keys that say where and how to connect; a `connection_string` already says all of that.
+const EXCLUDED_BY_CONNECTION_STRING: &[&str] = &[
+    "host",
+    "port",
+    "database",
+    "user",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+    "project",
+    "region",
+    "instance",
+    "connection_name",
+    "ip_type",
+    "socket_dir",
+    "iam_auth",
+    "ssl_bundle",
+];
+
+/// Reads one mapping's scalars by key, remembering where each was written.
+struct Reader<'a> {
+    origin: &'a mut Origin,
+    file: &'a str,
+    base: String,
+}
+
+impl Reader<'_> {
+    fn err(&self, key: &str, mark: Mark, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(kind, message)
+            .at_path(self.origin.path(&super::join_path(&self.base, key)))
+            .at_location(Some(mark.location(self.file)))
+    }
+
+    fn text<'n>(&self, key: &str, node: &'n Node) -> Result<&'n str, Error> {
+        match node.as_scalar() {
+            Some(text) if !node.is_null() => Ok(text),
+            _ => Err(self.err(
+                key,
+                node.mark,
+                ErrorKind::InvalidValue,
+                format!("expected a string, found {}", node.type_name()),
+            )),
+        }
+    }
+
+    fn string(&self, key: &str, node: &Node) -> Result<String, Error> {
+        let text = self.text(key, node)?;
+        if text.trim().is_empty() {
+            return Err(self.err(
+                key,
+                node.mark,
+                ErrorKind::InvalidValue,
+                "must not be empty",
+            ));
+        }
+        Ok(text.to_string())
+    }
+
+    fn integer<T: TryFrom<u64>>(
+        &self,
+        key: &str,
+        node: &Node,
+        min: u64,
+        max: u64,
+    ) -> Result<T, Error> {
+        let text = self.text(key, node)?;
+        let bad = || {
+            self.err(
+                key,
+                node.mark,
+                ErrorKind::InvalidValue,
+                format!("expected an integer from {min} to {max}, found `{}`", short(text)),
+            )
+        };
+        let value: u64 = text.trim().parse().map_err(|_| bad())?;
+        if !(min..=max).contains(&value) {
+            return Err(bad());
+        }
+        T::try_from(value).map_err(|_| bad())
+    }
+
+    fn boolean(&self, key: &str, node: &Node) -> Result<bool, Error> {
+        match self.text(key, node)?.trim() {
+            "true" | "True" | "TRUE" => Ok(true),
+            "false" | "False" | "FALSE" => Ok(false),
+            other => Err(self.err(
+                key,
+                node.mark,
+                ErrorKind::InvalidValue,
+                format!("expected true or false, found `{}`", short(other)),
+            )),
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &str, node: &Node, choices: &[(&str, T)]) -> Result<T, Error> {
+        let text = self.text(key, node)?;
+        if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
+            return Ok(*value);
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let hint = keys::did_you_mean(text, names.iter().copied())
+            .map(|m| format!("; did you mean `{m}`?"))
+            .unwrap_or_default();
+        Err(self.err(
+            key,
+            node.mark,
+            ErrorKind::InvalidValue,
+            format!(
+                "`{}` is not one of {}{hint}",
+                short(text),
+                names.join(", ")
+            ),
+        ))
+    }
+}
+
+/// A value shortened for an error message. Only non-secret keys are ever quoted.
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if s.len() < text.len() {
+        s.push('…');
+    }
+    s
+}
+
+fn unknown_key(
+    key: &str,
+    candidates: &[&'static str],
+    bare_root: bool,
+) -> String {
+    if let Some((_, hint)) = keys::HINTS.iter().find(|(k, _)| *k == key) {
+        return format!("unknown key `{key}`; {hint}");
+    }
+    if let Some(m) = keys::did_you_mean(key, candidates.iter().copied()) {
+        return format!("unknown key `{key}`; did you mean `{m}`?");
+    }
+    let mut message = format!("unknown key `{key}`");
+    if bare_root {
+        message.push_str(" (a TEA agent file keeps the catalog under settings.ltm.catalog)");
+    }
+    message
+}
+
+pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<CatalogConfig, Error> {
+    let mut origin = Origin {
+        file: file.to_string(),
+        prefix: prefix.to_string(),
+        catalog: catalog.mark,
+        marks: BTreeMap::new(),
+    };
+    let entries = catalog.as_map().unwrap_or_default();
+    let names: Vec<&'static str> = CATALOG_KEYS.iter().map(|k| k.name).collect();
+
+    // Unknown keys first: a typo is the likeliest mistake and the clearest to report.
+    for (key, _) in entries {
+        let name = key.as_scalar().unwrap_or_default();
+        if !names.contains(&name) {
+            return Err(Error::new(
+                ErrorKind::UnknownKey,
+                unknown_key(name, &names, prefix.is_empty()),
+            )
+            .at_path(origin.path(name))
+            .at_location(Some(key.mark.location(file))));
+        }
+        origin.marks.insert(name.to_string(), key.mark);
+    }
+    let get = |key: &str| catalog.get(key).filter(|n| !n.is_null());
+
+    let mut reader = Reader {
+        origin: &mut origin,
+        file,
+        base: String::new(),
+    };
+    let provider = match get("provider") {
+        Some(node) => reader.choice(
+            "provider",
+            node,
+            &Provider::ALL.map(|p| (p.as_str(), p)),
+        )?,
+        None => Provider::SelfHosted,
+    };
+    if let Some(node) = get("type") {
+        let kind = reader.text("type", node)?;
+        if kind != "postgres" {
+            return Err(reader.err(
+                "type",
+                node.mark,
+                ErrorKind::InvalidValue,
+                format!("`{}` is not served by tea-pgcloud, which handles type `postgres`", short(kind)),
+            ));
+        }
+    }
+
+    // Provider-specific keys under another provider.
+    for (key, _) in entries {
+        let name = key.as_scalar().unwrap_or_default();
+        let spec = CATALOG_KEYS.iter().find(|k| k.name == name);
+        if let Some(spec) = spec.filter(|s| !s.providers.is_empty()) {
+            if !spec.providers.contains(&provider) {
+                let list: Vec<&str> = spec.providers.iter().map(|p| p.as_str()).collect();
+                return Err(reader.err(
+                    name,
+                    key.mark,
+                    ErrorKind::Conflict,
+                    format!(
+                        "`{name}` applies to provider {} only, and provider is {provider}",
+                        list.join(" or ")
+                    ),
+                ));
+            }
+        }
+    }
+
+    let conflict = |reader: &Reader, a: &str, b: &str, why: &str| -> Error {
+        let mark = reader.origin.marks.get(b).copied().unwrap_or(catalog.mark);
+        reader.err(
+            b,
+            mark,
+            ErrorKind::Conflict,
+            format!("`{a}` and `{b}` cannot be used together: {why}"),
+        )
+    };
+
+    if get("connection_string").is_some() {
+        if provider.is_cloud() {
+            return Err(conflict(
+                &reader,
+                "connection_string",
+                "provider",
+                "a connection string is used as is; drop it to use the provider preset",
+            ));
+        }
+        for key in EXCLUDED_BY_CONNECTION_STRING {
+            if get(key).is_some() {
+                return Err(conflict(
+                    &reader,
+                    "connection_string",
+                    key,
+                    "the connection string already says where and how to connect (write it there)",
+                ));
+            }
+        }
+    }
+    if get("connection_name").is_some() {
+        for key in ["project", "region", "instance"] {
+            if get(key).is_some() && provider == Provider::Gcp {
+                return Err(conflict(
+                    &reader,
+                    "connection_name",
+                    key,
+                    "connection_name already names PROJECT:REGION:INSTANCE",
+                ));
+            }
+        }
+    }
+    if get("ssl_bundle").is_some() && get("sslrootcert").is_some() {
+        return Err(conflict(
+            &reader,
+            "sslrootcert",
+            "ssl_bundle",
+            "both name the root certificate file; keep one",
+        ));
+    }
+
+    let opt_string = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {
+        get(key).map(|n| reader.string(key, n)).transpose()
+    };
+    let connection_string = match get("connection_string") {
+        Some(node) => Some(Secret::new(reader.string("connection_string", node)?)),
+        None => None,
+    };
+    let host = opt_string(&reader, "host")?;
+    let port = get("port")
+        .map(|n| reader.integer::<u16>("port", n, 1, 65535))
+        .transpose()?;
+    let sslmode = get("sslmode")
+        .map(|n| {
+            reader.choice(
+                "sslmode",
+                n,
+                &SslMode::ALL.map(|m| (m.as_str(), m)),
+            )
+        })
+        .transpose()?;
+    let ip_type = get("ip_type")
+        .map(|n| {
+            reader.choice(
+                "ip_type",
+                n,
+                &[
+                    ("socket", IpType::Socket),
+                    ("public", IpType::Public),
+                    ("private", IpType::Private),
+                ],
+            )
+        })
+        .transpose()?;
+    let socket_dir = opt_string(&reader, "socket_dir")?;
+    if let (Some(dir), Some(node)) = (&socket_dir, get("socket_dir")) {
+        if !dir.starts_with('/') {
+            return Err(reader.err(
+                "socket_dir",
+                node.mark,
+                ErrorKind::InvalidValue,
+                "must be an absolute path (the Auth Proxy's --unix-socket directory)",
+            ));
+        }
+    }
+    if provider == Provider::Gcp {
+        match ip_type {
+            Some(IpType::Socket) if host.is_some() => {
+                return Err(conflict(
+                    &reader,
+                    "ip_type",
+                    "host",
+                    "with ip_type socket the host is the Auth Proxy's socket; give the instance IP with ip_type public or private",
+                ));
+            }
+            Some(IpType::Public | IpType::Private) if socket_dir.is_some() => {
+                return Err(conflict(
+                    &reader,
+                    "ip_type",
+                    "socket_dir",
+                    "socket_dir is for ip_type socket",
+                ));
+            }
+            _ => {}
+        }
+        if host.is_some() && socket_dir.is_some() {
+            return Err(conflict(
+                &reader,
+                "host",
+                "socket_dir",
+                "a host means a direct IP connection; socket_dir is for the Auth Proxy socket",
+            ));
+        }
+    }
+    let connection_name = opt_string(&reader, "connection_name")?;
+    if let (Some(name), Some(node)) = (&connection_name, get("connection_name")) {
+        if super::super::provider::gcp::split_connection_name(name).is_none() {
+            return Err(reader.err(
+                "connection_name",
+                node.mark,
+                ErrorKind::InvalidValue,
+                format!("`{}` is not PROJECT:REGION:INSTANCE", short(name)),
+            ));
+        }
+    }
+
+    let mut pool = PoolConfig::default();
+    if let Some(n) = get("min_size") {
+        pool.min_size = reader.integer("min_size", n, 0, 10_000)?;
+    }
+    if let Some(n) = get("max_size") {
+        pool.max_size = reader.integer("max_size", n, 1, 10_000)?;
+    }
+    if pool.min_size > pool.max_size {
+        return Err(reader.err(
+            "min_size",
+            get("min_size").map(|n| n.mark).unwrap_or(catalog.mark),
+            ErrorKind::Conflict,
+            format!(
+                "min_size ({}) is larger than max_size ({})",
+                pool.min_size, pool.max_size
+            ),
+        ));
+    }
+    if let Some(n) = get("auto_migrate") {
+        pool.auto_migrate = reader.boolean("auto_migrate", n)?;
+    }
+    if let Some(n) = get("lazy") {
+        pool.lazy = reader.boolean("lazy", n)?;
+    }
+
+    let credentials = match catalog.get("credentials") {
+        Some(node) => Some(credentials(&mut reader, node)?),
+        None => None,
+    };
+
+    let config = CatalogConfig {
+        connection_string,
+        provider,
+        host,
+        port,
+        database: opt_string(&reader, "database")?,
+        user: opt_string(&reader, "user")?,
+        sslmode,
+        sslrootcert: opt_string(&reader, "sslrootcert")?,
+        sslcert: opt_string(&reader, "sslcert")?,
+        sslkey: opt_string(&reader, "sslkey")?,
+        connect_timeout: get("connect_timeout")
+            .map(|n| reader.integer("connect_timeout", n, 0, u64::from(u32::MAX)))
+            .transpose()?,
+        application_name: opt_string(&reader, "application_name")?,
+        pool,
+        project: opt_string(&reader, "project")?,
+        region: opt_string(&reader, "region")?,
+        instance: opt_string(&reader, "instance")?,
+        connection_name,
+        ip_type,
+        socket_dir,
+        iam_auth: get("iam_auth")
+            .map(|n| reader.boolean("iam_auth", n))
+            .transpose()?
+            .unwrap_or(false),
+        ssl_bundle: opt_string(&reader, "ssl_bundle")?,
+        credentials,
+        origin: Origin::default(),
+    };
+    Ok(CatalogConfig { origin, ..config })
+}
+
+fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Error> {
+    let Some(entries) = node.as_map() else {
+        return Err(reader.err(
+            "credentials",
+            node.mark,
+            ErrorKind::InvalidValue,
+            format!("expected a mapping, found {}", node.type_name()),
+        ));
+    };
+    let names: Vec<&'static str> = CREDENTIAL_KEYS.iter().map(|k| k.name).collect();
+    for (key, _) in entries {
+        let name = key.as_scalar().unwrap_or_default();
+        if !names.contains(&name) {
+            let hint = match name {
+                "password" | "username" => format!(
+                    "unknown key `{name}`: credentials name where secrets live, never the secrets themselves; did you mean `{name}_key`?"
+                ),
+                _ => unknown_key(name, &names, false),
+            };
+            return Err(reader.err(
+                &format!("credentials.{name}"),
+                key.mark,
+                ErrorKind::UnknownKey,
+                hint,
+            ));
+        }
+        reader
+            .origin
+            .marks
+            .insert(format!("credentials.{name}"), key.mark);
+    }
+    let get = |key: &str| node.get(key).filter(|n| !n.is_null());
+    let path = |key: &str| format!("credentials.{key}");
+
+    let source = match get("source") {
+        Some(n) => reader.choice(
+            &path("source"),
+            n,
+            &[
+                ("env", SecretSource::Env),
+                ("gcp", SecretSource::Gcp),
+                ("aws", SecretSource::Aws),
+                ("azure", SecretSource::Azure),
+            ],
+        )?,
+        None => SecretSource::Env,
+    };
+    for (key, value) in entries {
+        let name = key.as_scalar().unwrap_or_default();
+        let spec = CREDENTIAL_KEYS.iter().find(|k| k.name == name);
+        if let Some(spec) = spec.filter(|s| !s.sources.is_empty()) {
+            if !spec.sources.contains(&source) && !value.is_null() {
+                let list: Vec<&str> = spec.sources.iter().map(|s| s.as_str()).collect();
+                return Err(reader.err(
+                    &path(name),
+                    key.mark,
+                    ErrorKind::Conflict,
+                    format!(
+                        "`{name}` applies to source {} only, and credentials.source is {}",
+                        list.join(" or "),
+                        source.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(_), Some(n)) = (get("secret_prefix"), get("secret_name")) {
+        return Err(reader.err(
+            &path("secret_name"),
+            n.mark,
+            ErrorKind::Conflict,
+            "`credentials.secret_prefix` and `credentials.secret_name` cannot be used together: one secret per key, or one JSON secret for all",
+        ));
+    }
+    let opt = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {
+        get(key).map(|n| reader.string(&path(key), n)).transpose()
+    };
+    // An empty prefix is allowed for env (no prefix at all); other strings must not be empty.
+    let prefix = match get("prefix") {
+        Some(n) => Some(reader.text(&path("prefix"), n)?.to_string()),
+        None => None,
+    };
+    let config = CredentialsConfig {
+        source,
+        username_key: opt(reader, "username_key")?.unwrap_or_else(|| "username".into()),
+        password_key: opt(reader, "password_key")?.unwrap_or_else(|| "password".into()),
+        prefix,
+        project_id: opt(reader, "project_id")?,
+        secret_prefix: opt(reader, "secret_prefix")?,
+        secret_name: opt(reader, "secret_name")?,
+        region: opt(reader, "region")?,
+        vault_url: opt(reader, "vault_url")?,
+    };
+    check_secret_names(reader, node, &config)?;
+    Ok(config)
+}
+
+/// Secret names each service accepts: GCP ids are letters, digits, `-` and `_` (at most 255);
+/// Key Vault names are letters, digits and `-` (at most 127), and `_` in a key maps to `-`.
+fn check_secret_names(
+    reader: &Reader,
+    node: &Node,
+    config: &CredentialsConfig,
+) -> Result<(), Error> {
+    let mark = |key: &str| node.get(key).map(|n| n.mark).unwrap_or(node.mark);
+    match config.source {
+        SecretSource::Gcp => {
+            let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            for key in ["secret_prefix", "secret_name"] {
+                let value = match key {
+                    "secret_prefix" => &config.secret_prefix,
+                    _ => &config.secret_name,
+                };
+                if let Some(value) = value {
+                    if let Some(bad) = value.chars().find(|c| !valid(*c)) {
+                        return Err(reader.err(
+                            &format!("credentials.{key}"),
+                            mark(key),
+                            ErrorKind::InvalidValue,
+                            format!(
+                                "`{}` is not a valid Secret Manager secret id: ids hold letters, digits, - and _ only (found `{bad}`); e.g. write `ltm-postgres-` for `ltm/postgres/`",
+                                short(value)
+                            ),
+                        ));
+                    }
+                }
+            }
+            for key in [&config.username_key, &config.password_key] {
+                let id = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""));
+                if config.secret_name.is_none() && (id.chars().any(|c| !valid(c)) || id.len() > 255)
+                {
+                    return Err(reader.err(
+                        "credentials",
+                        node.mark,
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "secret id `{}` is not valid for Secret Manager: at most 255 letters, digits, - and _",
+                            short(&id)
+                        ),
+                    ));
+                }
+            }
+        }
+        SecretSource::Azure => {
+            if let Some(prefix) = &config.secret_prefix {
+                if let Some(bad) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+                    return Err(reader.err(
+                        "credentials.secret_prefix",
+                        mark("secret_prefix"),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{}` is not a valid Key Vault secret name prefix: names hold letters, digits and - only (found `{bad}`)",
+                            short(prefix)
+                        ),
+                    ));
+                }
+            }
+            match &config.vault_url {
+                None => {
+                    return Err(reader.err(
+                        "credentials.vault_url",
+                        node.mark,
+                        ErrorKind::Missing,
+                        "credentials.source azure needs vault_url (https://NAME.vault.azure.net)",
+                    ));
+                }
+                Some(url) if !url.starts_with("https://") || url.len() <= "https://".len() => {
+                    return Err(reader.err(
+                        "credentials.vault_url",
+                        mark("vault_url"),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{}` is not an https URL: Key Vault is reached over https (https://NAME.vault.azure.net)",
+                            short(url)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        SecretSource::Aws | SecretSource::Env => {}
+    }
+    Ok(())
+}

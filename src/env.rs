@@ -1,0 +1,81 @@
+//! The process environment, behind a trait so that tests and vector cases never read the real one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// What the configuration pipeline may ask of its surroundings: environment variables and
+/// whether a file exists (libpq's default `~/.postgresql/root.crt` rule depends on it).
+pub trait Environment {
+    /// The value of an environment variable; `None` when unset or not valid Unicode.
+    fn var(&self, name: &str) -> Option<String>;
+
+    /// Whether a regular file exists at `path`.
+    fn is_file(&self, path: &str) -> bool;
+}
+
+/// The real process environment and file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn is_file(&self, path: &str) -> bool {
+        Path::new(path).is_file()
+    }
+}
+
+/// A fixed environment: the variables and files it is given, nothing else.
+///
+/// ```
+/// use tea_pgcloud::env::{Environment, MapEnv};
+/// let env = MapEnv::new().with_var("RDS_HOSTNAME", "db.example.com");
+/// assert_eq!(env.var("RDS_HOSTNAME").as_deref(), Some("db.example.com"));
+/// assert_eq!(env.var("HOME"), None);
+/// ```
+#[derive(Clone, Default)]
+pub struct MapEnv {
+    vars: BTreeMap<String, String>,
+    files: BTreeSet<String>,
+}
+
+impl MapEnv {
+    /// An empty environment with no files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a variable.
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds a file that [`Environment::is_file`] reports as existing.
+    pub fn with_file(mut self, path: impl Into<String>) -> Self {
+        self.files.insert(path.into());
+        self
+    }
+}
+
+impl std::fmt::Debug for MapEnv {
+    // Values may be secrets (POSTGRES_PASSWORD): print the names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapEnv")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl Environment for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    fn is_file(&self, path: &str) -> bool {
+        self.files.contains(path)
+    }
+}

@@ -1,0 +1,192 @@
+//! Errors, grouped by what the caller should do about them.
+//!
+//! Every error that comes from the configuration carries the dotted YAML path of the value at
+//! fault (`settings.ltm.catalog.sslmode`) and, where the text came from a file, its line and
+//! column. Messages name keys and variables, never a secret value.
+
+use std::fmt;
+
+/// The error classes shared by `ping --json`, the conformance matrix and the vector files.
+///
+/// They say what went wrong in terms a caller can act on; see DESIGN.md ("Ping JSON").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// TLS was required and the server refused it.
+    ServerNoTls,
+    /// The server certificate does not chain to a trusted root.
+    UntrustedCert,
+    /// The server certificate does not name the host.
+    HostnameMismatch,
+    /// The server certificate has expired (or is not yet valid).
+    ExpiredCert,
+    /// `pg_hba.conf` refused this encryption or user.
+    Rejected,
+    /// Wrong password, token or user.
+    AuthFailed,
+    /// No server answered.
+    Unreachable,
+    /// The configuration is wrong: fix it, do not retry.
+    Config,
+    /// Credentials could not be obtained from their source.
+    Credentials,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorClass {
+    /// The class as written in JSON and vector files (`server-no-tls`, `config`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerNoTls => "server-no-tls",
+            Self::UntrustedCert => "untrusted-cert",
+            Self::HostnameMismatch => "hostname-mismatch",
+            Self::ExpiredCert => "expired-cert",
+            Self::Rejected => "rejected",
+            Self::AuthFailed => "auth-failed",
+            Self::Unreachable => "unreachable",
+            Self::Config => "config",
+            Self::Credentials => "credentials",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in a source text something stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file name as the user gave it (`<stdin>` for standard input).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// What kind of configuration problem an [`Error`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The text is not valid YAML.
+    Syntax,
+    /// No catalog mapping was found (neither `settings.ltm.catalog` nor a bare catalog).
+    NoCatalog,
+    /// A key the catalog does not know.
+    UnknownKey,
+    /// A value of the wrong type or outside the allowed set.
+    InvalidValue,
+    /// A required value is missing.
+    Missing,
+    /// Two keys that cannot be used together.
+    Conflict,
+    /// A `${VAR}` reference that cannot be expanded.
+    Expansion,
+    /// A libpq connection string libpq would refuse.
+    ConnInfo,
+    /// A file could not be read.
+    Io,
+}
+
+impl ErrorKind {
+    /// A stable lower-case name, used in vector files and JSON (`unknown-key`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Syntax => "syntax",
+            Self::NoCatalog => "no-catalog",
+            Self::UnknownKey => "unknown-key",
+            Self::InvalidValue => "invalid-value",
+            Self::Missing => "missing",
+            Self::Conflict => "conflict",
+            Self::Expansion => "expansion",
+            Self::ConnInfo => "conninfo",
+            Self::Io => "io",
+        }
+    }
+}
+
+/// A configuration error: what is wrong, at which YAML path, where in the file.
+///
+/// `Display` renders `FILE:LINE:COL: PATH: message`, leaving out the parts that are unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    path: Option<String>,
+    location: Option<Location>,
+    message: String,
+}
+
+impl Error {
+    /// A new error of `kind` with `message`; the message must not hold a secret value.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            path: None,
+            location: None,
+            message: message.into(),
+        }
+    }
+
+    /// Sets the dotted YAML path the error is about.
+    pub fn at_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Sets the location in the source text.
+    pub fn at_location(mut self, location: Option<Location>) -> Self {
+        self.location = location;
+        self
+    }
+
+    /// What kind of problem this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The class shared with `ping` and the conformance matrix; always `config` for now.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Config
+    }
+
+    /// The dotted YAML path, when known.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// The location in the source text, when known.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    /// The message without path or location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(location) = &self.location {
+            write!(f, "{location}: ")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,46 @@
+//! tea-pgcloud: The Edge Agent's long-term-memory catalog on managed PostgreSQL.
+//!
+//! The offline core turns a catalog configuration (YAML, `settings.ltm.catalog`) into a
+//! [`plan::ConnectPlan`]:
+//!
+//! ```text
+//! YAML -> config::load_str -> (expand, validate) -> CatalogConfig -> provider::plan -> ConnectPlan
+//! ```
+//!
+//! ```
+//! use tea_pgcloud::{config, env::MapEnv, provider};
+//! let yaml = "
+//! settings:
+//!   ltm:
+//!     catalog:
+//!       type: postgres
+//!       provider: gcp
+//!       project: my-project
+//!       region: us-central1
+//!       instance: ltm-catalog
+//!       database: ltm
+//! ";
+//! let env = MapEnv::new();
+//! let config = config::load_str(yaml, "agent.yaml", &env)?;
+//! let plan = provider::plan(&config, &env)?;
+//! assert_eq!(plan.hosts[0].host, "/cloudsql/my-project:us-central1:ltm-catalog");
+//! assert_eq!(plan.tls.as_str(), "disable"); // a unix socket never uses TLS
+//! # Ok::<(), tea_pgcloud::error::Error>(())
+//! ```
+//!
+//! The cargo features `aws`, `gcp` and `azure` will carry the cloud SDK integrations (secrets
+//! backends and IAM tokens); for now they add nothing. `conformance` and `docker` will carry the
+//! live suite; for now `cargo test --features conformance` runs the offline suite.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod conninfo;
+pub mod env;
+pub mod error;
+pub mod plan;
+pub mod provider;
+pub mod secret;
+pub mod sslmode;
+pub mod vectors;
+pub mod yaml;

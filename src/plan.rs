@@ -1,0 +1,325 @@
+//! [`ConnectPlan`]: where and how to connect, as plain data. No network, no secret values.
+//!
+//! `tea-pgcloud plan --json` prints [`ConnectPlan::to_json`]; its fields are a contract
+//! (DESIGN.md, "Plan JSON").
+
+use std::fmt;
+
+use serde_json::{Value, json};
+
+use crate::config::{CredentialsConfig, PoolConfig, Provider};
+use crate::conninfo::ConnInfo;
+use crate::error::Location;
+use crate::secret::Secret;
+use crate::sslmode::{SslMode, TlsPolicy};
+
+/// libpq's default port.
+pub const DEFAULT_PORT: u16 = 5432;
+
+/// What produced the plan: a provider preset, or a connection string used as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanKind {
+    /// A provider preset.
+    Provider(Provider),
+    /// `connection_string`.
+    ConnectionString,
+}
+
+impl PlanKind {
+    /// As the plan JSON writes it (`gcp`, ..., `connection-string`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider(p) => p.as_str(),
+            Self::ConnectionString => "connection-string",
+        }
+    }
+}
+
+/// Which IAM / Entra token a password comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamKind {
+    /// An RDS / Aurora IAM auth token (SigV4, `rds-db`).
+    AwsRds,
+    /// A Cloud SQL IAM login (OAuth2 access token).
+    Gcp,
+    /// A Microsoft Entra ID token for Azure Database for PostgreSQL.
+    Azure,
+}
+
+impl IamKind {
+    /// As written after `iam:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwsRds => "aws-rds",
+            Self::Gcp => "gcp",
+            Self::Azure => "azure",
+        }
+    }
+}
+
+/// Where the user name or the password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Nowhere: libpq's default applies (the OS user; no password).
+    None,
+    /// Written in the configuration (the YAML `user`, or the connection string).
+    Literal,
+    /// An environment variable, by name.
+    Env(String),
+    /// A secrets backend (`env`, `gcp`, `aws`, `azure`) and the key or secret within it.
+    Secret {
+        /// The backend.
+        backend: &'static str,
+        /// What is looked up: a variable, a secret resource name, `NAME#json-key`.
+        key: String,
+    },
+    /// A short-lived IAM / Entra token.
+    Iam(IamKind),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("none"),
+            Self::Literal => f.write_str("literal"),
+            Self::Env(name) => write!(f, "env:{name}"),
+            Self::Secret { backend, key } => write!(f, "secret:{backend}:{key}"),
+            Self::Iam(kind) => write!(f, "iam:{}", kind.as_str()),
+        }
+    }
+}
+
+/// One host to try, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name, IP address, or unix-socket directory (starts with `/`).
+    pub host: String,
+    /// TCP port, or the socket file's number (`.s.PGSQL.PORT`).
+    pub port: u16,
+    /// The address to dial instead of resolving `host` (libpq `hostaddr`).
+    pub hostaddr: Option<String>,
+}
+
+impl HostPort {
+    /// Whether this is a unix-socket directory (never TLS).
+    pub fn is_socket(&self) -> bool {
+        self.hostaddr.is_none() && (self.host.starts_with('/') || self.host.starts_with('@'))
+    }
+}
+
+/// Something valid but probably not what the user wants (TLS weaker than verify-full, a root
+/// certificate file that does not exist here, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The dotted YAML path it is about.
+    pub path: String,
+    /// Where that key (or the catalog) stands.
+    pub location: Location,
+    /// What to know.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: warning: {}: {}", self.location, self.path, self.message)
+    }
+}
+
+/// Where and how to connect. Plain data; `Debug` never shows the password.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectPlan {
+    /// What produced it.
+    pub kind: PlanKind,
+    /// The hosts, in the order libpq tries them.
+    pub hosts: Vec<HostPort>,
+    /// Database name; `None` leaves libpq's default (the user name).
+    pub dbname: Option<String>,
+    /// The user name when known before credentials are resolved.
+    pub user: Option<String>,
+    /// Where the user name comes from.
+    pub user_source: Source,
+    /// Where the password comes from.
+    pub password_source: Source,
+    /// The `sslmode` handed to libpq (written, or the preset's default).
+    pub sslmode: SslMode,
+    /// The root certificate file in effect (written, or libpq's default file when it exists).
+    pub sslrootcert: Option<String>,
+    /// The TLS behaviour after libpq's rules; `disable` when every host is a unix socket.
+    pub tls: TlsPolicy,
+    /// Cloud region, when known (aws: signs IAM tokens).
+    pub region: Option<String>,
+    /// gcp: `PROJECT:REGION:INSTANCE`, when known.
+    pub instance_connection_name: Option<String>,
+    /// aws: what kind of RDS endpoint the host is (`instance`, `cluster`, `proxy`, ...).
+    pub aws_endpoint: Option<&'static str>,
+    /// Every libpq keyword to connect with, never the password.
+    pub params: ConnInfo,
+    /// A password written in the connection string.
+    pub password: Option<Secret>,
+    /// The credentials block, for the secrets backends.
+    pub credentials: Option<CredentialsConfig>,
+    /// Pool and catalog behaviour.
+    pub pool: PoolConfig,
+    /// Things the user should know.
+    pub warnings: Vec<Warning>,
+}
+
+impl ConnectPlan {
+    /// The libpq key=value string, without the password.
+    pub fn conninfo(&self) -> String {
+        self.params.to_keyword_value()
+    }
+
+    /// The `postgresql://` URI, without the password.
+    pub fn uri(&self) -> String {
+        self.params.to_uri()
+    }
+
+    /// The plan JSON of DESIGN.md: every contract field always present (null where not
+    /// applicable), then this crate's extensions.
+    pub fn to_json(&self) -> Value {
+        let hosts: Vec<Value> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let mut v = json!({"host": h.host, "port": h.port});
+                if let Some(addr) = &h.hostaddr {
+                    v["hostaddr"] = json!(addr);
+                }
+                v
+            })
+            .collect();
+        json!({
+            "provider": self.kind.as_str(),
+            "hosts": hosts,
+            "dbname": self.dbname,
+            "user": self.user,
+            "user_source": self.user_source.to_string(),
+            "password_source": self.password_source.to_string(),
+            "sslmode": self.sslmode.as_str(),
+            "sslrootcert": self.sslrootcert,
+            "tls": self.tls.as_str(),
+            "conninfo": self.conninfo(),
+            "uri": self.uri(),
+            "region": self.region,
+            "instance_connection_name": self.instance_connection_name,
+            "aws_endpoint": self.aws_endpoint,
+            "pool": {
+                "min_size": self.pool.min_size,
+                "max_size": self.pool.max_size,
+                "auto_migrate": self.pool.auto_migrate,
+                "lazy": self.pool.lazy,
+            },
+            "warnings": self.warnings.iter().map(|w| json!({"path": w.path, "message": w.message})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The hosts libpq would try for these keywords: `host`, `hostaddr` and `port` are
+/// comma-separated lists; one port applies to every host, otherwise the counts must match.
+pub fn hosts_of(params: &ConnInfo) -> Result<Vec<HostPort>, String> {
+    let split = |key: &str| -> Vec<String> {
+        params
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let hosts = split("host");
+    let addrs = split("hostaddr");
+    let ports = split("port");
+    let count = hosts.len().max(addrs.len());
+    if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
+        return Err(format!(
+            "could not match {} host names to {} hostaddr values",
+            hosts.len(),
+            addrs.len()
+        ));
+    }
+    if ports.len() > 1 && ports.len() != count {
+        return Err(format!(
+            "could not match {} port numbers to {} hosts",
+            ports.len(),
+            count
+        ));
+    }
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let port_text = ports
+            .get(if ports.len() == 1 { 0 } else { i })
+            .map(|p| p.trim())
+            .unwrap_or("");
+        let port = if port_text.is_empty() {
+            DEFAULT_PORT
+        } else {
+            match port_text.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("invalid port number: \"{port_text}\"")),
+            }
+        };
+        let hostaddr = addrs.get(i).filter(|a| !a.is_empty()).cloned();
+        let host = match hosts.get(i).filter(|h| !h.is_empty()) {
+            Some(h) => h.clone(),
+            None => hostaddr.clone().unwrap_or_default(),
+        };
+        out.push(HostPort {
+            host,
+            port,
+            hostaddr,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(s: &str) -> ConnInfo {
+        ConnInfo::parse(s).expect("valid conninfo")
+    }
+
+    #[test]
+    fn one_port_serves_every_host() {
+        let hosts = hosts_of(&params("host=a,b port=6432")).expect("valid");
+        assert_eq!(
+            hosts.iter().map(|h| (h.host.as_str(), h.port)).collect::<Vec<_>>(),
+            [("a", 6432), ("b", 6432)]
+        );
+    }
+
+    #[test]
+    fn ports_pair_with_hosts_and_empty_means_default() {
+        let hosts = hosts_of(&params("host=a,b,/tmp port=1,,3")).expect("valid");
+        assert_eq!(
+            hosts.iter().map(|h| (h.host.as_str(), h.port, h.is_socket())).collect::<Vec<_>>(),
+            [("a", 1, false), ("b", 5432, false), ("/tmp", 3, true)]
+        );
+    }
+
+    #[test]
+    fn mismatched_lists_are_refused() {
+        assert!(hosts_of(&params("host=a,b,c port=1,2")).is_err());
+        assert!(hosts_of(&params("host=a port=x")).is_err());
+        assert!(hosts_of(&params("host=a,b hostaddr=1.2.3.4")).is_err());
+    }
+
+    #[test]
+    fn hostaddr_stands_in_for_a_missing_host() {
+        let hosts = hosts_of(&params("hostaddr=10.0.0.1")).expect("valid");
+        assert_eq!(hosts[0].host, "10.0.0.1");
+        assert_eq!(hosts[0].hostaddr.as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn sources_print_as_the_contract_says() {
+        assert_eq!(Source::None.to_string(), "none");
+        assert_eq!(Source::Env("RDS_X".into()).to_string(), "env:RDS_X");
+        assert_eq!(Source::Iam(IamKind::AwsRds).to_string(), "iam:aws-rds");
+        let secret = Source::Secret {
+            backend: "aws",
+            key: "prod/ltm#password".into(),
+        };
+        assert_eq!(secret.to_string(), "secret:aws:prod/ltm#password");
+    }
+}

@@ -1,0 +1,57 @@
+//! `connection_string`: a libpq string used as is, in meaning. Its keywords pass through
+//! (including `verify-full`, `sslrootcert` and keywords newer than libpq 15); only the
+//! password is taken out of the printable keywords.
+
+use super::Target;
+use crate::config::CatalogConfig;
+use crate::conninfo::ConnInfo;
+use crate::error::{Error, ErrorKind};
+use crate::plan::{PlanKind, Source};
+use crate::secret::Secret;
+use crate::sslmode::SslMode;
+
+pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
+    let origin = &config.origin;
+    let text = config
+        .connection_string
+        .as_ref()
+        .map(Secret::expose)
+        .unwrap_or_default();
+    let mut params = ConnInfo::parse(text)
+        .map_err(|e| origin.error("connection_string", ErrorKind::ConnInfo, e.to_string()))?;
+    // libpq's default when the string says nothing.
+    let mut target = Target::new(PlanKind::ConnectionString, SslMode::Prefer);
+    target.host_key = "connection_string";
+    target.write_sslmode = false;
+    if let Some(password) = params.remove("password") {
+        if config.credentials.is_some() {
+            return Err(origin.error(
+                "credentials",
+                ErrorKind::Conflict,
+                "`connection_string` holds a password and `credentials` supplies one: keep one",
+            ));
+        }
+        target.password = Some(Secret::new(password));
+    }
+    if let Some(mode) = params.get("sslmode") {
+        target.sslmode = Some(mode.parse().map_err(|()| {
+            origin.error(
+                "connection_string",
+                ErrorKind::InvalidValue,
+                format!(
+                    "invalid sslmode value: \"{}\" (one of {})",
+                    mode.chars().take(40).collect::<String>(),
+                    SslMode::allowed()
+                ),
+            )
+        })?);
+    }
+    if let Some(root) = params.get("sslrootcert") {
+        target.root_cert = Some(("connection_string", root.to_string()));
+    }
+    if params.get("user").is_some() {
+        target.user_source = Source::Literal;
+    }
+    target.params = params;
+    Ok(target)
+}

@@ -1,0 +1,399 @@
+//! Provider presets: a validated [`CatalogConfig`] to a [`ConnectPlan`].
+//!
+//! Each provider module turns the configuration (and its environment-variable fallbacks) into a
+//! [`Target`]: the libpq keywords, the default `sslmode`, the root certificate and where the
+//! user name comes from. [`plan`] then applies what every provider shares: libpq's TLS rules,
+//! credential sources and warnings.
+//!
+//! ```
+//! use tea_pgcloud::config::load_str;
+//! use tea_pgcloud::env::MapEnv;
+//! use tea_pgcloud::provider::plan;
+//! let env = MapEnv::new().with_var("RDS_HOSTNAME", "ltm.abc123.us-east-1.rds.amazonaws.com");
+//! let config = load_str("provider: aws\nuser: app\niam_auth: true\n", "c.yaml", &env).unwrap();
+//! let plan = plan(&config, &env).unwrap();
+//! assert_eq!(plan.region.as_deref(), Some("us-east-1"));
+//! assert_eq!(plan.password_source.to_string(), "iam:aws-rds");
+//! assert_eq!(plan.tls.as_str(), "require");
+//! ```
+
+pub mod aws;
+pub mod azure;
+mod connection_string;
+pub mod gcp;
+mod self_hosted;
+
+use crate::config::{CatalogConfig, CredentialField, CredentialsConfig, Provider, SecretSource};
+use crate::conninfo::ConnInfo;
+use crate::env::Environment;
+use crate::error::{Error, ErrorKind};
+use crate::plan::{ConnectPlan, HostPort, IamKind, PlanKind, Source, Warning, hosts_of};
+use crate::secret::Secret;
+use crate::sslmode::{RootCert, SslMode, effective_tls};
+
+/// What a provider preset decides; [`plan`] finishes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub kind: PlanKind,
+    /// Every libpq keyword but `sslmode` and the password.
+    pub params: ConnInfo,
+    /// The YAML key that holds the hosts (for errors about them).
+    pub host_key: &'static str,
+    /// `sslmode` as written.
+    pub sslmode: Option<SslMode>,
+    /// The preset's `sslmode` when none is written.
+    pub default_sslmode: SslMode,
+    /// Whether to write `sslmode` into the plan's keywords (presets do; a connection string
+    /// is left as written).
+    pub write_sslmode: bool,
+    /// The YAML key and path of a configured root certificate.
+    pub root_cert: Option<(&'static str, String)>,
+    /// Where the user in `params` came from, when there is one.
+    pub user_source: Source,
+    /// A password written in a connection string.
+    pub password: Option<Secret>,
+    /// The IAM token that serves as password.
+    pub iam: Option<IamKind>,
+    /// Cloud region.
+    pub region: Option<String>,
+    /// gcp instance connection name.
+    pub instance_connection_name: Option<String>,
+    /// aws endpoint kind.
+    pub aws_endpoint: Option<&'static str>,
+    /// Warnings found so far.
+    pub warnings: Vec<Warning>,
+}
+
+impl Target {
+    pub(crate) fn new(kind: PlanKind, default_sslmode: SslMode) -> Self {
+        Self {
+            kind,
+            params: ConnInfo::new(),
+            host_key: "host",
+            sslmode: None,
+            default_sslmode,
+            write_sslmode: true,
+            root_cert: None,
+            user_source: Source::None,
+            password: None,
+            iam: None,
+            region: None,
+            instance_connection_name: None,
+            aws_endpoint: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Sets a libpq keyword that this crate knows to exist.
+    pub(crate) fn set(&mut self, key: &str, value: impl Into<String>) {
+        // Only keywords from conninfo::KEYWORDS are passed here, so this cannot fail.
+        let known = self.params.set(key, value);
+        debug_assert!(known.is_ok(), "{key} is a libpq keyword");
+    }
+}
+
+/// Builds the plan for a validated configuration. Reads only the environment it is given; never
+/// fetches a secret.
+pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, Error> {
+    let mut target = if config.connection_string.is_some() {
+        connection_string::target(config)?
+    } else {
+        let mut target = match config.provider {
+            Provider::Gcp => gcp::target(config, env)?,
+            Provider::Aws => aws::target(config, env)?,
+            Provider::Azure => azure::target(config, env)?,
+            Provider::SelfHosted => self_hosted::target(config),
+        };
+        common_keywords(config, &mut target);
+        target
+    };
+    finish(config, env, &mut target)
+}
+
+/// The keys every preset passes to libpq unchanged.
+fn common_keywords(config: &CatalogConfig, target: &mut Target) {
+    target.sslmode = config.sslmode;
+    if let Some(root) = config.sslrootcert.as_ref() {
+        target.root_cert = Some(("sslrootcert", root.clone()));
+    }
+    for (key, value) in [
+        ("sslcert", &config.sslcert),
+        ("sslkey", &config.sslkey),
+        ("application_name", &config.application_name),
+    ] {
+        if let Some(value) = value {
+            target.set(key, value.clone());
+        }
+    }
+    if let Some(timeout) = config.connect_timeout {
+        target.set("connect_timeout", timeout.to_string());
+    }
+}
+
+/// The path of libpq's default root certificate, `$HOME/.postgresql/root.crt`.
+pub fn default_root_cert(env: &dyn Environment) -> Option<String> {
+    env.var("HOME")
+        .filter(|home| !home.is_empty())
+        .map(|home| format!("{}/.postgresql/root.crt", home.trim_end_matches('/')))
+}
+
+fn finish(
+    config: &CatalogConfig,
+    env: &dyn Environment,
+    target: &mut Target,
+) -> Result<ConnectPlan, Error> {
+    let origin = &config.origin;
+    let hosts = hosts_of(&target.params)
+        .map_err(|e| origin.error(target.host_key, ErrorKind::InvalidValue, e))?;
+    let all_sockets = !hosts.is_empty() && hosts.iter().all(HostPort::is_socket);
+
+    // libpq: a root certificate file that exists turns on chain verification; `system`
+    // means the OS store and demands verify-full.
+    let (root, sslrootcert) = match &target.root_cert {
+        Some((_, path)) if path == "system" => (RootCert::System, Some(path.clone())),
+        Some((key, path)) => {
+            if env.is_file(path) {
+                (RootCert::File, Some(path.clone()))
+            } else {
+                if !all_sockets {
+                    target.warnings.push(Warning {
+                        path: origin.path(key),
+                        location: origin.location(key),
+                        message: format!(
+                            "root certificate file {path} does not exist here: under require libpq would not verify the server, and verify-ca / verify-full would fail"
+                        ),
+                    });
+                }
+                (RootCert::Absent, Some(path.clone()))
+            }
+        }
+        None => match default_root_cert(env).filter(|p| env.is_file(p)) {
+            Some(path) => (RootCert::File, Some(path)),
+            None => (RootCert::Absent, None),
+        },
+    };
+    let sslmode = match (target.sslmode, root) {
+        (Some(mode), _) => mode,
+        (None, RootCert::System) => SslMode::VerifyFull,
+        (None, _) => target.default_sslmode,
+    };
+    let sslmode_key = if origin.has("sslmode") || config.connection_string.is_none() {
+        "sslmode"
+    } else {
+        "connection_string"
+    };
+    let mut tls = effective_tls(sslmode, root)
+        .map_err(|e| origin.error(sslmode_key, ErrorKind::Conflict, e))?;
+    if all_sockets {
+        tls = SslMode::Disable;
+    }
+    if target.write_sslmode {
+        target.set("sslmode", sslmode.as_str());
+    }
+    if let Some((_, path)) = target.root_cert.clone() {
+        target.set("sslrootcert", path);
+    }
+    if !all_sockets && tls < SslMode::VerifyFull {
+        let message = match tls {
+            SslMode::VerifyCa => {
+                "TLS is verify-ca: the certificate chain is checked but not the host name".to_string()
+            }
+            SslMode::Disable => "TLS is disabled: traffic and passwords cross the network in clear".to_string(),
+            other => format!(
+                "TLS is {other}: the server's identity is not verified (a root certificate and sslmode verify-full close that gap)"
+            ),
+        };
+        target.warnings.push(Warning {
+            path: origin.path(sslmode_key),
+            location: origin.location(sslmode_key),
+            message,
+        });
+    }
+
+    let credentials = config.credentials.as_ref();
+    let password_source = match (target.iam, credentials, &target.password) {
+        (Some(kind), _, _) => Source::Iam(kind),
+        (None, _, Some(_)) => Source::Literal,
+        (None, Some(creds), None) => secret_source(config, creds, CredentialField::Password, env, &mut target.warnings)?,
+        (None, None, None) => Source::None,
+    };
+    let user_source = match (&target.user_source, credentials) {
+        (Source::None, Some(creds)) => secret_source(config, creds, CredentialField::Username, env, &mut target.warnings)?,
+        (Source::None, None) if target.iam == Some(IamKind::Gcp) => Source::Iam(IamKind::Gcp),
+        (source, _) => source.clone(),
+    };
+
+    Ok(ConnectPlan {
+        kind: target.kind,
+        hosts,
+        dbname: target.params.get("dbname").map(str::to_string),
+        user: target.params.get("user").map(str::to_string),
+        user_source,
+        password_source,
+        sslmode,
+        sslrootcert,
+        tls,
+        region: target.region.clone(),
+        instance_connection_name: target.instance_connection_name.clone(),
+        aws_endpoint: target.aws_endpoint,
+        params: target.params.clone(),
+        password: target.password.clone(),
+        credentials: config.credentials.clone(),
+        pool: config.pool,
+        warnings: std::mem::take(&mut target.warnings),
+    })
+}
+
+/// Where a credential is looked up, as the plan shows it. For `env` the first variable of the
+/// lookup order that is set (else the first one, with a warning); for the cloud backends the
+/// secret that will be read first.
+fn secret_source(
+    config: &CatalogConfig,
+    creds: &CredentialsConfig,
+    field: CredentialField,
+    env: &dyn Environment,
+    warnings: &mut Vec<Warning>,
+) -> Result<Source, Error> {
+    let keys = creds.lookup_keys(field);
+    let key = match field {
+        CredentialField::Username => &creds.username_key,
+        CredentialField::Password => &creds.password_key,
+    };
+    let origin = &config.origin;
+    let (backend, key) = match creds.source {
+        SecretSource::Env => {
+            return Ok(match keys.iter().find(|k| env.var(k).is_some()) {
+                Some(name) => Source::Env(name.clone()),
+                None => {
+                    warnings.push(Warning {
+                        path: origin.path("credentials"),
+                        location: origin.location("credentials"),
+                        message: format!("none of {} is set here", keys.join(", ")),
+                    });
+                    Source::Env(keys[0].clone())
+                }
+            });
+        }
+        SecretSource::Gcp => {
+            let project = creds
+                .project_id
+                .clone()
+                .or_else(|| config.project.clone())
+                .or_else(|| {
+                    config
+                        .connection_name
+                        .as_deref()
+                        .and_then(gcp::split_connection_name)
+                        .map(|(p, _, _)| p.to_string())
+                })
+                .or_else(|| env.var("GOOGLE_CLOUD_PROJECT").filter(|p| !p.is_empty()))
+                .ok_or_else(|| {
+                    origin.error(
+                        "credentials.project_id",
+                        ErrorKind::Missing,
+                        "credentials.source gcp needs project_id (or the catalog's project, or GOOGLE_CLOUD_PROJECT)",
+                    )
+                })?;
+            let resource = match &creds.secret_name {
+                Some(name) => format!("projects/{project}/secrets/{name}/versions/latest#{key}"),
+                None => format!(
+                    "projects/{project}/secrets/{}{key}/versions/latest",
+                    creds.secret_prefix.as_deref().unwrap_or("")
+                ),
+            };
+            ("gcp", resource)
+        }
+        SecretSource::Aws => {
+            let name = match (&creds.secret_name, &creds.secret_prefix) {
+                (Some(name), _) => format!("{name}#{key}"),
+                (None, Some(prefix)) => format!("{prefix}{key}"),
+                (None, None) => {
+                    return Err(origin.error(
+                        "credentials",
+                        ErrorKind::Missing,
+                        "credentials.source aws needs secret_name (one JSON secret) or secret_prefix (one secret per key)",
+                    ));
+                }
+            };
+            ("aws", name)
+        }
+        SecretSource::Azure => {
+            let vault = creds
+                .vault_url
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end_matches('/');
+            let name = format!("{}{key}", creds.secret_prefix.as_deref().unwrap_or(""))
+                .replace('_', "-");
+            if name.len() > 127 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(origin.error(
+                    "credentials",
+                    ErrorKind::InvalidValue,
+                    format!("Key Vault secret name `{name}` is not valid: at most 127 letters, digits and -"),
+                ));
+            }
+            ("azure", format!("{vault}/secrets/{name}"))
+        }
+    };
+    Ok(Source::Secret { backend, key })
+}
+
+/// The story's entry point, kept under the name other TEA ports use: the connection string
+/// for a configuration and resolved credentials, password included (escaped by libpq's URI
+/// rules). It is returned as a [`Secret`] so that it cannot be logged by accident.
+///
+/// `credentials` fills the user and password that the plan leaves to a secrets backend; a user
+/// or password written in the configuration wins.
+///
+/// ```
+/// use tea_pgcloud::config::load_str;
+/// use tea_pgcloud::env::MapEnv;
+/// use tea_pgcloud::provider::{build_provider_connection_string, ResolvedCredentials};
+/// use tea_pgcloud::secret::Secret;
+/// let env = MapEnv::new();
+/// let config = load_str("provider: self-hosted\nhost: db\ndatabase: ltm\n", "c.yaml", &env).unwrap();
+/// let creds = ResolvedCredentials { username: Some("app".into()), password: Some(Secret::new("p@ss/w:rd#1")) };
+/// let dsn = build_provider_connection_string(config.provider, &creds, &config, &env).unwrap();
+/// assert_eq!(dsn.expose(), "postgresql://app:p%40ss%2Fw%3Ard%231@db:5432/ltm?sslmode=prefer");
+/// ```
+pub fn build_provider_connection_string(
+    provider: Provider,
+    credentials: &ResolvedCredentials,
+    config: &CatalogConfig,
+    env: &dyn Environment,
+) -> Result<Secret, Error> {
+    if provider != config.provider {
+        return Err(config.origin.error(
+            "provider",
+            ErrorKind::Conflict,
+            format!(
+                "asked to build for provider {provider}, but the configuration says {}",
+                config.provider
+            ),
+        ));
+    }
+    let plan = plan(config, env)?;
+    let mut params = plan.params.clone();
+    if params.get("user").is_none() {
+        if let Some(user) = &credentials.username {
+            params.set("user", user.clone()).map_err(|e| {
+                config.origin.error("user", ErrorKind::InvalidValue, e.to_string())
+            })?;
+        }
+    }
+    if let Some(password) = plan.password.as_ref().or(credentials.password.as_ref()) {
+        params
+            .set("password", password.expose())
+            .map_err(|e| config.origin.error("credentials", ErrorKind::InvalidValue, e.to_string()))?;
+    }
+    Ok(Secret::new(params.to_uri()))
+}
+
+/// A user name and password obtained from a secrets backend or token provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedCredentials {
+    /// The user name, when the backend gave one.
+    pub username: Option<String>,
+    /// The password or token.
+    pub password: Option<Secret>,
+}

@@ -1,0 +1,140 @@
+//! libpq's `sslmode` and the TLS policy it amounts to.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// libpq's six `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SslMode {
+    /// Plain only.
+    Disable,
+    /// Plain first; TLS (unverified) only if the server refuses plain.
+    Allow,
+    /// TLS first (unverified); plain if the server refuses TLS or the TLS attempt fails.
+    /// libpq's default.
+    Prefer,
+    /// TLS, unverified, unless a root certificate file is present: then the chain is verified.
+    Require,
+    /// TLS with the certificate chain verified, host name not checked.
+    VerifyCa,
+    /// TLS with the chain verified and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Every mode, weakest first.
+    pub const ALL: [SslMode; 6] = [
+        Self::Disable,
+        Self::Allow,
+        Self::Prefer,
+        Self::Require,
+        Self::VerifyCa,
+        Self::VerifyFull,
+    ];
+
+    /// The libpq spelling (`verify-full`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    /// The allowed spellings, for error messages.
+    pub fn allowed() -> &'static str {
+        "disable, allow, prefer, require, verify-ca, verify-full"
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or(())
+    }
+}
+
+/// The TLS behaviour a connection actually gets, after libpq's rules are applied to `sslmode`
+/// and the root certificate: the plan's `tls` field.
+///
+/// It has the same six names as [`SslMode`]; they differ where libpq upgrades a mode, e.g.
+/// `require` with a root certificate file present verifies the chain (`verify-ca`).
+pub type TlsPolicy = SslMode;
+
+/// Where trust for server certificates comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootCert {
+    /// No root certificate file exists (neither `sslrootcert` nor the default
+    /// `~/.postgresql/root.crt`).
+    Absent,
+    /// A root certificate file exists.
+    File,
+    /// `sslrootcert=system`: the operating system's trust store (libpq 16+).
+    System,
+}
+
+/// Applies libpq's rules: `require` verifies the chain when a root certificate is present, and
+/// `sslrootcert=system` forces `verify-full` (an explicit weaker mode is an error, as in libpq).
+///
+/// ```
+/// use tea_pgcloud::sslmode::{effective_tls, RootCert, SslMode};
+/// assert_eq!(effective_tls(SslMode::Require, RootCert::File), Ok(SslMode::VerifyCa));
+/// assert_eq!(effective_tls(SslMode::Require, RootCert::Absent), Ok(SslMode::Require));
+/// assert!(effective_tls(SslMode::Require, RootCert::System).is_err());
+/// ```
+pub fn effective_tls(mode: SslMode, root: RootCert) -> Result<TlsPolicy, String> {
+    match (mode, root) {
+        (SslMode::VerifyFull, RootCert::System) => Ok(SslMode::VerifyFull),
+        (weak, RootCert::System) => Err(format!(
+            "weak sslmode \"{weak}\" may not be used with sslrootcert=system (use \"verify-full\")"
+        )),
+        (SslMode::Require, RootCert::File) => Ok(SslMode::VerifyCa),
+        (mode, _) => Ok(mode),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print_agree() {
+        for mode in SslMode::ALL {
+            assert_eq!(mode.as_str().parse::<SslMode>(), Ok(mode));
+        }
+        assert!("verify_full".parse::<SslMode>().is_err());
+        assert!("REQUIRE".parse::<SslMode>().is_err());
+    }
+
+    #[test]
+    fn only_require_is_upgraded_by_a_root_certificate() {
+        for mode in SslMode::ALL {
+            let upgraded = effective_tls(mode, RootCert::File).expect("file never errors");
+            let expected = if mode == SslMode::Require {
+                SslMode::VerifyCa
+            } else {
+                mode
+            };
+            assert_eq!(upgraded, expected);
+            assert_eq!(effective_tls(mode, RootCert::Absent), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn system_roots_demand_verify_full() {
+        for mode in SslMode::ALL {
+            let result = effective_tls(mode, RootCert::System);
+            assert_eq!(result.is_ok(), mode == SslMode::VerifyFull, "{mode}");
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Language-neutral test vectors: `fixtures/vectors/*.yaml` (input -> expected output).
+//!
+//! A vector file has a `kind` and `cases`; each case has a `name`, the `env` it sees (and
+//! nothing else of the process environment), optional `files` that exist for it, an `input`
+//! and an `expect` that must be a subset of the result. The result of a case, for this crate
+//! and for any adapter, is one JSON object:
+//!
+//! | kind | success | failure |
+//! |---|---|---|
+//! | `plan`, `error` | `{"plan": <plan JSON>}` | `{"error": {"class", "kind", "path", "message", "line", "col"}}` |
+//! | `conninfo` | `{"map": {keyword: value}, "keyword_value": str, "uri": str}` | `{"error": {"class", "kind", "message"}}` |
+//! | `expand` | `{"value": str}` | `{"error": {"class", "kind", "message"}}` |
+//!
+//! Matching: every key of `expect` must be in the result with a matching value (objects
+//! recursively, lists element by element and of the same length, scalars equal), except that
+//! `contains: TEXT` inside an object matches when that object's `message` contains TEXT.
+//!
+//! An adapter (another port's implementation) reads one JSON object per line on standard
+//! input, `{"kind", "env", "files", "input"}`, and writes one result object per line.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::expand::expand_str;
+use crate::config::load_str;
+use crate::conninfo::ConnInfo;
+use crate::env::MapEnv;
+use crate::error::Error;
+use crate::provider::plan;
+
+/// The kinds of vector file.
+pub const KINDS: &[&str] = &["plan", "error", "conninfo", "rds-token", "expand"];
+
+/// One vector file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorFile {
+    /// `plan`, `error`, `conninfo`, `rds-token` or `expand`.
+    pub kind: String,
+    /// What the file covers (free text).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The cases.
+    pub cases: Vec<Case>,
+    /// Where it was read from (set by the loader).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// One case of a vector file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Unique within its file.
+    pub name: String,
+    /// The environment variables the case sees; values are strings (numbers are stringified).
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
+    /// Paths that exist for the case (root certificates, `~/.postgresql/root.crt`).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// The input: YAML text (`plan`, `error`), a connection string (`conninfo`), a string to
+    /// expand (`expand`), or a mapping (`rds-token`).
+    pub input: Value,
+    /// What the result must contain.
+    pub expect: Value,
+    /// Why the case exists, when the name does not say it.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Case {
+    /// The case's environment as strings.
+    pub fn env_strings(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    /// The line an adapter reads for this case.
+    pub fn request(&self, kind: &str) -> Value {
+        json!({"kind": kind, "env": self.env_strings(), "files": self.files, "input": self.input})
+    }
+}
+
+/// Reads one vector file and checks its shape.
+pub fn load_file(path: &Path) -> Result<VectorFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let name = path.display().to_string();
+    let node = crate::yaml::parse(&text, &name).map_err(|e| e.to_string())?;
+    let mut file: VectorFile =
+        serde_json::from_value(node.to_json()).map_err(|e| format!("{name}: {e}"))?;
+    file.path = path.to_path_buf();
+    if !KINDS.contains(&file.kind.as_str()) {
+        return Err(format!(
+            "{name}: kind `{}` is not one of {}",
+            file.kind,
+            KINDS.join(", ")
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for case in &file.cases {
+        if !names.insert(case.name.as_str()) {
+            return Err(format!("{name}: case `{}` appears twice", case.name));
+        }
+        if !case.expect.is_object() {
+            return Err(format!("{name}: case `{}`: expect must be a mapping", case.name));
+        }
+        if file.kind == "error" && case.expect.get("error").is_none() {
+            return Err(format!(
+                "{name}: case `{}`: an error case must expect `error`",
+                case.name
+            ));
+        }
+    }
+    Ok(file)
+}
+
+/// Reads every `*.yaml` file of a directory, sorted by name.
+pub fn load_dir(dir: &Path) -> Result<Vec<VectorFile>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot read directory: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(format!("{}: no vector files (*.yaml)", dir.display()));
+    }
+    paths.iter().map(|p| load_file(p)).collect()
+}
+
+fn error_json(e: &Error) -> Value {
+    json!({
+        "class": e.class().as_str(),
+        "kind": e.kind().as_str(),
+        "path": e.path(),
+        "message": e.message(),
+        "line": e.location().map(|l| l.line),
+        "col": e.location().map(|l| l.col),
+    })
+}
+
+fn simple_error(kind: &str, message: String) -> Value {
+    json!({"error": {"class": "config", "kind": kind, "message": message}})
+}
+
+/// Runs one case through this crate; the result object of the table above.
+pub fn run_case(kind: &str, env: &BTreeMap<String, String>, files: &[String], input: &Value) -> Value {
+    let mut map_env = MapEnv::new();
+    for (k, v) in env {
+        map_env = map_env.with_var(k.clone(), v.clone());
+    }
+    for f in files {
+        map_env = map_env.with_file(f.clone());
+    }
+    let text = input.as_str().unwrap_or_default();
+    match kind {
+        "plan" | "error" => {
+            if !input.is_string() {
+                return simple_error("vector", "input must be YAML text".into());
+            }
+            match load_str(text, "input.yaml", &map_env).and_then(|c| plan(&c, &map_env)) {
+                Ok(plan) => json!({"plan": plan.to_json()}),
+                Err(e) => json!({"error": error_json(&e)}),
+            }
+        }
+        "conninfo" => match ConnInfo::parse(text) {
+            Ok(map) => {
+                let keyword_value = map.to_keyword_value();
+                let uri = map.to_uri();
+                for rendered in [&keyword_value, &uri] {
+                    if ConnInfo::parse(rendered).as_ref() != Ok(&map) {
+                        return simple_error(
+                            "round-trip",
+                            "rendering the map and parsing it back gave a different map".into(),
+                        );
+                    }
+                }
+                let pairs: serde_json::Map<String, Value> = map
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                    .collect();
+                json!({"map": pairs, "keyword_value": keyword_value, "uri": uri})
+            }
+            Err(e) => simple_error("conninfo", e.to_string()),
+        },
+        "expand" => match expand_str(text, &map_env) {
+            Ok(value) => json!({"value": value}),
+            Err(e) => simple_error("expansion", e.message),
+        },
+        "rds-token" => simple_error(
+            "unsupported",
+            "rds-token vectors are not implemented yet (IAM issue)".into(),
+        ),
+        other => simple_error("vector", format!("unknown kind `{other}`")),
+    }
+}
+
+/// Checks that `expect` is a subset of `actual` (see the module docs); on mismatch says where.
+pub fn matches(expect: &Value, actual: &Value) -> Result<(), String> {
+    matches_at(expect, actual, "")
+}
+
+fn matches_at(expect: &Value, actual: &Value, at: &str) -> Result<(), String> {
+    match (expect, actual) {
+        (Value::Object(want), Value::Object(got)) => {
+            for (key, want_value) in want {
+                let here = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                if key == "contains" {
+                    let needle = want_value.as_str().unwrap_or_default();
+                    let message = got.get("message").and_then(Value::as_str).unwrap_or_default();
+                    if !message.contains(needle) {
+                        return Err(format!(
+                            "{here}: message {message:?} does not contain {needle:?}"
+                        ));
+                    }
+                    continue;
+                }
+                match got.get(key) {
+                    Some(got_value) => matches_at(want_value, got_value, &here)?,
+                    None => return Err(format!("{here}: missing from the result")),
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(want), Value::Array(got)) => {
+            if want.len() != got.len() {
+                return Err(format!(
+                    "{at}: expected {} items, got {}: {}",
+                    want.len(),
+                    got.len(),
+                    actual
+                ));
+            }
+            for (i, (w, g)) in want.iter().zip(got).enumerate() {
+                matches_at(w, g, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (want, got) if want == got => Ok(()),
+        (want, got) => Err(format!("{at}: expected {want}, got {got}")),
+    }
+}
+
+/// Something that runs cases: this crate, or another port through the adapter protocol.
+pub trait Runner {
+    /// Runs one case and returns its result object.
+    fn run(&mut self, kind: &str, case: &Case) -> Result<Value, String>;
+}
+
+/// Runs cases in-process through this crate.
+#[derive(Debug, Default)]
+pub struct Builtin;
+
+impl Runner for Builtin {
+    fn run(&mut self, kind: &str, case: &Case) -> Result<Value, String> {
+        Ok(run_case(kind, &case.env_strings(), &case.files, &case.input))
+    }
+}
+
+/// Runs cases through an external command speaking JSON lines (`--adapter CMD`).
+#[derive(Debug)]
+pub struct Adapter {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Adapter {
+    /// Starts `command` with `sh -c`.
+    pub fn spawn(command: &str) -> Result<Self, String> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start adapter `{command}`: {e}"))?;
+        let stdin = child.stdin.take().ok_or("adapter has no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("adapter has no stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+}
+
+impl Runner for Adapter {
+    fn run(&mut self, kind: &str, case: &Case) -> Result<Value, String> {
+        let line = case.request(kind).to_string();
+        writeln!(self.stdin, "{line}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("adapter stdin: {e}"))?;
+        let mut reply = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut reply)
+            .map_err(|e| format!("adapter stdout: {e}"))?;
+        if n == 0 {
+            return Err("adapter closed its output".into());
+        }
+        serde_json::from_str(&reply).map_err(|e| format!("adapter reply is not JSON: {e}"))
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        // Closing stdin ends a well-behaved adapter; do not leave a zombie either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves the adapter protocol for this crate: one request per line in, one result per line
+/// out (`tea-pgcloud vectors --serve`), so that the protocol itself is tested end to end.
+pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = match serde_json::from_str::<Value>(&line) {
+            Ok(request) => {
+                let kind = request.get("kind").and_then(Value::as_str).unwrap_or_default();
+                let env: BTreeMap<String, String> = request
+                    .get("env")
+                    .and_then(|e| serde_json::from_value(e.clone()).ok())
+                    .unwrap_or_default();
+                let files: Vec<String> = request
+                    .get("files")
+                    .and_then(|f| serde_json::from_value(f.clone()).ok())
+                    .unwrap_or_default();
+                run_case(kind, &env, &files, request.get("input").unwrap_or(&Value::Null))
+            }
+            Err(e) => simple_error("vector", format!("request is not JSON: {e}")),
+        };
+        writeln!(output, "{result}")?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `file-stem::case-name`.
+    pub id: String,
+    /// `Ok` when the case passed; the mismatch otherwise.
+    pub result: Result<(), String>,
+}
+
+/// Runs every case of `files` through `runner`.
+pub fn run_all(files: &[VectorFile], runner: &mut dyn Runner) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for file in files {
+        let stem = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for case in &file.cases {
+            let result = runner
+                .run(&file.kind, case)
+                .and_then(|actual| {
+                    matches(&case.expect, &actual)
+                        .map_err(|e| format!("{e}\n    result: {actual}"))
+                });
+            outcomes.push(Outcome {
+                id: format!("{stem}::{}", case.name),
+                result,
+            });
+        }
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_matching() {
+        let actual = json!({"plan": {"a": 1, "b": [1, 2], "c": {"d": "x"}}, "error": null});
+        assert!(matches(&json!({"plan": {"a": 1}}), &actual).is_ok());
+        assert!(matches(&json!({"plan": {"b": [1, 2]}}), &actual).is_ok());
+        assert!(matches(&json!({"plan": {"b": [1]}}), &actual).is_err());
+        assert!(matches(&json!({"plan": {"a": 2}}), &actual).is_err());
+        assert!(matches(&json!({"plan": {"z": 2}}), &actual).is_err());
+        assert!(matches(&json!({"error": null}), &actual).is_ok());
+    }
+
+    #[test]
+    fn contains_reads_the_message() {
+        let actual = json!({"error": {"message": "unknown key `sslmdoe`", "path": "sslmdoe"}});
+        assert!(matches(&json!({"error": {"contains": "sslmdoe", "path": "sslmdoe"}}), &actual).is_ok());
+        assert!(matches(&json!({"error": {"contains": "nope"}}), &actual).is_err());
+    }
+
+    #[test]
+    fn serve_answers_one_line_per_request() {
+        let input = b"{\"kind\":\"expand\",\"env\":{\"A\":\"1\"},\"input\":\"${A}\"}\n\n{\"kind\":\"expand\",\"env\":{},\"input\":\"${B}\"}\n";
+        let mut out = Vec::new();
+        serve(&input[..], &mut out).expect("in-memory io");
+        let lines: Vec<Value> = String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], json!({"value": "1"}));
+        assert_eq!(lines[1]["error"]["kind"], "expansion");
+    }
+}
