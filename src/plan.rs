@@ -121,7 +121,11 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: warning: {}: {}", self.location, self.path, self.message)
+        write!(
+            f,
+            "{}: warning: {}: {}",
+            self.location, self.path, self.message
+        )
     }
 }
 
@@ -283,7 +287,10 @@ mod tests {
     fn one_port_serves_every_host() {
         let hosts = hosts_of(&params("host=a,b port=6432")).expect("valid");
         assert_eq!(
-            hosts.iter().map(|h| (h.host.as_str(), h.port)).collect::<Vec<_>>(),
+            hosts
+                .iter()
+                .map(|h| (h.host.as_str(), h.port))
+                .collect::<Vec<_>>(),
             [("a", 6432), ("b", 6432)]
         );
     }
@@ -292,7 +299,10 @@ mod tests {
     fn ports_pair_with_hosts_and_empty_means_default() {
         let hosts = hosts_of(&params("host=a,b,/tmp port=1,,3")).expect("valid");
         assert_eq!(
-            hosts.iter().map(|h| (h.host.as_str(), h.port, h.is_socket())).collect::<Vec<_>>(),
+            hosts
+                .iter()
+                .map(|h| (h.host.as_str(), h.port, h.is_socket()))
+                .collect::<Vec<_>>(),
             [("a", 1, false), ("b", 5432, false), ("/tmp", 3, true)]
         );
     }

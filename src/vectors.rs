@@ -117,7 +117,10 @@ pub fn load_file(path: &Path) -> Result<VectorFile, String> {
             return Err(format!("{name}: case `{}` appears twice", case.name));
         }
         if !case.expect.is_object() {
-            return Err(format!("{name}: case `{}`: expect must be a mapping", case.name));
+            return Err(format!(
+                "{name}: case `{}`: expect must be a mapping",
+                case.name
+            ));
         }
         if file.kind == "error" && case.expect.get("error").is_none() {
             return Err(format!(
@@ -159,7 +162,12 @@ fn simple_error(kind: &str, message: String) -> Value {
 }
 
 /// Runs one case through this crate; the result object of the table above.
-pub fn run_case(kind: &str, env: &BTreeMap<String, String>, files: &[String], input: &Value) -> Value {
+pub fn run_case(
+    kind: &str,
+    env: &BTreeMap<String, String>,
+    files: &[String],
+    input: &Value,
+) -> Value {
     let mut map_env = MapEnv::new();
     for (k, v) in env {
         map_env = map_env.with_var(k.clone(), v.clone());
@@ -226,7 +234,10 @@ fn matches_at(expect: &Value, actual: &Value, at: &str) -> Result<(), String> {
                 };
                 if key == "contains" {
                     let needle = want_value.as_str().unwrap_or_default();
-                    let message = got.get("message").and_then(Value::as_str).unwrap_or_default();
+                    let message = got
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     if !message.contains(needle) {
                         return Err(format!(
                             "{here}: message {message:?} does not contain {needle:?}"
@@ -272,7 +283,12 @@ pub struct Builtin;
 
 impl Runner for Builtin {
     fn run(&mut self, kind: &str, case: &Case) -> Result<Value, String> {
-        Ok(run_case(kind, &case.env_strings(), &case.files, &case.input))
+        Ok(run_case(
+            kind,
+            &case.env_strings(),
+            &case.files,
+            &case.input,
+        ))
     }
 }
 
@@ -341,7 +357,10 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
         }
         let result = match serde_json::from_str::<Value>(&line) {
             Ok(request) => {
-                let kind = request.get("kind").and_then(Value::as_str).unwrap_or_default();
+                let kind = request
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let env: BTreeMap<String, String> = request
                     .get("env")
                     .and_then(|e| serde_json::from_value(e.clone()).ok())
@@ -350,7 +369,12 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
                     .get("files")
                     .and_then(|f| serde_json::from_value(f.clone()).ok())
                     .unwrap_or_default();
-                run_case(kind, &env, &files, request.get("input").unwrap_or(&Value::Null))
+                run_case(
+                    kind,
+                    &env,
+                    &files,
+                    request.get("input").unwrap_or(&Value::Null),
+                )
             }
             Err(e) => simple_error("vector", format!("request is not JSON: {e}")),
         };
@@ -379,12 +403,9 @@ pub fn run_all(files: &[VectorFile], runner: &mut dyn Runner) -> Vec<Outcome> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         for case in &file.cases {
-            let result = runner
-                .run(&file.kind, case)
-                .and_then(|actual| {
-                    matches(&case.expect, &actual)
-                        .map_err(|e| format!("{e}\n    result: {actual}"))
-                });
+            let result = runner.run(&file.kind, case).and_then(|actual| {
+                matches(&case.expect, &actual).map_err(|e| format!("{e}\n    result: {actual}"))
+            });
             outcomes.push(Outcome {
                 id: format!("{stem}::{}", case.name),
                 result,
@@ -412,7 +433,13 @@ mod tests {
     #[test]
     fn contains_reads_the_message() {
         let actual = json!({"error": {"message": "unknown key `sslmdoe`", "path": "sslmdoe"}});
-        assert!(matches(&json!({"error": {"contains": "sslmdoe", "path": "sslmdoe"}}), &actual).is_ok());
+        assert!(
+            matches(
+                &json!({"error": {"contains": "sslmdoe", "path": "sslmdoe"}}),
+                &actual
+            )
+            .is_ok()
+        );
         assert!(matches(&json!({"error": {"contains": "nope"}}), &actual).is_err());
     }
 

@@ -132,10 +132,13 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
         && text.chars().any(|c| c.is_ascii_digit());
-    if looks_numeric {
-        if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-            return n.into();
-        }
+    if looks_numeric
+        && let Some(n) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+    {
+        return n.into();
     }
     serde_json::Value::String(text.to_string())
 }
@@ -155,8 +158,10 @@ pub fn parse(text: &str, file: &str) -> Result<Node, Error> {
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
         let marker = e.marker();
-        return Err(Error::new(ErrorKind::Syntax, format!("invalid YAML: {}", e.info()))
-            .at_location(Some(from_marker(*marker).location(file))));
+        return Err(
+            Error::new(ErrorKind::Syntax, format!("invalid YAML: {}", e.info()))
+                .at_location(Some(from_marker(*marker).location(file))),
+        );
     }
     if let Some(error) = builder.error {
         return Err(error);
@@ -209,7 +214,10 @@ impl Builder<'_> {
                         self.fail(node.mark, "mapping keys must be plain strings".to_string());
                         return;
                     }
-                    if entries.iter().any(|(k, _)| k.as_scalar() == node.as_scalar()) {
+                    if entries
+                        .iter()
+                        .any(|(k, _)| k.as_scalar() == node.as_scalar())
+                    {
                         let key = node.as_scalar().unwrap_or_default().to_string();
                         let mark = node.mark;
                         self.fail(mark, format!("duplicate key `{key}`"));
@@ -249,7 +257,9 @@ impl MarkedEventReceiver for Builder<'_> {
                 Some(node) => self.push_node(node, 0),
                 None => self.fail(mark, "alias to an unknown anchor".to_string()),
             },
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(mark, anchor, Vec::new())),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq(mark, anchor, Vec::new()))
+            }
             Event::MappingStart(anchor, _) => {
                 self.stack.push(Frame::Map(mark, anchor, Vec::new(), None))
             }
@@ -314,7 +324,10 @@ mod tests {
     #[test]
     fn aliases_copy_their_anchor() {
         let node = parse("base: &b {x: 1}\nother: *b\n", "f.yaml").expect("valid");
-        assert_eq!(node.get("other").map(Node::to_json), Some(serde_json::json!({"x": 1})));
+        assert_eq!(
+            node.get("other").map(Node::to_json),
+            Some(serde_json::json!({"x": 1}))
+        );
     }
 
     #[test]

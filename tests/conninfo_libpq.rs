@@ -27,7 +27,10 @@ enum Libpq {
 }
 
 fn libpq_parse(s: &str) -> Libpq {
-    assert!(!s.contains('\0'), "the libpq crate would cut {s:?} at its NUL");
+    assert!(
+        !s.contains('\0'),
+        "the libpq crate would cut {s:?} at its NUL"
+    );
     match Info::from(s) {
         Ok(options) => Libpq::Parsed(
             options
@@ -223,12 +226,70 @@ proptest! {
 /// Fragments the differential strings are made of. Only libpq-15 keywords: libpq 15 refuses
 /// the newer ones, which we accept (see `newer_keywords_are_accepted`).
 const FRAGMENTS: &[&str] = &[
-    "host=", "port=", "user=", "password=", "dbname=", "options=", "sslmode=", "sslpassword=",
-    "application_name=", "requiressl=", "ssl=", "true", "1", "host", "foo=", "'", "'", "\\", "\\",
-    "=", "=", " ", " ", "\t", "\n", "\x0b", "\r", "postgresql://", "postgres://", "@", ":", ":",
-    "/", "/", "?", "&", "&", "%", "%2", "%41", "%2C", "%2F", "%20", "%00", "%FF", "%C3%A9",
-    "%zz", "[", "]", ",", ",", "::1", "[::1]", "]:", "[a,b]", "a", "b", "xyz", "5432", "é", "日本", "\u{1F600}",
-    "'a b'", "ssl=true",
+    "host=",
+    "port=",
+    "user=",
+    "password=",
+    "dbname=",
+    "options=",
+    "sslmode=",
+    "sslpassword=",
+    "application_name=",
+    "requiressl=",
+    "ssl=",
+    "true",
+    "1",
+    "host",
+    "foo=",
+    "'",
+    "'",
+    "\\",
+    "\\",
+    "=",
+    "=",
+    " ",
+    " ",
+    "\t",
+    "\n",
+    "\x0b",
+    "\r",
+    "postgresql://",
+    "postgres://",
+    "@",
+    ":",
+    ":",
+    "/",
+    "/",
+    "?",
+    "&",
+    "&",
+    "%",
+    "%2",
+    "%41",
+    "%2C",
+    "%2F",
+    "%20",
+    "%00",
+    "%FF",
+    "%C3%A9",
+    "%zz",
+    "[",
+    "]",
+    ",",
+    ",",
+    "::1",
+    "[::1]",
+    "]:",
+    "[a,b]",
+    "a",
+    "b",
+    "xyz",
+    "5432",
+    "é",
+    "日本",
+    "\u{1F600}",
+    "'a b'",
+    "ssl=true",
 ];
 
 fn fragment() -> impl Strategy<Value = String> {
@@ -396,7 +457,10 @@ fn newer_keywords_are_accepted() {
             let parsed = ConnInfo::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(parsed.get(name), Some(value), "{s}");
             assert_eq!(parsed.get("host"), Some("h"), "{s}");
-            assert_eq!(ConnInfo::parse(&parsed.to_keyword_value()).as_ref(), Ok(&parsed));
+            assert_eq!(
+                ConnInfo::parse(&parsed.to_keyword_value()).as_ref(),
+                Ok(&parsed)
+            );
             assert_eq!(ConnInfo::parse(&parsed.to_uri()).as_ref(), Ok(&parsed));
         }
 

@@ -83,8 +83,9 @@ fn check(file: &str) -> i32 {
             for warning in &plan.warnings {
                 eprintln!("{warning}");
             }
+            let name = if file == "-" { "<stdin>" } else { file };
             println!(
-                "{file}: ok: provider {}, {} host(s), tls {}, user from {}, password from {}",
+                "{name}: ok: provider {}, {} host(s), tls {}, user from {}, password from {}",
                 plan.kind.as_str(),
                 plan.hosts.len(),
                 plan.tls,
@@ -119,12 +120,20 @@ fn show_plan(file: &str, json: bool) -> i32 {
         let rows = [
             ("provider", plan.kind.as_str().to_string()),
             ("hosts", hosts.join(", ")),
-            ("dbname", plan.dbname.clone().unwrap_or_else(|| "(libpq default)".into())),
+            (
+                "dbname",
+                plan.dbname
+                    .clone()
+                    .unwrap_or_else(|| "(libpq default)".into()),
+            ),
             ("user", plan.user.clone().unwrap_or_else(|| "-".into())),
             ("user source", plan.user_source.to_string()),
             ("password source", plan.password_source.to_string()),
             ("sslmode", plan.sslmode.to_string()),
-            ("sslrootcert", plan.sslrootcert.clone().unwrap_or_else(|| "-".into())),
+            (
+                "sslrootcert",
+                plan.sslrootcert.clone().unwrap_or_else(|| "-".into()),
+            ),
             ("tls", plan.tls.to_string()),
             ("conninfo", plan.conninfo()),
             ("uri", plan.uri()),

@@ -39,56 +39,298 @@ use Provider::{Aws, Azure, Gcp};
 
 /// Every key of the catalog mapping, in reference order.
 pub const CATALOG_KEYS: &[KeySpec] = &[
-    KeySpec { name: "type", providers: &[], kind: "string", default: "postgres", env: "", notes: "only `postgres` is served here" },
-    KeySpec { name: "connection_string", providers: &[], kind: "string", default: "", env: "", notes: "libpq key=value or `postgresql://` URI, used as is; excludes the host, TLS and provider keys" },
-    KeySpec { name: "provider", providers: &[], kind: "gcp \\| aws \\| azure \\| self-hosted", default: "self-hosted", env: "", notes: "selects the preset" },
-    KeySpec { name: "host", providers: &[], kind: "string", default: "self-hosted: `localhost`", env: "aws: `RDS_HOSTNAME`; azure: `AZURE_POSTGRESQL_HOST`", notes: "name, IP, or a unix-socket directory (starts with `/`); gcp: the instance IP (implies `ip_type: public`)" },
-    KeySpec { name: "port", providers: &[], kind: "integer", default: "5432", env: "aws: `RDS_PORT`; azure: `AZURE_POSTGRESQL_PORT`", notes: "" },
-    KeySpec { name: "database", providers: &[], kind: "string", default: "libpq's: the user name", env: "aws: `RDS_DB_NAME`; azure: `AZURE_POSTGRESQL_DATABASE`", notes: "" },
-    KeySpec { name: "user", providers: &[], kind: "string", default: "from `credentials`", env: "azure: `AZURE_POSTGRESQL_USER`", notes: "wins over the credentials' user name; gcp IAM: a service account's `.gserviceaccount.com` suffix is dropped" },
-    KeySpec { name: "sslmode", providers: &[], kind: "disable \\| allow \\| prefer \\| require \\| verify-ca \\| verify-full", default: "self-hosted: `prefer`; cloud: `require`, or `verify-full` with a root certificate (gcp direct IP: `verify-ca`)", env: "", notes: "libpq's rules: `require` with a root certificate present verifies the chain; azure refuses `disable` and `allow`" },
-    KeySpec { name: "sslrootcert", providers: &[], kind: "path \\| `system`", default: "`~/.postgresql/root.crt` when it exists", env: "", notes: "`system` (OS trust store) demands `verify-full`" },
-    KeySpec { name: "sslcert", providers: &[], kind: "path", default: "", env: "", notes: "client certificate" },
-    KeySpec { name: "sslkey", providers: &[], kind: "path", default: "", env: "", notes: "client key" },
-    KeySpec { name: "connect_timeout", providers: &[], kind: "integer (seconds)", default: "none", env: "", notes: "0 waits forever" },
-    KeySpec { name: "application_name", providers: &[], kind: "string", default: "", env: "", notes: "" },
-    KeySpec { name: "min_size", providers: &[], kind: "integer", default: "1", env: "", notes: "pool" },
-    KeySpec { name: "max_size", providers: &[], kind: "integer", default: "10", env: "", notes: "pool; at least `min_size` and 1" },
-    KeySpec { name: "auto_migrate", providers: &[], kind: "boolean", default: "true", env: "", notes: "catalog schema" },
-    KeySpec { name: "lazy", providers: &[], kind: "boolean", default: "false", env: "", notes: "open the pool on first use" },
-    KeySpec { name: "project", providers: &[Gcp], kind: "string", default: "", env: "`CLOUDSQL_CONNECTION_NAME`", notes: "with `region` and `instance`" },
-    KeySpec { name: "region", providers: &[Gcp, Aws], kind: "string", default: "aws: from an `*.rds.amazonaws.com` host", env: "aws: `AWS_REGION`", notes: "aws: signs IAM tokens" },
-    KeySpec { name: "instance", providers: &[Gcp], kind: "string", default: "", env: "`CLOUDSQL_CONNECTION_NAME`", notes: "" },
-    KeySpec { name: "connection_name", providers: &[Gcp], kind: "`PROJECT:REGION:INSTANCE`", default: "", env: "`CLOUDSQL_CONNECTION_NAME`", notes: "instead of `project`/`region`/`instance`" },
-    KeySpec { name: "ip_type", providers: &[Gcp], kind: "socket \\| public \\| private", default: "`socket`, or `public` when `host` is set", env: "", notes: "a socket never uses TLS (the Auth Proxy encrypts)" },
-    KeySpec { name: "socket_dir", providers: &[Gcp], kind: "absolute path", default: "`/cloudsql`", env: "", notes: "the Auth Proxy's `--unix-socket` directory" },
-    KeySpec { name: "iam_auth", providers: &[Gcp, Aws, Azure], kind: "boolean", default: "false", env: "", notes: "log in with an IAM / Entra token instead of a password" },
-    KeySpec { name: "ssl_bundle", providers: &[Aws], kind: "path", default: "", env: "", notes: "the RDS CA bundle; a root certificate like `sslrootcert`" },
-    KeySpec { name: "credentials", providers: &[], kind: "mapping", default: "", env: "", notes: "see the credentials keys" },
+    KeySpec {
+        name: "type",
+        providers: &[],
+        kind: "string",
+        default: "postgres",
+        env: "",
+        notes: "only `postgres` is served here",
+    },
+    KeySpec {
+        name: "connection_string",
+        providers: &[],
+        kind: "string",
+        default: "",
+        env: "",
+        notes: "libpq key=value or `postgresql://` URI, used as is; excludes the host, TLS and provider keys",
+    },
+    KeySpec {
+        name: "provider",
+        providers: &[],
+        kind: "gcp \\| aws \\| azure \\| self-hosted",
+        default: "self-hosted",
+        env: "",
+        notes: "selects the preset",
+    },
+    KeySpec {
+        name: "host",
+        providers: &[],
+        kind: "string",
+        default: "self-hosted: `localhost`",
+        env: "aws: `RDS_HOSTNAME`; azure: `AZURE_POSTGRESQL_HOST`",
+        notes: "name, IP, or a unix-socket directory (starts with `/`); gcp: the instance IP (implies `ip_type: public`)",
+    },
+    KeySpec {
+        name: "port",
+        providers: &[],
+        kind: "integer",
+        default: "5432",
+        env: "aws: `RDS_PORT`; azure: `AZURE_POSTGRESQL_PORT`",
+        notes: "",
+    },
+    KeySpec {
+        name: "database",
+        providers: &[],
+        kind: "string",
+        default: "libpq's: the user name",
+        env: "aws: `RDS_DB_NAME`; azure: `AZURE_POSTGRESQL_DATABASE`",
+        notes: "",
+    },
+    KeySpec {
+        name: "user",
+        providers: &[],
+        kind: "string",
+        default: "from `credentials`",
+        env: "azure: `AZURE_POSTGRESQL_USER`",
+        notes: "wins over the credentials' user name; gcp IAM: a service account's `.gserviceaccount.com` suffix is dropped",
+    },
+    KeySpec {
+        name: "sslmode",
+        providers: &[],
+        kind: "disable \\| allow \\| prefer \\| require \\| verify-ca \\| verify-full",
+        default: "self-hosted: `prefer`; cloud: `require`, or `verify-full` with a root certificate (gcp direct IP: `verify-ca`)",
+        env: "",
+        notes: "libpq's rules: `require` with a root certificate present verifies the chain; azure refuses `disable` and `allow`",
+    },
+    KeySpec {
+        name: "sslrootcert",
+        providers: &[],
+        kind: "path \\| `system`",
+        default: "`~/.postgresql/root.crt` when it exists",
+        env: "",
+        notes: "`system` (OS trust store) demands `verify-full`",
+    },
+    KeySpec {
+        name: "sslcert",
+        providers: &[],
+        kind: "path",
+        default: "",
+        env: "",
+        notes: "client certificate",
+    },
+    KeySpec {
+        name: "sslkey",
+        providers: &[],
+        kind: "path",
+        default: "",
+        env: "",
+        notes: "client key",
+    },
+    KeySpec {
+        name: "connect_timeout",
+        providers: &[],
+        kind: "integer (seconds)",
+        default: "none",
+        env: "",
+        notes: "0 waits forever",
+    },
+    KeySpec {
+        name: "application_name",
+        providers: &[],
+        kind: "string",
+        default: "",
+        env: "",
+        notes: "",
+    },
+    KeySpec {
+        name: "min_size",
+        providers: &[],
+        kind: "integer",
+        default: "1",
+        env: "",
+        notes: "pool",
+    },
+    KeySpec {
+        name: "max_size",
+        providers: &[],
+        kind: "integer",
+        default: "10",
+        env: "",
+        notes: "pool; at least `min_size` and 1",
+    },
+    KeySpec {
+        name: "auto_migrate",
+        providers: &[],
+        kind: "boolean",
+        default: "true",
+        env: "",
+        notes: "catalog schema",
+    },
+    KeySpec {
+        name: "lazy",
+        providers: &[],
+        kind: "boolean",
+        default: "false",
+        env: "",
+        notes: "open the pool on first use",
+    },
+    KeySpec {
+        name: "project",
+        providers: &[Gcp],
+        kind: "string",
+        default: "",
+        env: "`CLOUDSQL_CONNECTION_NAME`",
+        notes: "with `region` and `instance`",
+    },
+    KeySpec {
+        name: "region",
+        providers: &[Gcp, Aws],
+        kind: "string",
+        default: "aws: from an `*.rds.amazonaws.com` host",
+        env: "aws: `AWS_REGION`",
+        notes: "aws: signs IAM tokens",
+    },
+    KeySpec {
+        name: "instance",
+        providers: &[Gcp],
+        kind: "string",
+        default: "",
+        env: "`CLOUDSQL_CONNECTION_NAME`",
+        notes: "",
+    },
+    KeySpec {
+        name: "connection_name",
+        providers: &[Gcp],
+        kind: "`PROJECT:REGION:INSTANCE`",
+        default: "",
+        env: "`CLOUDSQL_CONNECTION_NAME`",
+        notes: "instead of `project`/`region`/`instance`",
+    },
+    KeySpec {
+        name: "ip_type",
+        providers: &[Gcp],
+        kind: "socket \\| public \\| private",
+        default: "`socket`, or `public` when `host` is set",
+        env: "",
+        notes: "a socket never uses TLS (the Auth Proxy encrypts)",
+    },
+    KeySpec {
+        name: "socket_dir",
+        providers: &[Gcp],
+        kind: "absolute path",
+        default: "`/cloudsql`",
+        env: "",
+        notes: "the Auth Proxy's `--unix-socket` directory",
+    },
+    KeySpec {
+        name: "iam_auth",
+        providers: &[Gcp, Aws, Azure],
+        kind: "boolean",
+        default: "false",
+        env: "",
+        notes: "log in with an IAM / Entra token instead of a password",
+    },
+    KeySpec {
+        name: "ssl_bundle",
+        providers: &[Aws],
+        kind: "path",
+        default: "",
+        env: "",
+        notes: "the RDS CA bundle; a root certificate like `sslrootcert`",
+    },
+    KeySpec {
+        name: "credentials",
+        providers: &[],
+        kind: "mapping",
+        default: "",
+        env: "",
+        notes: "see the credentials keys",
+    },
 ];
 
 use SecretSource::{Aws as SAws, Azure as SAzure, Env as SEnv, Gcp as SGcp};
 
 /// Every key of the `credentials` mapping, in reference order.
 pub const CREDENTIAL_KEYS: &[CredentialKeySpec] = &[
-    CredentialKeySpec { name: "source", sources: &[], kind: "env \\| gcp \\| aws \\| azure", default: "env", notes: "the secrets backend" },
-    CredentialKeySpec { name: "username_key", sources: &[], kind: "string", default: "username", notes: "then `USER` under the prefix, then `POSTGRES_USER`" },
-    CredentialKeySpec { name: "password_key", sources: &[], kind: "string", default: "password", notes: "then `PASSWORD` under the prefix, then `POSTGRES_PASSWORD`" },
-    CredentialKeySpec { name: "prefix", sources: &[SEnv], kind: "string", default: "", notes: "prepended to every variable name; case-sensitive" },
-    CredentialKeySpec { name: "project_id", sources: &[SGcp], kind: "string", default: "the catalog's `project`, else `GOOGLE_CLOUD_PROJECT`", notes: "" },
-    CredentialKeySpec { name: "secret_prefix", sources: &[SGcp, SAws, SAzure], kind: "string", default: "", notes: "one secret per key, named prefix + key; gcp: letters, digits, `-`, `_`; azure: letters, digits, `-` (`_` in keys maps to `-`)" },
-    CredentialKeySpec { name: "secret_name", sources: &[SGcp, SAws], kind: "string", default: "", notes: "one JSON secret holding every key (as RDS-managed secrets do)" },
-    CredentialKeySpec { name: "region", sources: &[SAws], kind: "string", default: "the catalog's region, else `AWS_REGION`", notes: "" },
-    CredentialKeySpec { name: "vault_url", sources: &[SAzure], kind: "`https://NAME.vault.azure.net`", default: "", notes: "required" },
+    CredentialKeySpec {
+        name: "source",
+        sources: &[],
+        kind: "env \\| gcp \\| aws \\| azure",
+        default: "env",
+        notes: "the secrets backend",
+    },
+    CredentialKeySpec {
+        name: "username_key",
+        sources: &[],
+        kind: "string",
+        default: "username",
+        notes: "then `USER` under the prefix, then `POSTGRES_USER`",
+    },
+    CredentialKeySpec {
+        name: "password_key",
+        sources: &[],
+        kind: "string",
+        default: "password",
+        notes: "then `PASSWORD` under the prefix, then `POSTGRES_PASSWORD`",
+    },
+    CredentialKeySpec {
+        name: "prefix",
+        sources: &[SEnv],
+        kind: "string",
+        default: "",
+        notes: "prepended to every variable name; case-sensitive",
+    },
+    CredentialKeySpec {
+        name: "project_id",
+        sources: &[SGcp],
+        kind: "string",
+        default: "the catalog's `project`, else `GOOGLE_CLOUD_PROJECT`",
+        notes: "",
+    },
+    CredentialKeySpec {
+        name: "secret_prefix",
+        sources: &[SGcp, SAws, SAzure],
+        kind: "string",
+        default: "",
+        notes: "one secret per key, named prefix + key; gcp: letters, digits, `-`, `_`; azure: letters, digits, `-` (`_` in keys maps to `-`)",
+    },
+    CredentialKeySpec {
+        name: "secret_name",
+        sources: &[SGcp, SAws],
+        kind: "string",
+        default: "",
+        notes: "one JSON secret holding every key (as RDS-managed secrets do)",
+    },
+    CredentialKeySpec {
+        name: "region",
+        sources: &[SAws],
+        kind: "string",
+        default: "the catalog's region, else `AWS_REGION`",
+        notes: "",
+    },
+    CredentialKeySpec {
+        name: "vault_url",
+        sources: &[SAzure],
+        kind: "`https://NAME.vault.azure.net`",
+        default: "",
+        notes: "required",
+    },
 ];
 
 /// Keys people write by habit, with the key they meant or why it does not exist.
 pub(crate) const HINTS: &[(&str, &str)] = &[
     ("dbname", "did you mean `database`?"),
     ("db", "did you mean `database`?"),
-    ("username", "did you mean `user`? (or `credentials.username_key`)"),
+    (
+        "username",
+        "did you mean `user`? (or `credentials.username_key`)",
+    ),
     ("hostname", "did you mean `host`?"),
-    ("password", "a password does not belong in YAML: use `credentials` (env, gcp, aws, azure) or `iam_auth`"),
+    (
+        "password",
+        "a password does not belong in YAML: use `credentials` (env, gcp, aws, azure) or `iam_auth`",
+    ),
     ("ssl", "did you mean `sslmode`?"),
 ];
 
@@ -166,13 +408,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }

@@ -309,12 +309,9 @@ pub fn load_file(path: &str, env: &dyn Environment) -> Result<CatalogConfig, Err
 pub fn read_source(path: &str) -> Result<(String, String), Error> {
     if path == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot read standard input: {e}"),
-            )
-        })?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read standard input: {e}")))?;
         return Ok((text, "<stdin>".to_string()));
     }
     let text = std::fs::read_to_string(path)
@@ -446,8 +443,12 @@ mod tests {
 
     #[test]
     fn missing_catalog_names_the_missing_part() {
-        let err = load_str("settings:\n  ltm:\n    backend: duckdb\n", "a.yaml", &MapEnv::new())
-            .expect_err("no catalog");
+        let err = load_str(
+            "settings:\n  ltm:\n    backend: duckdb\n",
+            "a.yaml",
+            &MapEnv::new(),
+        )
+        .expect_err("no catalog");
         assert_eq!(err.kind(), ErrorKind::NoCatalog);
         assert_eq!(err.path(), Some("settings.ltm.catalog"));
         assert!(err.message().contains("has no `catalog`"), "{err}");

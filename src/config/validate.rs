@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::{self, CATALOG_KEYS, CREDENTIAL_KEYS};
-use super::{
-    CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SecretSource,
-};
+use super::{CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SecretSource};
 use crate::error::{Error, ErrorKind};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
@@ -50,6 +48,13 @@ impl Reader<'_> {
     fn text<'n>(&self, key: &str, node: &'n Node) -> Result<&'n str, Error> {
         match node.as_scalar() {
             Some(text) if !node.is_null() => Ok(text),
+            // An empty value has no position of its own: point at its key.
+            _ if node.is_null() => Err(self.err(
+                key,
+                self.origin.marks.get(key).copied().unwrap_or(node.mark),
+                ErrorKind::InvalidValue,
+                "has no value (write one, or leave the key out)",
+            )),
             _ => Err(self.err(
                 key,
                 node.mark,
@@ -62,12 +67,7 @@ impl Reader<'_> {
     fn string(&self, key: &str, node: &Node) -> Result<String, Error> {
         let text = self.text(key, node)?;
         if text.trim().is_empty() {
-            return Err(self.err(
-                key,
-                node.mark,
-                ErrorKind::InvalidValue,
-                "must not be empty",
-            ));
+            return Err(self.err(key, node.mark, ErrorKind::InvalidValue, "must not be empty"));
         }
         Ok(text.to_string())
     }
@@ -85,7 +85,10 @@ impl Reader<'_> {
                 key,
                 node.mark,
                 ErrorKind::InvalidValue,
-                format!("expected an integer from {min} to {max}, found `{}`", short(text)),
+                format!(
+                    "expected an integer from {min} to {max}, found `{}`",
+                    short(text)
+                ),
             )
         };
         let value: u64 = text.trim().parse().map_err(|_| bad())?;
@@ -121,11 +124,7 @@ impl Reader<'_> {
             key,
             node.mark,
             ErrorKind::InvalidValue,
-            format!(
-                "`{}` is not one of {}{hint}",
-                short(text),
-                names.join(", ")
-            ),
+            format!("`{}` is not one of {}{hint}", short(text), names.join(", ")),
         ))
     }
 }
@@ -139,11 +138,7 @@ fn short(text: &str) -> String {
     s
 }
 
-fn unknown_key(
-    key: &str,
-    candidates: &[&'static str],
-    bare_root: bool,
-) -> String {
+fn unknown_key(key: &str, candidates: &[&'static str], bare_root: bool) -> String {
     if let Some((_, hint)) = keys::HINTS.iter().find(|(k, _)| *k == key) {
         return format!("unknown key `{key}`; {hint}");
     }
@@ -180,7 +175,8 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         }
         origin.marks.insert(name.to_string(), key.mark);
     }
-    let get = |key: &str| catalog.get(key).filter(|n| !n.is_null());
+    // A key written without a value is an error (in `Reader::text`), not an absent key.
+    let get = |key: &str| catalog.get(key);
 
     let mut reader = Reader {
         origin: &mut origin,
@@ -188,11 +184,7 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         base: String::new(),
     };
     let provider = match get("provider") {
-        Some(node) => reader.choice(
-            "provider",
-            node,
-            &Provider::ALL.map(|p| (p.as_str(), p)),
-        )?,
+        Some(node) => reader.choice("provider", node, &Provider::ALL.map(|p| (p.as_str(), p)))?,
         None => Provider::SelfHosted,
     };
     if let Some(node) = get("type") {
@@ -202,7 +194,10 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
                 "type",
                 node.mark,
                 ErrorKind::InvalidValue,
-                format!("`{}` is not served by tea-pgcloud, which handles type `postgres`", short(kind)),
+                format!(
+                    "`{}` is not served by tea-pgcloud, which handles type `postgres`",
+                    short(kind)
+                ),
             ));
         }
     }
@@ -211,19 +206,19 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
     for (key, _) in entries {
         let name = key.as_scalar().unwrap_or_default();
         let spec = CATALOG_KEYS.iter().find(|k| k.name == name);
-        if let Some(spec) = spec.filter(|s| !s.providers.is_empty()) {
-            if !spec.providers.contains(&provider) {
-                let list: Vec<&str> = spec.providers.iter().map(|p| p.as_str()).collect();
-                return Err(reader.err(
-                    name,
-                    key.mark,
-                    ErrorKind::Conflict,
-                    format!(
-                        "`{name}` applies to provider {} only, and provider is {provider}",
-                        list.join(" or ")
-                    ),
-                ));
-            }
+        if let Some(spec) = spec.filter(|s| !s.providers.is_empty())
+            && !spec.providers.contains(&provider)
+        {
+            let list: Vec<&str> = spec.providers.iter().map(|p| p.as_str()).collect();
+            return Err(reader.err(
+                name,
+                key.mark,
+                ErrorKind::Conflict,
+                format!(
+                    "`{name}` applies to provider {} only, and provider is {provider}",
+                    list.join(" or ")
+                ),
+            ));
         }
     }
 
@@ -290,13 +285,7 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         .map(|n| reader.integer::<u16>("port", n, 1, 65535))
         .transpose()?;
     let sslmode = get("sslmode")
-        .map(|n| {
-            reader.choice(
-                "sslmode",
-                n,
-                &SslMode::ALL.map(|m| (m.as_str(), m)),
-            )
-        })
+        .map(|n| reader.choice("sslmode", n, &SslMode::ALL.map(|m| (m.as_str(), m))))
         .transpose()?;
     let ip_type = get("ip_type")
         .map(|n| {
@@ -312,15 +301,15 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         })
         .transpose()?;
     let socket_dir = opt_string(&reader, "socket_dir")?;
-    if let (Some(dir), Some(node)) = (&socket_dir, get("socket_dir")) {
-        if !dir.starts_with('/') {
-            return Err(reader.err(
-                "socket_dir",
-                node.mark,
-                ErrorKind::InvalidValue,
-                "must be an absolute path (the Auth Proxy's --unix-socket directory)",
-            ));
-        }
+    if let (Some(dir), Some(node)) = (&socket_dir, get("socket_dir"))
+        && !dir.starts_with('/')
+    {
+        return Err(reader.err(
+            "socket_dir",
+            node.mark,
+            ErrorKind::InvalidValue,
+            "must be an absolute path (the Auth Proxy's --unix-socket directory)",
+        ));
     }
     if provider == Provider::Gcp {
         match ip_type {
@@ -352,15 +341,15 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         }
     }
     let connection_name = opt_string(&reader, "connection_name")?;
-    if let (Some(name), Some(node)) = (&connection_name, get("connection_name")) {
-        if super::super::provider::gcp::split_connection_name(name).is_none() {
-            return Err(reader.err(
-                "connection_name",
-                node.mark,
-                ErrorKind::InvalidValue,
-                format!("`{}` is not PROJECT:REGION:INSTANCE", short(name)),
-            ));
-        }
+    if let (Some(name), Some(node)) = (&connection_name, get("connection_name"))
+        && crate::provider::gcp::split_connection_name(name).is_none()
+    {
+        return Err(reader.err(
+            "connection_name",
+            node.mark,
+            ErrorKind::InvalidValue,
+            format!("`{}` is not PROJECT:REGION:INSTANCE", short(name)),
+        ));
     }
 
     let mut pool = PoolConfig::default();
@@ -457,7 +446,7 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
             .marks
             .insert(format!("credentials.{name}"), key.mark);
     }
-    let get = |key: &str| node.get(key).filter(|n| !n.is_null());
+    let get = |key: &str| node.get(key);
     let path = |key: &str| format!("credentials.{key}");
 
     let source = match get("source") {
@@ -473,23 +462,23 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
         )?,
         None => SecretSource::Env,
     };
-    for (key, value) in entries {
+    for (key, _) in entries {
         let name = key.as_scalar().unwrap_or_default();
         let spec = CREDENTIAL_KEYS.iter().find(|k| k.name == name);
-        if let Some(spec) = spec.filter(|s| !s.sources.is_empty()) {
-            if !spec.sources.contains(&source) && !value.is_null() {
-                let list: Vec<&str> = spec.sources.iter().map(|s| s.as_str()).collect();
-                return Err(reader.err(
-                    &path(name),
-                    key.mark,
-                    ErrorKind::Conflict,
-                    format!(
-                        "`{name}` applies to source {} only, and credentials.source is {}",
-                        list.join(" or "),
-                        source.as_str()
-                    ),
-                ));
-            }
+        if let Some(spec) = spec.filter(|s| !s.sources.is_empty())
+            && !spec.sources.contains(&source)
+        {
+            let list: Vec<&str> = spec.sources.iter().map(|s| s.as_str()).collect();
+            return Err(reader.err(
+                &path(name),
+                key.mark,
+                ErrorKind::Conflict,
+                format!(
+                    "`{name}` applies to source {} only, and credentials.source is {}",
+                    list.join(" or "),
+                    source.as_str()
+                ),
+            ));
         }
     }
     if let (Some(_), Some(n)) = (get("secret_prefix"), get("secret_name")) {
@@ -539,9 +528,10 @@ fn check_secret_names(
                     "secret_prefix" => &config.secret_prefix,
                     _ => &config.secret_name,
                 };
-                if let Some(value) = value {
-                    if let Some(bad) = value.chars().find(|c| !valid(*c)) {
-                        return Err(reader.err(
+                if let Some(value) = value
+                    && let Some(bad) = value.chars().find(|c| !valid(*c))
+                {
+                    return Err(reader.err(
                             &format!("credentials.{key}"),
                             mark(key),
                             ErrorKind::InvalidValue,
@@ -550,7 +540,6 @@ fn check_secret_names(
                                 short(value)
                             ),
                         ));
-                    }
                 }
             }
             for key in [&config.username_key, &config.password_key] {
@@ -570,9 +559,12 @@ fn check_secret_names(
             }
         }
         SecretSource::Azure => {
-            if let Some(prefix) = &config.secret_prefix {
-                if let Some(bad) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-                    return Err(reader.err(
+            if let Some(prefix) = &config.secret_prefix
+                && let Some(bad) = prefix
+                    .chars()
+                    .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            {
+                return Err(reader.err(
                         "credentials.secret_prefix",
                         mark("secret_prefix"),
                         ErrorKind::InvalidValue,
@@ -581,7 +573,6 @@ fn check_secret_names(
                             short(prefix)
                         ),
                     ));
-                }
             }
             match &config.vault_url {
                 None => {

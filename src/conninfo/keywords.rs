@@ -68,8 +68,16 @@ pub const KEYWORDS: &[Keyword] = &[
     kw("sslsni", Some("PGSSLSNI"), 14),
     kw("requirepeer", Some("PGREQUIREPEER"), 9),
     kw("require_auth", Some("PGREQUIREAUTH"), 16),
-    kw("ssl_min_protocol_version", Some("PGSSLMINPROTOCOLVERSION"), 13),
-    kw("ssl_max_protocol_version", Some("PGSSLMAXPROTOCOLVERSION"), 13),
+    kw(
+        "ssl_min_protocol_version",
+        Some("PGSSLMINPROTOCOLVERSION"),
+        13,
+    ),
+    kw(
+        "ssl_max_protocol_version",
+        Some("PGSSLMAXPROTOCOLVERSION"),
+        13,
+    ),
     kw("gssencmode", Some("PGGSSENCMODE"), 12),
     kw("krbsrvname", Some("PGKRBSRVNAME"), 9),
     kw("gsslib", Some("PGGSSLIB"), 9),

@@ -69,10 +69,7 @@ fn store(slots: &mut Slots, keyword: &[u8], value: Vec<u8>) -> Result<usize, ()>
 
 /// The secret keyword stored at `index`, if it is one.
 fn secret_name(index: usize) -> Option<&'static str> {
-    KEYWORDS
-        .get(index)
-        .filter(|k| k.secret)
-        .map(|k| k.name)
+    KEYWORDS.get(index).filter(|k| k.secret).map(|k| k.name)
 }
 
 /// A fragment as shown in a message: quoted, or described when it may belong to the value of

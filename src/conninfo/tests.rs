@@ -14,9 +14,17 @@ fn check(input: &str, expected: &[(&str, &str)]) {
     let got: Vec<(&str, &str)> = info.iter().collect();
     assert_eq!(got, expected, "parsing {input:?}");
     let kv = info.to_keyword_value();
-    assert_eq!(ConnInfo::parse(&kv).as_ref(), Ok(&info), "key=value form {kv:?}");
+    assert_eq!(
+        ConnInfo::parse(&kv).as_ref(),
+        Ok(&info),
+        "key=value form {kv:?}"
+    );
     let uri = info.to_uri();
-    assert_eq!(ConnInfo::parse(&uri).as_ref(), Ok(&info), "URI form {uri:?}");
+    assert_eq!(
+        ConnInfo::parse(&uri).as_ref(),
+        Ok(&info),
+        "URI form {uri:?}"
+    );
 }
 
 /// Parses `input`, expects an error of `kind` whose message is exactly `message`.
@@ -83,7 +91,10 @@ fn unquoted_escapes() {
     check(r"password=a\'b\\c", &[("password", r"a'b\c")]);
     check(r"host=a\", &[("host", "a")]);
     check("host=it's", &[("host", "it's")]);
-    check("options=-c\\ search_path=x", &[("options", "-c search_path=x")]);
+    check(
+        "options=-c\\ search_path=x",
+        &[("options", "-c search_path=x")],
+    );
 }
 
 #[test]
@@ -121,7 +132,10 @@ fn requiressl_is_translated() {
     check("requiressl=0", &[("sslmode", "prefer")]);
     check("requiressl=", &[("sslmode", "prefer")]);
     check("sslmode=disable requiressl=1", &[("sslmode", "require")]);
-    check("postgresql://h?requiressl=%31", &[("host", "h"), ("sslmode", "require")]);
+    check(
+        "postgresql://h?requiressl=%31",
+        &[("host", "h"), ("sslmode", "require")],
+    );
 }
 
 #[test]
@@ -225,10 +239,7 @@ fn uri_user_is_found_before_the_first_slash() {
         "postgresql://u:p/x@y",
         &[("dbname", "x@y"), ("host", "u"), ("port", "p")],
     );
-    check(
-        "postgresql://[::1]@",
-        &[("user", "["), ("password", ":1]")],
-    );
+    check("postgresql://[::1]@", &[("user", "["), ("password", ":1]")]);
 }
 
 #[test]
@@ -238,11 +249,11 @@ fn uri_ipv6() {
         "postgresql://[::1]:5433/db",
         &[("dbname", "db"), ("host", "::1"), ("port", "5433")],
     );
+    check("postgresql://[fe80::1%25eth0]", &[("host", "fe80::1%eth0")]);
     check(
-        "postgresql://[fe80::1%25eth0]",
-        &[("host", "fe80::1%eth0")],
+        "postgresql://[2001:db8::7]?port=1",
+        &[("host", "2001:db8::7"), ("port", "1")],
     );
-    check("postgresql://[2001:db8::7]?port=1", &[("host", "2001:db8::7"), ("port", "1")]);
     // Inside brackets anything but "]" goes, commas included.
     check("postgresql://[a,b]", &[("host", "a,b")]);
     assert_eq!(
@@ -282,7 +293,10 @@ fn uri_multiple_hosts() {
 
 #[test]
 fn uri_query_ssl_true() {
-    check("postgresql://h?ssl=true", &[("host", "h"), ("sslmode", "require")]);
+    check(
+        "postgresql://h?ssl=true",
+        &[("host", "h"), ("sslmode", "require")],
+    );
     check(
         "postgresql://h?ssl=%74rue",
         &[("host", "h"), ("sslmode", "require")],
@@ -302,7 +316,10 @@ fn uri_non_utf8_values() {
         "the value of \"dbname\" is not valid UTF-8 after percent-decoding"
     );
     // A later value replaces the bad one, as in libpq.
-    check("postgresql://h?dbname=%FF&dbname=%C3%A9", &[("dbname", "é"), ("host", "h")]);
+    check(
+        "postgresql://h?dbname=%FF&dbname=%C3%A9",
+        &[("dbname", "é"), ("host", "h")],
+    );
 }
 
 // ---- errors ----
@@ -331,7 +348,11 @@ fn keyword_value_errors() {
         r#"invalid connection option "foo""#,
     );
     check_err("=x", K::InvalidOption, r#"invalid connection option """#);
-    check_err("'host'=x", K::InvalidOption, r#"invalid connection option "'host'""#);
+    check_err(
+        "'host'=x",
+        K::InvalidOption,
+        r#"invalid connection option "'host'""#,
+    );
     check_err(
         "host='a",
         K::UnterminatedQuote,
@@ -444,10 +465,19 @@ fn errors_never_show_secrets() {
         ("sslpassword=abc hunter2", K::MissingEquals),
         ("postgresql://u:hunter2%zz@h", K::InvalidPercentEncoding),
         ("postgresql://u:hunter2%00@h", K::ForbiddenPercentNul),
-        ("postgresql://h?password=hunter2%zz", K::InvalidPercentEncoding),
-        ("postgresql://h?sslpassword=hunter2%00", K::ForbiddenPercentNul),
+        (
+            "postgresql://h?password=hunter2%zz",
+            K::InvalidPercentEncoding,
+        ),
+        (
+            "postgresql://h?sslpassword=hunter2%00",
+            K::ForbiddenPercentNul,
+        ),
         ("postgresql://h?password=a&hunter2", K::MissingSeparator),
-        ("postgresql://h?password=a&hunter2=b", K::InvalidQueryParameter),
+        (
+            "postgresql://h?password=a&hunter2=b",
+            K::InvalidQueryParameter,
+        ),
         ("postgresql://h?password=a&hunter2=b=c", K::ExtraSeparator),
         // A whole "user:password@host" passed without the scheme.
         ("me:hunter2@db.example.com/app", K::MissingEquals),
@@ -526,7 +556,11 @@ fn map_api() {
 #[test]
 fn keyword_table() {
     assert_eq!(KEYWORDS.len(), 41);
-    let secrets: Vec<&str> = KEYWORDS.iter().filter(|k| k.secret).map(|k| k.name).collect();
+    let secrets: Vec<&str> = KEYWORDS
+        .iter()
+        .filter(|k| k.secret)
+        .map(|k| k.name)
+        .collect();
     assert_eq!(secrets, ["password", "sslpassword"]);
     assert_eq!(keyword("sslnegotiation").map(|k| k.since), Some(17));
     assert_eq!(keyword("host").and_then(|k| k.envvar), Some("PGHOST"));
@@ -601,8 +635,31 @@ fn uri_rendering() {
 #[test]
 fn roundtrip_odd_values() {
     let odd = [
-        "", " ", "'", "\\", "a b", "=", "@", ":", "/", "?", "#", "&", "%", ",", "[", "]", "[::1]",
-        "::1", ",,", "a,", ",a", "é", "\u{1F600}", "\t\n", "\x0b\x0c",
+        "",
+        " ",
+        "'",
+        "\\",
+        "a b",
+        "=",
+        "@",
+        ":",
+        "/",
+        "?",
+        "#",
+        "&",
+        "%",
+        ",",
+        "[",
+        "]",
+        "[::1]",
+        "::1",
+        ",,",
+        "a,",
+        ",a",
+        "é",
+        "\u{1F600}",
+        "\t\n",
+        "\x0b\x0c",
     ];
     for v in odd {
         for w in odd {
@@ -615,7 +672,12 @@ fn roundtrip_odd_values() {
                 ("options", w),
             ]);
             assert_eq!(ConnInfo::parse(&m.to_keyword_value()), Ok(m.clone()));
-            assert_eq!(ConnInfo::parse(&m.to_uri()), Ok(m.clone()), "{}", m.to_uri());
+            assert_eq!(
+                ConnInfo::parse(&m.to_uri()),
+                Ok(m.clone()),
+                "{}",
+                m.to_uri()
+            );
         }
     }
 }

@@ -63,13 +63,17 @@ pub fn parse_rds_host(host: &str) -> Option<RdsHost<'_>> {
 pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, Error> {
     let origin = &config.origin;
     let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
-    let host = config.host.clone().or_else(|| var("RDS_HOSTNAME")).ok_or_else(|| {
-        origin.error(
-            "host",
-            ErrorKind::Missing,
-            "provider aws needs host (or the RDS_HOSTNAME environment variable)",
-        )
-    })?;
+    let host = config
+        .host
+        .clone()
+        .or_else(|| var("RDS_HOSTNAME"))
+        .ok_or_else(|| {
+            origin.error(
+                "host",
+                ErrorKind::Missing,
+                "provider aws needs host (or the RDS_HOSTNAME environment variable)",
+            )
+        })?;
     let port = match (config.port, var("RDS_PORT")) {
         (Some(port), _) => port,
         (None, Some(text)) => match text.trim().parse::<u16>() {
@@ -78,7 +82,10 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
                 return Err(origin.error(
                     "port",
                     ErrorKind::InvalidValue,
-                    format!("RDS_PORT `{}` is not a port number", text.chars().take(20).collect::<String>()),
+                    format!(
+                        "RDS_PORT `{}` is not a port number",
+                        text.chars().take(20).collect::<String>()
+                    ),
                 ));
             }
         },

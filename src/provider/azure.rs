@@ -28,13 +28,17 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             ),
         ));
     }
-    let host = config.host.clone().or_else(|| var(ENV_HOST)).ok_or_else(|| {
-        origin.error(
-            "host",
-            ErrorKind::Missing,
-            format!("provider azure needs host (or the {ENV_HOST} environment variable)"),
-        )
-    })?;
+    let host = config
+        .host
+        .clone()
+        .or_else(|| var(ENV_HOST))
+        .ok_or_else(|| {
+            origin.error(
+                "host",
+                ErrorKind::Missing,
+                format!("provider azure needs host (or the {ENV_HOST} environment variable)"),
+            )
+        })?;
     let port = match (config.port, var(ENV_PORT)) {
         (Some(port), _) => port,
         (None, Some(text)) => match text.trim().parse::<u16>() {
@@ -43,7 +47,10 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
                 return Err(origin.error(
                     "port",
                     ErrorKind::InvalidValue,
-                    format!("{ENV_PORT} `{}` is not a port number", text.chars().take(20).collect::<String>()),
+                    format!(
+                        "{ENV_PORT} `{}` is not a port number",
+                        text.chars().take(20).collect::<String>()
+                    ),
                 ));
             }
         },
@@ -67,16 +74,17 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
         // Flexible Server takes plain user names; Single Server's `user@server` (retired)
         // would be read as a different user.
         let server = host.split('.').next().unwrap_or_default();
-        if let Some((_, suffix)) = user.rsplit_once('@') {
-            if !server.is_empty() && suffix.eq_ignore_ascii_case(server) {
-                target.warnings.push(Warning {
+        if let Some((_, suffix)) = user.rsplit_once('@')
+            && !server.is_empty()
+            && suffix.eq_ignore_ascii_case(server)
+        {
+            target.warnings.push(Warning {
                     path: origin.path("user"),
                     location: origin.location("user"),
                     message: format!(
                         "user ends in @{suffix}, Single Server's user@server form; Flexible Server takes the plain user name"
                     ),
                 });
-            }
         }
         target.set("user", user);
         target.user_source = source;
@@ -86,7 +94,9 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             return Err(origin.error(
                 "user",
                 ErrorKind::Missing,
-                format!("iam_auth needs the Entra principal's database user name (user, or {ENV_USER})"),
+                format!(
+                    "iam_auth needs the Entra principal's database user name (user, or {ENV_USER})"
+                ),
             ));
         }
         target.iam = Some(IamKind::Azure);

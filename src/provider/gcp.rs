@@ -132,7 +132,10 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
                 return Err(origin.error(
                     "host",
                     ErrorKind::Missing,
-                    format!("provider gcp with ip_type {} needs host: the instance's IP address", ip_type.as_str()),
+                    format!(
+                        "provider gcp with ip_type {} needs host: the instance's IP address",
+                        ip_type.as_str()
+                    ),
                 ));
             };
             target.set("host", host.clone());
@@ -150,7 +153,11 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
         target.set("dbname", db.clone());
     }
     if let Some(user) = &config.user {
-        let user = if config.iam_auth { iam_user(user) } else { user };
+        let user = if config.iam_auth {
+            iam_user(user)
+        } else {
+            user
+        };
         target.set("user", user);
         target.user_source = Source::Literal;
     }

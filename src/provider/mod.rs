@@ -196,9 +196,12 @@ fn finish(
     if !all_sockets && tls < SslMode::VerifyFull {
         let message = match tls {
             SslMode::VerifyCa => {
-                "TLS is verify-ca: the certificate chain is checked but not the host name".to_string()
+                "TLS is verify-ca: the certificate chain is checked but not the host name"
+                    .to_string()
             }
-            SslMode::Disable => "TLS is disabled: traffic and passwords cross the network in clear".to_string(),
+            SslMode::Disable => {
+                "TLS is disabled: traffic and passwords cross the network in clear".to_string()
+            }
             other => format!(
                 "TLS is {other}: the server's identity is not verified (a root certificate and sslmode verify-full close that gap)"
             ),
@@ -214,11 +217,23 @@ fn finish(
     let password_source = match (target.iam, credentials, &target.password) {
         (Some(kind), _, _) => Source::Iam(kind),
         (None, _, Some(_)) => Source::Literal,
-        (None, Some(creds), None) => secret_source(config, creds, CredentialField::Password, env, &mut target.warnings)?,
+        (None, Some(creds), None) => secret_source(
+            config,
+            creds,
+            CredentialField::Password,
+            env,
+            &mut target.warnings,
+        )?,
         (None, None, None) => Source::None,
     };
     let user_source = match (&target.user_source, credentials) {
-        (Source::None, Some(creds)) => secret_source(config, creds, CredentialField::Username, env, &mut target.warnings)?,
+        (Source::None, Some(creds)) => secret_source(
+            config,
+            creds,
+            CredentialField::Username,
+            env,
+            &mut target.warnings,
+        )?,
         (Source::None, None) if target.iam == Some(IamKind::Gcp) => Source::Iam(IamKind::Gcp),
         (source, _) => source.clone(),
     };
@@ -323,8 +338,8 @@ fn secret_source(
                 .as_deref()
                 .unwrap_or_default()
                 .trim_end_matches('/');
-            let name = format!("{}{key}", creds.secret_prefix.as_deref().unwrap_or(""))
-                .replace('_', "-");
+            let name =
+                format!("{}{key}", creds.secret_prefix.as_deref().unwrap_or("")).replace('_', "-");
             if name.len() > 127 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                 return Err(origin.error(
                     "credentials",
@@ -374,17 +389,21 @@ pub fn build_provider_connection_string(
     }
     let plan = plan(config, env)?;
     let mut params = plan.params.clone();
-    if params.get("user").is_none() {
-        if let Some(user) = &credentials.username {
-            params.set("user", user.clone()).map_err(|e| {
-                config.origin.error("user", ErrorKind::InvalidValue, e.to_string())
-            })?;
-        }
+    if params.get("user").is_none()
+        && let Some(user) = &credentials.username
+    {
+        params.set("user", user.clone()).map_err(|e| {
+            config
+                .origin
+                .error("user", ErrorKind::InvalidValue, e.to_string())
+        })?;
     }
     if let Some(password) = plan.password.as_ref().or(credentials.password.as_ref()) {
-        params
-            .set("password", password.expose())
-            .map_err(|e| config.origin.error("credentials", ErrorKind::InvalidValue, e.to_string()))?;
+        params.set("password", password.expose()).map_err(|e| {
+            config
+                .origin
+                .error("credentials", ErrorKind::InvalidValue, e.to_string())
+        })?;
     }
     Ok(Secret::new(params.to_uri()))
 }
