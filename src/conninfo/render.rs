@@ -66,9 +66,9 @@ fn encoded(value: &str) -> String {
 
 /// The netloc (`host[:port],...`) for `host` and `port`, when libpq would parse it back into
 /// exactly these values: every host non-empty, and either no port and a single host, or a
-/// non-empty port list with one entry per host (an entry may be empty). A host with a `:` (an
-/// IPv6 literal) goes in brackets; all else is percent-encoded, so a socket directory
-/// `/tmp` is `%2Ftmp`.
+/// non-empty port list with one entry per host (an entry may be empty). An IPv6 literal goes
+/// in brackets; all else is percent-encoded (a `:` too), so a socket directory
+/// `/cloudsql/p:r:i` is `%2Fcloudsql%2Fp%3Ar%3Ai`.
 fn netloc(host: &str, port: Option<&str>) -> Option<String> {
     let hosts: Vec<&str> = host.split(',').collect();
     if hosts.iter().any(|h| h.is_empty()) {
@@ -88,7 +88,9 @@ fn netloc(host: &str, port: Option<&str>) -> Option<String> {
         if i > 0 {
             out.push(',');
         }
-        if h.contains(':') {
+        // An IPv6 literal, possibly with a zone (`fe80::1%eth0`).
+        let address = h.split('%').next().unwrap_or_default();
+        if address.parse::<std::net::Ipv6Addr>().is_ok() {
             out.push('[');
             push_encoded(&mut out, h, |b| b == b':');
             out.push(']');
