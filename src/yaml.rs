@@ -12,7 +12,7 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use crate::error::{Error, ErrorKind, Location};
 
 /// Line and column (both 1-based) of a node in the source text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Mark {
     /// 1-based line.
     pub line: usize,

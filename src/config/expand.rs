@@ -99,9 +99,11 @@ pub(crate) fn expand_tree(
 ) -> Result<(), (crate::yaml::Mark, String, ExpandError)> {
     let mark = node.mark;
     match &mut node.value {
-        Value::Scalar { text, .. } => {
+        Value::Scalar { text, plain } => {
             if text.contains('$') {
                 *text = expand_str(text, env).map_err(|e| (mark, path.to_string(), e))?;
+                // What an expansion yields is a string: an empty one is not YAML null.
+                *plain = false;
             }
             Ok(())
         }

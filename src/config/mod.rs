@@ -210,7 +210,8 @@ pub struct Origin {
     file: String,
     prefix: String,
     catalog: Mark,
-    marks: BTreeMap<String, Mark>,
+    /// Key path (`host`, `credentials.source`) -> where the key and its value stand.
+    marks: BTreeMap<String, (Mark, Mark)>,
 }
 
 impl Origin {
@@ -232,18 +233,50 @@ impl Origin {
 
     /// The location of a key, or of the catalog mapping when the key was not written.
     pub fn location(&self, key: &str) -> Location {
+        self.key_mark(key).location(&self.file)
+    }
+
+    /// The location of a key's value, or of the catalog mapping when the key was not written.
+    pub fn value_location(&self, key: &str) -> Location {
         self.marks
             .get(key)
-            .copied()
+            .map(|(_, value)| *value)
             .unwrap_or(self.catalog)
             .location(&self.file)
     }
 
-    /// An error about `key`, with its path and location.
+    pub(crate) fn key_mark(&self, key: &str) -> Mark {
+        self.marks.get(key).map(|(k, _)| *k).unwrap_or(self.catalog)
+    }
+
+    /// An error about `key` (a missing key, two keys in conflict), at the key.
     pub fn error(&self, key: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
         Error::new(kind, message)
             .at_path(self.path(key))
             .at_location(Some(self.location(key)))
+    }
+
+    /// An error about the value of `key`, at the value.
+    pub fn value_error(&self, key: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(kind, message)
+            .at_path(self.path(key))
+            .at_location(Some(self.value_location(key)))
+    }
+
+    /// A conflict between two keys, reported at whichever of the written ones comes later in
+    /// the file (the one that introduced the conflict).
+    pub fn conflict(&self, a: &str, b: &str, why: &str) -> Error {
+        let b_later = self.key_mark(a) <= self.key_mark(b);
+        let (first, second) = if self.has(b) && (b_later || !self.has(a)) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        self.error(
+            second,
+            ErrorKind::Conflict,
+            format!("`{first}` and `{second}` cannot be used together: {why}"),
+        )
     }
 }
 

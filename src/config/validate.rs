@@ -51,7 +51,11 @@ impl Reader<'_> {
             // An empty value has no position of its own: point at its key.
             _ if node.is_null() => Err(self.err(
                 key,
-                self.origin.marks.get(key).copied().unwrap_or(node.mark),
+                self.origin
+                    .marks
+                    .get(key)
+                    .map(|(k, _)| *k)
+                    .unwrap_or(node.mark),
                 ErrorKind::InvalidValue,
                 "has no value (write one, or leave the key out)",
             )),
@@ -163,7 +167,7 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
     let names: Vec<&'static str> = CATALOG_KEYS.iter().map(|k| k.name).collect();
 
     // Unknown keys first: a typo is the likeliest mistake and the clearest to report.
-    for (key, _) in entries {
+    for (key, value) in entries {
         let name = key.as_scalar().unwrap_or_default();
         if !names.contains(&name) {
             return Err(Error::new(
@@ -173,7 +177,9 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
             .at_path(origin.path(name))
             .at_location(Some(key.mark.location(file))));
         }
-        origin.marks.insert(name.to_string(), key.mark);
+        origin
+            .marks
+            .insert(name.to_string(), (key.mark, value.mark));
     }
     // A key written without a value is an error (in `Reader::text`), not an absent key.
     let get = |key: &str| catalog.get(key);
@@ -222,15 +228,7 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         }
     }
 
-    let conflict = |reader: &Reader, a: &str, b: &str, why: &str| -> Error {
-        let mark = reader.origin.marks.get(b).copied().unwrap_or(catalog.mark);
-        reader.err(
-            b,
-            mark,
-            ErrorKind::Conflict,
-            format!("`{a}` and `{b}` cannot be used together: {why}"),
-        )
-    };
+    let conflict = |reader: &Reader, a: &str, b: &str, why: &str| reader.origin.conflict(a, b, why);
 
     if get("connection_string").is_some() {
         if provider.is_cloud() {
@@ -360,11 +358,10 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
         pool.max_size = reader.integer("max_size", n, 1, 10_000)?;
     }
     if pool.min_size > pool.max_size {
-        return Err(reader.err(
+        return Err(reader.origin.conflict(
             "min_size",
-            get("min_size").map(|n| n.mark).unwrap_or(catalog.mark),
-            ErrorKind::Conflict,
-            format!(
+            "max_size",
+            &format!(
                 "min_size ({}) is larger than max_size ({})",
                 pool.min_size, pool.max_size
             ),
@@ -425,7 +422,7 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
         ));
     };
     let names: Vec<&'static str> = CREDENTIAL_KEYS.iter().map(|k| k.name).collect();
-    for (key, _) in entries {
+    for (key, value) in entries {
         let name = key.as_scalar().unwrap_or_default();
         if !names.contains(&name) {
             let hint = match name {
@@ -444,7 +441,7 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
         reader
             .origin
             .marks
-            .insert(format!("credentials.{name}"), key.mark);
+            .insert(format!("credentials.{name}"), (key.mark, value.mark));
     }
     let get = |key: &str| node.get(key);
     let path = |key: &str| format!("credentials.{key}");
@@ -481,12 +478,11 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
             ));
         }
     }
-    if let (Some(_), Some(n)) = (get("secret_prefix"), get("secret_name")) {
-        return Err(reader.err(
-            &path("secret_name"),
-            n.mark,
-            ErrorKind::Conflict,
-            "`credentials.secret_prefix` and `credentials.secret_name` cannot be used together: one secret per key, or one JSON secret for all",
+    if get("secret_prefix").is_some() && get("secret_name").is_some() {
+        return Err(reader.origin.conflict(
+            "credentials.secret_prefix",
+            "credentials.secret_name",
+            "one secret per key, or one JSON secret for all",
         ));
     }
     let opt = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {

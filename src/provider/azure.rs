@@ -20,7 +20,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
     let origin = &config.origin;
     let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
     if let Some(mode @ (SslMode::Disable | SslMode::Allow)) = config.sslmode {
-        return Err(origin.error(
+        return Err(origin.value_error(
             "sslmode",
             ErrorKind::InvalidValue,
             format!(

@@ -18,7 +18,7 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
         .map(Secret::expose)
         .unwrap_or_default();
     let mut params = ConnInfo::parse(text)
-        .map_err(|e| origin.error("connection_string", ErrorKind::ConnInfo, e.to_string()))?;
+        .map_err(|e| origin.value_error("connection_string", ErrorKind::ConnInfo, e.to_string()))?;
     // libpq's default when the string says nothing.
     let mut target = Target::new(PlanKind::ConnectionString, SslMode::Prefer);
     target.host_key = "connection_string";
@@ -35,7 +35,7 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
     }
     if let Some(mode) = params.get("sslmode") {
         target.sslmode = Some(mode.parse().map_err(|()| {
-            origin.error(
+            origin.value_error(
                 "connection_string",
                 ErrorKind::InvalidValue,
                 format!(
