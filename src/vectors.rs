@@ -13,7 +13,9 @@
 //!
 //! Matching: every key of `expect` must be in the result with a matching value (objects
 //! recursively, lists element by element and of the same length, scalars equal), except that
-//! `contains: TEXT` inside an object matches when that object's `message` contains TEXT.
+//! inside an object `contains: TEXT` matches when that object's `message` contains TEXT, and
+//! `not_contains: TEXT` when the object, rendered as JSON, nowhere contains TEXT (used to prove
+//! that a password stays out of errors and plans).
 //!
 //! An adapter (another port's implementation) reads one JSON object per line on standard
 //! input, `{"kind", "env", "files", "input"}`, and writes one result object per line.
@@ -232,6 +234,13 @@ fn matches_at(expect: &Value, actual: &Value, at: &str) -> Result<(), String> {
                 } else {
                     format!("{at}.{key}")
                 };
+                if key == "not_contains" {
+                    let needle = want_value.as_str().unwrap_or_default();
+                    if actual.to_string().contains(needle) {
+                        return Err(format!("{here}: {needle:?} appears in the result"));
+                    }
+                    continue;
+                }
                 if key == "contains" {
                     let needle = want_value.as_str().unwrap_or_default();
                     let message = got
@@ -428,6 +437,14 @@ mod tests {
         assert!(matches(&json!({"plan": {"a": 2}}), &actual).is_err());
         assert!(matches(&json!({"plan": {"z": 2}}), &actual).is_err());
         assert!(matches(&json!({"error": null}), &actual).is_ok());
+    }
+
+    #[test]
+    fn not_contains_searches_the_whole_object() {
+        let actual = json!({"plan": {"uri": "postgresql://h/db", "hosts": [{"host": "h"}]}});
+        assert!(matches(&json!({"plan": {"not_contains": "secret"}}), &actual).is_ok());
+        assert!(matches(&json!({"plan": {"not_contains": "db"}}), &actual).is_err());
+        assert!(matches(&json!({"not_contains": "\"host\""}), &actual).is_err());
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub enum Value {
         text: String,
         /// `true` for a plain scalar, whose text may mean null, a number or a boolean.
         plain: bool,
+        /// `true` when `${VAR}` expansion produced the text: it may hold a secret, so error
+        /// messages never quote it.
+        expanded: bool,
     },
     /// A sequence.
     Seq(Vec<Node>),
@@ -57,6 +60,11 @@ pub enum Value {
 }
 
 impl Node {
+    /// Whether `${VAR}` expansion produced this scalar's text.
+    pub fn is_expanded(&self) -> bool {
+        matches!(&self.value, Value::Scalar { expanded: true, .. })
+    }
+
     /// The text of a scalar node.
     pub fn as_scalar(&self) -> Option<&str> {
         match &self.value {
@@ -67,7 +75,7 @@ impl Node {
 
     /// Whether the node is YAML null (a plain `null`, `Null`, `NULL`, `~` or nothing).
     pub fn is_null(&self) -> bool {
-        matches!(&self.value, Value::Scalar { text, plain: true } if is_null_text(text))
+        matches!(&self.value, Value::Scalar { text, plain: true, .. } if is_null_text(text))
     }
 
     /// The entries of a mapping node.
@@ -100,8 +108,12 @@ impl Node {
     /// integers, floats; everything else a string).
     pub fn to_json(&self) -> serde_json::Value {
         match &self.value {
-            Value::Scalar { text, plain: false } => serde_json::Value::String(text.clone()),
-            Value::Scalar { text, plain: true } => plain_scalar_json(text),
+            Value::Scalar {
+                text, plain: false, ..
+            } => serde_json::Value::String(text.clone()),
+            Value::Scalar {
+                text, plain: true, ..
+            } => plain_scalar_json(text),
             Value::Seq(items) => items.iter().map(Node::to_json).collect(),
             Value::Map(entries) => entries
                 .iter()
@@ -247,7 +259,11 @@ impl MarkedEventReceiver for Builder<'_> {
                 let plain = matches!(style, TScalarStyle::Plain);
                 self.push_node(
                     Node {
-                        value: Value::Scalar { text, plain },
+                        value: Value::Scalar {
+                            text,
+                            plain,
+                            expanded: false,
+                        },
                         mark,
                     },
                     anchor,

@@ -99,11 +99,20 @@ pub(crate) fn expand_tree(
 ) -> Result<(), (crate::yaml::Mark, String, ExpandError)> {
     let mark = node.mark;
     match &mut node.value {
-        Value::Scalar { text, plain } => {
+        Value::Scalar {
+            text,
+            plain,
+            expanded,
+        } => {
             if text.contains('$') {
-                *text = expand_str(text, env).map_err(|e| (mark, path.to_string(), e))?;
-                // What an expansion yields is a string: an empty one is not YAML null.
-                *plain = false;
+                let new = expand_str(text, env).map_err(|e| (mark, path.to_string(), e))?;
+                if new != *text {
+                    *text = new;
+                    // What an expansion yields is a string (an empty one is not YAML null), and
+                    // it may be a secret.
+                    *plain = false;
+                    *expanded = true;
+                }
             }
             Ok(())
         }

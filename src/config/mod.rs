@@ -356,18 +356,27 @@ pub fn read_source(path: &str) -> Result<(String, String), Error> {
 /// in errors.
 pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
     let root = yaml::parse(text, file)?;
-    let (mut catalog, prefix) = locate(&root, file)?;
+    let (mut catalog, prefix, anchor) = locate(&root, file)?;
     expand::expand_tree(&mut catalog, &prefix, env).map_err(|(mark, path, e)| {
         Error::new(ErrorKind::Expansion, e.message)
             .at_path(path)
             .at_location(Some(mark.location(file)))
     })?;
-    validate::validate(&catalog, file, &prefix)
+    validate::validate(&catalog, file, &prefix, anchor)
+}
+
+/// Where a key of a mapping stands.
+fn key_mark(map: &Node, key: &str) -> Option<Mark> {
+    map.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_scalar() == Some(key))
+        .map(|(k, _)| k.mark)
 }
 
 /// Finds the catalog mapping: `settings.ltm.catalog` in a whole agent file, else the root
-/// itself when the file is a bare catalog mapping.
-fn locate(root: &Node, file: &str) -> Result<(Node, String), Error> {
+/// itself when the file is a bare catalog mapping. Also returns its path and where messages
+/// about the catalog as a whole point: the `catalog:` key, or the first line of a bare file.
+fn locate(root: &Node, file: &str) -> Result<(Node, String, Mark), Error> {
     if root.as_map().is_none() {
         return Err(Error::new(
             ErrorKind::NoCatalog,
@@ -379,10 +388,11 @@ fn locate(root: &Node, file: &str) -> Result<(Node, String), Error> {
         .at_location(Some(root.mark.location(file))));
     }
     if root.get("settings").is_none() {
-        return Ok((root.clone(), String::new()));
+        return Ok((root.clone(), String::new(), Mark { line: 1, col: 1 }));
     }
     let mut node = root;
     let mut path = String::new();
+    let mut anchor = Mark { line: 1, col: 1 };
     for part in ["settings", "ltm", "catalog"] {
         let next = node.get(part).filter(|n| !n.is_null());
         let Some(next) = next else {
@@ -398,8 +408,9 @@ fn locate(root: &Node, file: &str) -> Result<(Node, String), Error> {
                 ),
             )
             .at_path(join_path(&path, part))
-            .at_location(Some(node.mark.location(file))));
+            .at_location(Some(anchor.location(file))));
         };
+        anchor = key_mark(node, part).unwrap_or(next.mark);
         path = join_path(&path, part);
         if next.as_map().is_none() {
             return Err(Error::new(
@@ -411,7 +422,7 @@ fn locate(root: &Node, file: &str) -> Result<(Node, String), Error> {
         }
         node = next;
     }
-    Ok((node.clone(), path))
+    Ok((node.clone(), path, anchor))
 }
 
 /// Joins a dotted path and a key (`a.b` + `c` = `a.b.c`; `` + `c` = `c`).

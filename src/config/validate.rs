@@ -90,8 +90,8 @@ impl Reader<'_> {
                 node.mark,
                 ErrorKind::InvalidValue,
                 format!(
-                    "expected an integer from {min} to {max}, found `{}`",
-                    short(text)
+                    "expected an integer from {min} to {max}, found {}",
+                    shown(node)
                 ),
             )
         };
@@ -106,11 +106,11 @@ impl Reader<'_> {
         match self.text(key, node)?.trim() {
             "true" | "True" | "TRUE" => Ok(true),
             "false" | "False" | "FALSE" => Ok(false),
-            other => Err(self.err(
+            _ => Err(self.err(
                 key,
                 node.mark,
                 ErrorKind::InvalidValue,
-                format!("expected true or false, found `{}`", short(other)),
+                format!("expected true or false, found {}", shown(node)),
             )),
         }
     }
@@ -122,18 +122,29 @@ impl Reader<'_> {
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
         let hint = keys::did_you_mean(text, names.iter().copied())
+            .filter(|_| !node.is_expanded())
             .map(|m| format!("; did you mean `{m}`?"))
             .unwrap_or_default();
         Err(self.err(
             key,
             node.mark,
             ErrorKind::InvalidValue,
-            format!("`{}` is not one of {}{hint}", short(text), names.join(", ")),
+            format!("{} is not one of {}{hint}", shown(node), names.join(", ")),
         ))
     }
 }
 
-/// A value shortened for an error message. Only non-secret keys are ever quoted.
+/// How an error message shows a value: quoted and shortened when written in the YAML, never
+/// when `${VAR}` expansion produced it (a misplaced `${DB_PASSWORD}` must not reach a log).
+fn shown(node: &Node) -> String {
+    if node.is_expanded() {
+        "the value ${...} expanded to".to_string()
+    } else {
+        format!("`{}`", short(node.as_scalar().unwrap_or_default()))
+    }
+}
+
+/// A value shortened for an error message.
 fn short(text: &str) -> String {
     let mut s: String = text.chars().take(60).collect();
     if s.len() < text.len() {
@@ -156,11 +167,16 @@ fn unknown_key(key: &str, candidates: &[&'static str], bare_root: bool) -> Strin
     message
 }
 
-pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<CatalogConfig, Error> {
+pub(super) fn validate(
+    catalog: &Node,
+    file: &str,
+    prefix: &str,
+    anchor: Mark,
+) -> Result<CatalogConfig, Error> {
     let mut origin = Origin {
         file: file.to_string(),
         prefix: prefix.to_string(),
-        catalog: catalog.mark,
+        catalog: anchor,
         marks: BTreeMap::new(),
     };
     let entries = catalog.as_map().unwrap_or_default();
@@ -201,8 +217,8 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
                 node.mark,
                 ErrorKind::InvalidValue,
                 format!(
-                    "`{}` is not served by tea-pgcloud, which handles type `postgres`",
-                    short(kind)
+                    "{} is not served by tea-pgcloud, which handles type `postgres`",
+                    shown(node)
                 ),
             ));
         }
@@ -346,7 +362,7 @@ pub(super) fn validate(catalog: &Node, file: &str, prefix: &str) -> Result<Catal
             "connection_name",
             node.mark,
             ErrorKind::InvalidValue,
-            format!("`{}` is not PROJECT:REGION:INSTANCE", short(name)),
+            format!("{} is not PROJECT:REGION:INSTANCE", shown(node)),
         ));
     }
 
@@ -488,16 +504,11 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
     let opt = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {
         get(key).map(|n| reader.string(&path(key), n)).transpose()
     };
-    // An empty prefix is allowed for env (no prefix at all); other strings must not be empty.
-    let prefix = match get("prefix") {
-        Some(n) => Some(reader.text(&path("prefix"), n)?.to_string()),
-        None => None,
-    };
     let config = CredentialsConfig {
         source,
         username_key: opt(reader, "username_key")?.unwrap_or_else(|| "username".into()),
         password_key: opt(reader, "password_key")?.unwrap_or_else(|| "password".into()),
-        prefix,
+        prefix: opt(reader, "prefix")?,
         project_id: opt(reader, "project_id")?,
         secret_prefix: opt(reader, "secret_prefix")?,
         secret_name: opt(reader, "secret_name")?,
@@ -525,30 +536,35 @@ fn check_secret_names(
                     _ => &config.secret_name,
                 };
                 if let Some(value) = value
-                    && let Some(bad) = value.chars().find(|c| !valid(*c))
+                    && value.chars().any(|c| !valid(c))
                 {
                     return Err(reader.err(
-                            &format!("credentials.{key}"),
-                            mark(key),
-                            ErrorKind::InvalidValue,
-                            format!(
-                                "`{}` is not a valid Secret Manager secret id: ids hold letters, digits, - and _ only (found `{bad}`); e.g. write `ltm-postgres-` for `ltm/postgres/`",
-                                short(value)
-                            ),
-                        ));
+                        &format!("credentials.{key}"),
+                        mark(key),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "{} is not a valid Secret Manager secret id: ids hold letters, digits, - and _ only; e.g. write `ltm-postgres-` for `ltm/postgres/`",
+                            node.get(key).map(shown).unwrap_or_default()
+                        ),
+                    ));
                 }
             }
             for key in [&config.username_key, &config.password_key] {
                 let id = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""));
                 if config.secret_name.is_none() && (id.chars().any(|c| !valid(c)) || id.len() > 255)
                 {
+                    let from_yaml = !node.get("secret_prefix").is_some_and(Node::is_expanded);
+                    let id = if from_yaml {
+                        format!(" `{}`", short(&id))
+                    } else {
+                        String::new()
+                    };
                     return Err(reader.err(
                         "credentials",
                         node.mark,
                         ErrorKind::InvalidValue,
                         format!(
-                            "secret id `{}` is not valid for Secret Manager: at most 255 letters, digits, - and _",
-                            short(&id)
+                            "secret id{id} is not valid for Secret Manager: at most 255 letters, digits, - and _"
                         ),
                     ));
                 }
@@ -556,19 +572,19 @@ fn check_secret_names(
         }
         SecretSource::Azure => {
             if let Some(prefix) = &config.secret_prefix
-                && let Some(bad) = prefix
+                && prefix
                     .chars()
-                    .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+                    .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
             {
                 return Err(reader.err(
-                        "credentials.secret_prefix",
-                        mark("secret_prefix"),
-                        ErrorKind::InvalidValue,
-                        format!(
-                            "`{}` is not a valid Key Vault secret name prefix: names hold letters, digits and - only (found `{bad}`)",
-                            short(prefix)
-                        ),
-                    ));
+                    "credentials.secret_prefix",
+                    mark("secret_prefix"),
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "{} is not a valid Key Vault secret name prefix: names hold letters, digits and - only (`_` maps to `-`)",
+                        node.get("secret_prefix").map(shown).unwrap_or_default()
+                    ),
+                ));
             }
             match &config.vault_url {
                 None => {
@@ -585,8 +601,8 @@ fn check_secret_names(
                         mark("vault_url"),
                         ErrorKind::InvalidValue,
                         format!(
-                            "`{}` is not an https URL: Key Vault is reached over https (https://NAME.vault.azure.net)",
-                            short(url)
+                            "{} is not an https URL: Key Vault is reached over https (https://NAME.vault.azure.net)",
+                            node.get("vault_url").map(shown).unwrap_or_default()
                         ),
                     ));
                 }

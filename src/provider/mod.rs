@@ -144,7 +144,7 @@ fn finish(
 ) -> Result<ConnectPlan, Error> {
     let origin = &config.origin;
     let hosts = hosts_of(&target.params)
-        .map_err(|e| origin.error(target.host_key, ErrorKind::InvalidValue, e))?;
+        .map_err(|e| origin.value_error(target.host_key, ErrorKind::InvalidValue, e))?;
     let all_sockets = !hosts.is_empty() && hosts.iter().all(HostPort::is_socket);
 
     // libpq: a root certificate file that exists turns on chain verification; `system`
