@@ -11,10 +11,15 @@ use crate::config::{CredentialsConfig, PoolConfig, Provider};
 use crate::conninfo::ConnInfo;
 use crate::error::Location;
 use crate::secret::Secret;
-use crate::sslmode::{SslMode, TlsPolicy};
+use crate::sslmode::{SslMode, TlsPolicy, Verify};
 
 /// libpq's default port.
 pub const DEFAULT_PORT: u16 = 5432;
+
+/// The socket directory libpq uses when a connection string names no host. It is compiled into
+/// libpq: `/var/run/postgresql` in the Debian, Ubuntu and Red Hat packages, `/tmp` in upstream
+/// builds. The plan takes the packaged one and warns.
+pub const LIBPQ_DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
 /// What produced the plan: a provider preset, or a connection string used as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +71,8 @@ pub enum Source {
     Literal,
     /// An environment variable, by name.
     Env(String),
-    /// A secrets backend (`env`, `gcp`, `aws`, `azure`) and the key or secret within it.
+    /// A cloud secrets backend (`gcp`, `aws`, `azure`) and the secret within it. (The `env`
+    /// backend is shown as [`Source::Env`].)
     Secret {
         /// The backend.
         backend: &'static str,
@@ -150,6 +156,9 @@ pub struct ConnectPlan {
     pub sslrootcert: Option<String>,
     /// The TLS behaviour after libpq's rules; `disable` when every host is a unix socket.
     pub tls: TlsPolicy,
+    /// What is checked of the server certificate whenever TLS is used (a root certificate
+    /// file turns on chain checks even under `allow` and `prefer`).
+    pub tls_verify: Verify,
     /// Cloud region, when known (aws: signs IAM tokens).
     pub region: Option<String>,
     /// gcp: `PROJECT:REGION:INSTANCE`, when known.
@@ -160,6 +169,8 @@ pub struct ConnectPlan {
     pub params: ConnInfo,
     /// A password written in the connection string.
     pub password: Option<Secret>,
+    /// A client-key passphrase written in the connection string (`sslpassword`).
+    pub sslpassword: Option<Secret>,
     /// The credentials block, for the secrets backends.
     pub credentials: Option<CredentialsConfig>,
     /// Pool and catalog behaviour.
@@ -203,6 +214,7 @@ impl ConnectPlan {
             "sslmode": self.sslmode.as_str(),
             "sslrootcert": self.sslrootcert,
             "tls": self.tls.as_str(),
+            "tls_verify": self.tls_verify.as_str(),
             "conninfo": self.conninfo(),
             "uri": self.uri(),
             "region": self.region,
@@ -221,7 +233,9 @@ impl ConnectPlan {
 
 /// The hosts libpq would try for these keywords: `host`, `hostaddr` and `port` are
 /// comma-separated lists; one port applies to every host, otherwise the counts must match.
-pub fn hosts_of(params: &ConnInfo) -> Result<Vec<HostPort>, String> {
+/// There is always at least one host: an empty one (with no `hostaddr`) is libpq's default
+/// socket directory, [`LIBPQ_DEFAULT_SOCKET_DIR`]; the `bool` says whether that was used.
+pub fn hosts_of(params: &ConnInfo) -> Result<(Vec<HostPort>, bool), String> {
     let split = |key: &str| -> Vec<String> {
         params
             .get(key)
@@ -232,7 +246,7 @@ pub fn hosts_of(params: &ConnInfo) -> Result<Vec<HostPort>, String> {
     let hosts = split("host");
     let addrs = split("hostaddr");
     let ports = split("port");
-    let count = hosts.len().max(addrs.len());
+    let count = hosts.len().max(addrs.len()).max(1);
     if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
         return Err(format!(
             "could not match {} host names to {} hostaddr values",
@@ -248,6 +262,7 @@ pub fn hosts_of(params: &ConnInfo) -> Result<Vec<HostPort>, String> {
         ));
     }
     let mut out = Vec::with_capacity(count);
+    let mut used_default = false;
     for i in 0..count {
         let port_text = ports
             .get(if ports.len() == 1 { 0 } else { i })
@@ -262,9 +277,13 @@ pub fn hosts_of(params: &ConnInfo) -> Result<Vec<HostPort>, String> {
             }
         };
         let hostaddr = addrs.get(i).filter(|a| !a.is_empty()).cloned();
-        let host = match hosts.get(i).filter(|h| !h.is_empty()) {
-            Some(h) => h.clone(),
-            None => hostaddr.clone().unwrap_or_default(),
+        let host = match (hosts.get(i).filter(|h| !h.is_empty()), &hostaddr) {
+            (Some(h), _) => h.clone(),
+            (None, Some(addr)) => addr.clone(),
+            (None, None) => {
+                used_default = true;
+                LIBPQ_DEFAULT_SOCKET_DIR.to_string()
+            }
         };
         out.push(HostPort {
             host,
@@ -272,7 +291,7 @@ pub fn hosts_of(params: &ConnInfo) -> Result<Vec<HostPort>, String> {
             hostaddr,
         });
     }
-    Ok(out)
+    Ok((out, used_default))
 }
 
 #[cfg(test)]
@@ -285,7 +304,7 @@ mod tests {
 
     #[test]
     fn one_port_serves_every_host() {
-        let hosts = hosts_of(&params("host=a,b port=6432")).expect("valid");
+        let hosts = hosts_of(&params("host=a,b port=6432")).expect("valid").0;
         assert_eq!(
             hosts
                 .iter()
@@ -297,7 +316,9 @@ mod tests {
 
     #[test]
     fn ports_pair_with_hosts_and_empty_means_default() {
-        let hosts = hosts_of(&params("host=a,b,/tmp port=1,,3")).expect("valid");
+        let hosts = hosts_of(&params("host=a,b,/tmp port=1,,3"))
+            .expect("valid")
+            .0;
         assert_eq!(
             hosts
                 .iter()
@@ -316,9 +337,23 @@ mod tests {
 
     #[test]
     fn hostaddr_stands_in_for_a_missing_host() {
-        let hosts = hosts_of(&params("hostaddr=10.0.0.1")).expect("valid");
+        let hosts = hosts_of(&params("hostaddr=10.0.0.1")).expect("valid").0;
         assert_eq!(hosts[0].host, "10.0.0.1");
         assert_eq!(hosts[0].hostaddr.as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn no_host_is_libpqs_default_socket() {
+        let (hosts, used_default) = hosts_of(&params("dbname=ltm port=6432")).expect("valid");
+        assert!(used_default);
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].host, LIBPQ_DEFAULT_SOCKET_DIR);
+        assert_eq!(hosts[0].port, 6432);
+        assert!(hosts[0].is_socket());
+        let (hosts, used_default) = hosts_of(&params("host=a, port=1,2")).expect("valid");
+        assert!(used_default);
+        assert_eq!(hosts[1].host, LIBPQ_DEFAULT_SOCKET_DIR);
+        assert!(hosts_of(&params("port=1,2")).is_err());
     }
 
     #[test]

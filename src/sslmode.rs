@@ -8,10 +8,11 @@ use std::str::FromStr;
 pub enum SslMode {
     /// Plain only.
     Disable,
-    /// Plain first; TLS (unverified) only if the server refuses plain.
+    /// Plain first; TLS only if the server refuses plain (verified only when a root
+    /// certificate file is present).
     Allow,
-    /// TLS first (unverified); plain if the server refuses TLS or the TLS attempt fails.
-    /// libpq's default.
+    /// TLS first (verified only when a root certificate file is present); plain if the server
+    /// refuses TLS or the TLS attempt fails. libpq's default.
     Prefer,
     /// TLS, unverified, unless a root certificate file is present: then the chain is verified.
     Require,
@@ -45,8 +46,8 @@ impl SslMode {
     }
 
     /// The allowed spellings, for error messages.
-    pub fn allowed() -> &'static str {
-        "disable, allow, prefer, require, verify-ca, verify-full"
+    pub fn allowed() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
     }
 }
 
@@ -83,8 +84,51 @@ pub enum RootCert {
     System,
 }
 
+/// How much of the server certificate a TLS connection checks (the `verified` of ping JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verify {
+    /// Any certificate is accepted.
+    None,
+    /// The chain must lead to a trusted root; the host name is not checked.
+    Ca,
+    /// The chain and the host name are checked.
+    Full,
+}
+
+impl Verify {
+    /// `none`, `ca` or `full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Ca => "ca",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// What libpq checks whenever it does use TLS: the verify modes check what they say, and in
+/// every other mode a root certificate file that exists turns on chain verification
+/// (`initialize_SSL` sets `SSL_VERIFY_PEER` whatever the mode). Under `allow` and `prefer` a
+/// failed verification then sends libpq on to its plain-text attempt.
+///
+/// ```
+/// use tea_pgcloud::sslmode::{verification, RootCert, SslMode, Verify};
+/// assert_eq!(verification(SslMode::Prefer, RootCert::File), Verify::Ca);
+/// assert_eq!(verification(SslMode::Prefer, RootCert::Absent), Verify::None);
+/// assert_eq!(verification(SslMode::VerifyFull, RootCert::Absent), Verify::Full);
+/// ```
+pub fn verification(mode: SslMode, root: RootCert) -> Verify {
+    match (mode, root) {
+        (SslMode::VerifyFull, _) | (_, RootCert::System) => Verify::Full,
+        (SslMode::VerifyCa, _) => Verify::Ca,
+        (SslMode::Disable, _) | (_, RootCert::Absent) => Verify::None,
+        (_, RootCert::File) => Verify::Ca,
+    }
+}
+
 /// Applies libpq's rules: `require` verifies the chain when a root certificate is present, and
 /// `sslrootcert=system` forces `verify-full` (an explicit weaker mode is an error, as in libpq).
+/// `allow` and `prefer` keep their names: what they verify is [`verification`].
 ///
 /// ```
 /// use tea_pgcloud::sslmode::{effective_tls, RootCert, SslMode};
@@ -127,6 +171,26 @@ mod tests {
             };
             assert_eq!(upgraded, expected);
             assert_eq!(effective_tls(mode, RootCert::Absent), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn a_root_certificate_file_turns_on_chain_checks_in_every_tls_mode() {
+        use SslMode::*;
+        let with_file: Vec<_> = SslMode::ALL.map(|m| verification(m, RootCert::File)).into();
+        assert_eq!(
+            with_file,
+            [
+                Verify::None,
+                Verify::Ca,
+                Verify::Ca,
+                Verify::Ca,
+                Verify::Ca,
+                Verify::Full
+            ]
+        );
+        for mode in [Allow, Prefer, Require] {
+            assert_eq!(verification(mode, RootCert::Absent), Verify::None);
         }
     }
 

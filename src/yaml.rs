@@ -166,6 +166,7 @@ pub fn parse(text: &str, file: &str) -> Result<Node, Error> {
         anchors: HashMap::new(),
         documents: Vec::new(),
         error: None,
+        alias_nodes: 0,
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
@@ -204,18 +205,35 @@ enum Frame {
     Map(Mark, usize, Vec<(Node, Node)>, Option<Node>),
 }
 
+/// How many nodes aliases may copy in one document. Aliases are resolved by copying, so nested
+/// aliases grow exponentially ("billion laughs"); a catalog needs a handful.
+pub const MAX_ALIAS_NODES: usize = 10_000;
+
 struct Builder<'a> {
     file: &'a str,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, usize)>,
     documents: Vec<Node>,
     error: Option<Error>,
+    alias_nodes: usize,
+}
+
+fn node_count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Scalar { .. } => 0,
+        Value::Seq(items) => items.iter().map(node_count).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| node_count(k) + node_count(v))
+            .sum(),
+    }
 }
 
 impl Builder<'_> {
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node_count(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.documents.push(node),
@@ -269,8 +287,16 @@ impl MarkedEventReceiver for Builder<'_> {
                     anchor,
                 );
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push_node(node, 0),
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some((_, size)) if self.alias_nodes + size > MAX_ALIAS_NODES => self.fail(
+                    mark,
+                    format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                ),
+                Some((node, size)) => {
+                    self.alias_nodes += size;
+                    let node = node.clone();
+                    self.push_node(node, 0);
+                }
                 None => self.fail(mark, "alias to an unknown anchor".to_string()),
             },
             Event::SequenceStart(anchor, _) => {
@@ -292,6 +318,8 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(mark, anchor, entries, _)) = self.stack.pop() {
+                    // A block mapping's start event stands after its first key: point at the key.
+                    let mark = entries.first().map_or(mark, |(k, _)| k.mark.min(mark));
                     self.push_node(
                         Node {
                             value: Value::Map(entries),
@@ -352,6 +380,30 @@ mod tests {
         assert_eq!(
             node.to_json(),
             serde_json::json!([null, true, "true", 12, 1.5, "x", "", "0x1F"])
+        );
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let err = parse(&text, "bomb.yaml").expect_err("too many nodes");
+        assert!(
+            err.to_string().contains("aliases expand to more than"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_block_mapping_starts_at_its_first_key() {
+        let node = parse("outer:\n  inner: 1\n", "f").expect("valid");
+        assert_eq!(node.mark, Mark { line: 1, col: 1 });
+        assert_eq!(
+            node.get("outer").map(|n| n.mark),
+            Some(Mark { line: 2, col: 3 })
         );
     }
 

@@ -65,11 +65,9 @@ fn expand_reference(reference: &str, env: &dyn Environment) -> Result<String, Ex
         None => (reference, None),
     };
     if !is_variable_name(name) {
-        let shown: String = name.chars().take(40).collect();
+        // Not quoted: a password with `${` in it lands here, and must not reach a log.
         return Err(ExpandError {
-            message: format!(
-                "`${{{shown}}}` is not a valid reference: names are letters, digits and _ (not starting with a digit); a default is written ${{NAME:-default}}"
-            ),
+            message: "invalid `${...}` reference: names are letters, digits and _ (not starting with a digit), a default is written ${NAME:-default}, and $$ is a literal $".to_string(),
         });
     }
     match (env.var(name), default) {
@@ -168,9 +166,12 @@ mod tests {
         check("${DOLLAR}", Ok("a$b"));
         check("${UNSET}", Err("environment variable UNSET is not set"));
         check("${SET", Err("unterminated"));
-        check("${}", Err("not a valid reference"));
-        check("${1X}", Err("not a valid reference"));
-        check("${A-B}", Err("not a valid reference"));
+        check("${}", Err("invalid `${...}` reference"));
+        check("${1X}", Err("invalid `${...}` reference"));
+        check("${A-B}", Err("invalid `${...}` reference"));
+        let env = MapEnv::new();
+        let err = expand_str("Tr0ub${4dor&3}x", &env).expect_err("invalid name");
+        assert!(!err.message.contains("4dor"), "{}", err.message);
     }
 
     #[test]

@@ -285,7 +285,7 @@ pub const CREDENTIAL_KEYS: &[CredentialKeySpec] = &[
         name: "project_id",
         sources: &[SGcp],
         kind: "string",
-        default: "the catalog's `project`, else `GOOGLE_CLOUD_PROJECT`",
+        default: "the catalog's `project` (or `connection_name`'s), else `GOOGLE_CLOUD_PROJECT`",
         notes: "",
     },
     CredentialKeySpec {
@@ -341,6 +341,20 @@ fn applies_to(names: &[&str]) -> String {
         names.join(", ")
     }
 }
+
+/// Values people write for a choice, with the one they meant.
+pub(crate) const VALUE_ALIASES: &[(&str, &str)] = &[
+    ("google", "gcp"),
+    ("cloudsql", "gcp"),
+    ("cloud-sql", "gcp"),
+    ("amazon", "aws"),
+    ("rds", "aws"),
+    ("aurora", "aws"),
+    ("microsoft", "azure"),
+    ("self_hosted", "self-hosted"),
+    ("selfhosted", "self-hosted"),
+    ("postgres", "self-hosted"),
+];
 
 /// The catalog key reference as a Markdown table (the README includes it verbatim; a test keeps
 /// the two equal).

@@ -357,6 +357,7 @@ pub fn read_source(path: &str) -> Result<(String, String), Error> {
 pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
     let root = yaml::parse(text, file)?;
     let (mut catalog, prefix, anchor) = locate(&root, file)?;
+    validate::check_keys(&catalog, file, &prefix)?;
     expand::expand_tree(&mut catalog, &prefix, env).map_err(|(mark, path, e)| {
         Error::new(ErrorKind::Expansion, e.message)
             .at_path(path)
@@ -401,10 +402,15 @@ fn locate(root: &Node, file: &str) -> Result<(Node, String, Mark), Error> {
             } else {
                 format!("`{path}`")
             };
+            let has = if node.get(part).is_some() {
+                format!("has an empty `{part}`")
+            } else {
+                format!("has no `{part}`")
+            };
             return Err(Error::new(
                 ErrorKind::NoCatalog,
                 format!(
-                    "no catalog: a TEA agent file keeps it at {CATALOG_PATH}, and {found} has no `{part}`"
+                    "no catalog: a TEA agent file keeps it at {CATALOG_PATH}, and {found} {has}"
                 ),
             )
             .at_path(join_path(&path, part))

@@ -10,6 +10,7 @@ use crate::sslmode::SslMode;
 use crate::yaml::{Mark, Node};
 
 /// Keys that say where and how to connect; a `connection_string` already says all of that.
+/// (The provider keys are refused before: a connection string means provider self-hosted.)
 const EXCLUDED_BY_CONNECTION_STRING: &[&str] = &[
     "host",
     "port",
@@ -21,14 +22,6 @@ const EXCLUDED_BY_CONNECTION_STRING: &[&str] = &[
     "sslkey",
     "connect_timeout",
     "application_name",
-    "project",
-    "region",
-    "instance",
-    "connection_name",
-    "ip_type",
-    "socket_dir",
-    "iam_auth",
-    "ssl_bundle",
 ];
 
 /// Reads one mapping's scalars by key, remembering where each was written.
@@ -71,7 +64,12 @@ impl Reader<'_> {
     fn string(&self, key: &str, node: &Node) -> Result<String, Error> {
         let text = self.text(key, node)?;
         if text.trim().is_empty() {
-            return Err(self.err(key, node.mark, ErrorKind::InvalidValue, "must not be empty"));
+            let message = if node.is_expanded() {
+                "must not be empty (the ${...} reference gave an empty value)"
+            } else {
+                "must not be empty"
+            };
+            return Err(self.err(key, node.mark, ErrorKind::InvalidValue, message));
         }
         Ok(text.to_string())
     }
@@ -121,7 +119,12 @@ impl Reader<'_> {
             return Ok(*value);
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-        let hint = keys::did_you_mean(text, names.iter().copied())
+        let alias = keys::VALUE_ALIASES
+            .iter()
+            .find(|(alias, meant)| *alias == text && names.contains(meant))
+            .map(|(_, meant)| *meant);
+        let hint = alias
+            .or_else(|| keys::did_you_mean(text, names.iter().copied()))
             .filter(|_| !node.is_expanded())
             .map(|m| format!("; did you mean `{m}`?"))
             .unwrap_or_default();
@@ -167,6 +170,41 @@ fn unknown_key(key: &str, candidates: &[&'static str], bare_root: bool) -> Strin
     message
 }
 
+/// Refuses unknown keys in the catalog and its `credentials`. Runs before `${VAR}` expansion,
+/// so that a typo is reported as a typo even when its value names an unset variable.
+pub(super) fn check_keys(catalog: &Node, file: &str, prefix: &str) -> Result<(), Error> {
+    let at = |key: &str| super::join_path(prefix, key);
+    let names: Vec<&'static str> = CATALOG_KEYS.iter().map(|k| k.name).collect();
+    for (key, _) in catalog.as_map().unwrap_or_default() {
+        let name = key.as_scalar().unwrap_or_default();
+        if !names.contains(&name) {
+            return Err(Error::new(
+                ErrorKind::UnknownKey,
+                unknown_key(name, &names, prefix.is_empty()),
+            )
+            .at_path(at(name))
+            .at_location(Some(key.mark.location(file))));
+        }
+    }
+    let names: Vec<&'static str> = CREDENTIAL_KEYS.iter().map(|k| k.name).collect();
+    let credentials = catalog.get("credentials").and_then(Node::as_map);
+    for (key, _) in credentials.unwrap_or_default() {
+        let name = key.as_scalar().unwrap_or_default();
+        if !names.contains(&name) {
+            let message = match name {
+                "password" | "username" => format!(
+                    "unknown key `{name}`: credentials name where secrets live, never the secrets themselves; did you mean `{name}_key`?"
+                ),
+                _ => unknown_key(name, &names, false),
+            };
+            return Err(Error::new(ErrorKind::UnknownKey, message)
+                .at_path(at(&format!("credentials.{name}")))
+                .at_location(Some(key.mark.location(file))));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn validate(
     catalog: &Node,
     file: &str,
@@ -180,19 +218,9 @@ pub(super) fn validate(
         marks: BTreeMap::new(),
     };
     let entries = catalog.as_map().unwrap_or_default();
-    let names: Vec<&'static str> = CATALOG_KEYS.iter().map(|k| k.name).collect();
-
-    // Unknown keys first: a typo is the likeliest mistake and the clearest to report.
+    // Unknown keys were refused by `check_keys` before expansion.
     for (key, value) in entries {
         let name = key.as_scalar().unwrap_or_default();
-        if !names.contains(&name) {
-            return Err(Error::new(
-                ErrorKind::UnknownKey,
-                unknown_key(name, &names, prefix.is_empty()),
-            )
-            .at_path(origin.path(name))
-            .at_location(Some(key.mark.location(file))));
-        }
         origin
             .marks
             .insert(name.to_string(), (key.mark, value.mark));
@@ -252,7 +280,7 @@ pub(super) fn validate(
                 &reader,
                 "connection_string",
                 "provider",
-                "a connection string is used as is; drop it to use the provider preset",
+                "a connection string is used as is, so use either connection_string or a cloud provider's preset",
             ));
         }
         for key in EXCLUDED_BY_CONNECTION_STRING {
@@ -268,7 +296,7 @@ pub(super) fn validate(
     }
     if get("connection_name").is_some() {
         for key in ["project", "region", "instance"] {
-            if get(key).is_some() && provider == Provider::Gcp {
+            if get(key).is_some() {
                 return Err(conflict(
                     &reader,
                     "connection_name",
@@ -374,14 +402,26 @@ pub(super) fn validate(
         pool.max_size = reader.integer("max_size", n, 1, 10_000)?;
     }
     if pool.min_size > pool.max_size {
-        return Err(reader.origin.conflict(
-            "min_size",
-            "max_size",
-            &format!(
-                "min_size ({}) is larger than max_size ({})",
-                pool.min_size, pool.max_size
-            ),
-        ));
+        let error = if get("max_size").is_some() {
+            reader.origin.conflict(
+                "min_size",
+                "max_size",
+                &format!(
+                    "min_size ({}) is larger than max_size ({})",
+                    pool.min_size, pool.max_size
+                ),
+            )
+        } else {
+            reader.origin.value_error(
+                "min_size",
+                ErrorKind::InvalidValue,
+                format!(
+                    "min_size ({}) is larger than max_size's default ({}): lower it or set max_size",
+                    pool.min_size, pool.max_size
+                ),
+            )
+        };
+        return Err(error);
     }
     if let Some(n) = get("auto_migrate") {
         pool.auto_migrate = reader.boolean("auto_migrate", n)?;
@@ -437,23 +477,8 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
             format!("expected a mapping, found {}", node.type_name()),
         ));
     };
-    let names: Vec<&'static str> = CREDENTIAL_KEYS.iter().map(|k| k.name).collect();
     for (key, value) in entries {
         let name = key.as_scalar().unwrap_or_default();
-        if !names.contains(&name) {
-            let hint = match name {
-                "password" | "username" => format!(
-                    "unknown key `{name}`: credentials name where secrets live, never the secrets themselves; did you mean `{name}_key`?"
-                ),
-                _ => unknown_key(name, &names, false),
-            };
-            return Err(reader.err(
-                &format!("credentials.{name}"),
-                key.mark,
-                ErrorKind::UnknownKey,
-                hint,
-            ));
-        }
         reader
             .origin
             .marks
@@ -549,19 +574,28 @@ fn check_secret_names(
                     ));
                 }
             }
-            for key in [&config.username_key, &config.password_key] {
+            for (field, key) in [
+                ("username_key", &config.username_key),
+                ("password_key", &config.password_key),
+            ] {
                 let id = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""));
                 if config.secret_name.is_none() && (id.chars().any(|c| !valid(c)) || id.len() > 255)
                 {
-                    let from_yaml = !node.get("secret_prefix").is_some_and(Node::is_expanded);
-                    let id = if from_yaml {
-                        format!(" `{}`", short(&id))
-                    } else {
+                    // Point at the key that makes the id: the field when written, else the prefix.
+                    let at = [field, "secret_prefix"]
+                        .into_iter()
+                        .find(|k| node.get(k).is_some())
+                        .unwrap_or("source");
+                    let expanded = ["secret_prefix", field]
+                        .iter()
+                        .any(|k| node.get(k).is_some_and(Node::is_expanded));
+                    let id = if expanded {
                         String::new()
+                    } else {
+                        format!(" `{}`", short(&id))
                     };
-                    return Err(reader.err(
-                        "credentials",
-                        node.mark,
+                    return Err(reader.origin.value_error(
+                        &format!("credentials.{at}"),
                         ErrorKind::InvalidValue,
                         format!(
                             "secret id{id} is not valid for Secret Manager: at most 255 letters, digits, - and _"
@@ -588,12 +622,12 @@ fn check_secret_names(
             }
             match &config.vault_url {
                 None => {
-                    return Err(reader.err(
-                        "credentials.vault_url",
-                        node.mark,
+                    return Err(Error::new(
                         ErrorKind::Missing,
                         "credentials.source azure needs vault_url (https://NAME.vault.azure.net)",
-                    ));
+                    )
+                    .at_path(reader.origin.path("credentials.vault_url"))
+                    .at_location(Some(reader.origin.location("credentials"))));
                 }
                 Some(url) if !url.starts_with("https://") || url.len() <= "https://".len() => {
                     return Err(reader.err(

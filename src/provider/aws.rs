@@ -4,14 +4,14 @@ use super::Target;
 use crate::config::{CatalogConfig, Provider};
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
-use crate::plan::{DEFAULT_PORT, IamKind, PlanKind, Source};
+use crate::plan::{IamKind, PlanKind, Source};
 use crate::sslmode::SslMode;
 
 /// What an RDS host name says about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RdsHost<'a> {
-    /// The region label (`us-east-1`).
-    pub region: &'a str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsHost {
+    /// The region label, lower-cased (`us-east-1`): it scopes IAM token signatures.
+    pub region: String,
     /// `instance`, `cluster` (Aurora writer), `cluster-ro` (readers), `cluster-custom`,
     /// `proxy` (RDS Proxy), or `proxy-endpoint` (an RDS Proxy's additional endpoint).
     pub endpoint: &'static str,
@@ -22,17 +22,19 @@ pub struct RdsHost<'a> {
 /// ```
 /// use tea_pgcloud::provider::aws::parse_rds_host;
 /// let h = parse_rds_host("ltm.cluster-ro-abc123.eu-west-1.rds.amazonaws.com").unwrap();
-/// assert_eq!((h.region, h.endpoint), ("eu-west-1", "cluster-ro"));
+/// assert_eq!((h.region.as_str(), h.endpoint), ("eu-west-1", "cluster-ro"));
+/// assert_eq!(parse_rds_host("DB.X.US-EAST-1.RDS.AMAZONAWS.COM").unwrap().region, "us-east-1");
 /// let p = parse_rds_host("ltm-proxy.proxy-abc123.us-east-1.rds.amazonaws.com").unwrap();
 /// assert_eq!(p.endpoint, "proxy");
 /// assert!(parse_rds_host("db.example.com").is_none());
 /// ```
-pub fn parse_rds_host(host: &str) -> Option<RdsHost<'_>> {
+pub fn parse_rds_host(host: &str) -> Option<RdsHost> {
     let host = host.trim_end_matches('.');
     let labels: Vec<&str> = host.split('.').collect();
-    let suffix = if host.to_ascii_lowercase().ends_with(".rds.amazonaws.com.cn") {
+    let lower = host.to_ascii_lowercase();
+    let suffix = if lower.ends_with(".rds.amazonaws.com.cn") {
         4
-    } else if host.to_ascii_lowercase().ends_with(".rds.amazonaws.com") {
+    } else if lower.ends_with(".rds.amazonaws.com") {
         3
     } else {
         return None;
@@ -43,7 +45,9 @@ pub fn parse_rds_host(host: &str) -> Option<RdsHost<'_>> {
     let region = labels[labels.len() - suffix - 1];
     let id = labels[labels.len() - suffix - 2].to_ascii_lowercase();
     let endpoint = if id.starts_with("proxy-") {
-        if labels.len() >= suffix + 4 && labels[labels.len() - suffix - 3] == "endpoint" {
+        if labels.len() >= suffix + 4
+            && labels[labels.len() - suffix - 3].eq_ignore_ascii_case("endpoint")
+        {
             "proxy-endpoint"
         } else {
             "proxy"
@@ -57,7 +61,10 @@ pub fn parse_rds_host(host: &str) -> Option<RdsHost<'_>> {
     } else {
         "instance"
     };
-    (!region.is_empty()).then_some(RdsHost { region, endpoint })
+    (!region.is_empty()).then(|| RdsHost {
+        region: region.to_ascii_lowercase(),
+        endpoint,
+    })
 }
 
 pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, Error> {
@@ -74,30 +81,14 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
                 "provider aws needs host (or the RDS_HOSTNAME environment variable)",
             )
         })?;
-    let port = match (config.port, var("RDS_PORT")) {
-        (Some(port), _) => port,
-        (None, Some(text)) => match text.trim().parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => {
-                return Err(origin.error(
-                    "port",
-                    ErrorKind::InvalidValue,
-                    format!(
-                        "RDS_PORT `{}` is not a port number",
-                        text.chars().take(20).collect::<String>()
-                    ),
-                ));
-            }
-        },
-        (None, None) => DEFAULT_PORT,
-    };
+    let port = super::port_from(config, env, "RDS_PORT")?;
     let mut target = Target::new(PlanKind::Provider(Provider::Aws), SslMode::Require);
     let rds = parse_rds_host(&host);
-    target.aws_endpoint = rds.map(|h| h.endpoint);
+    target.aws_endpoint = rds.as_ref().map(|h| h.endpoint);
     target.region = config
         .region
         .clone()
-        .or_else(|| rds.map(|h| h.region.to_string()))
+        .or_else(|| rds.map(|h| h.region))
         .or_else(|| var("AWS_REGION"));
     target.set("host", host.clone());
     target.set("port", port.to_string());

@@ -4,7 +4,7 @@ use super::Target;
 use crate::config::{CatalogConfig, Provider};
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
-use crate::plan::{DEFAULT_PORT, IamKind, PlanKind, Source, Warning};
+use crate::plan::{IamKind, PlanKind, Source, Warning};
 use crate::sslmode::SslMode;
 
 /// The environment variables consulted when the YAML leaves a key out.
@@ -39,23 +39,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
                 format!("provider azure needs host (or the {ENV_HOST} environment variable)"),
             )
         })?;
-    let port = match (config.port, var(ENV_PORT)) {
-        (Some(port), _) => port,
-        (None, Some(text)) => match text.trim().parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => {
-                return Err(origin.error(
-                    "port",
-                    ErrorKind::InvalidValue,
-                    format!(
-                        "{ENV_PORT} `{}` is not a port number",
-                        text.chars().take(20).collect::<String>()
-                    ),
-                ));
-            }
-        },
-        (None, None) => DEFAULT_PORT,
-    };
+    let port = super::port_from(config, env, ENV_PORT)?;
     let mut target = Target::new(PlanKind::Provider(Provider::Azure), SslMode::Require);
     if config.sslrootcert.is_some() {
         target.default_sslmode = SslMode::VerifyFull;

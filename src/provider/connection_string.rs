@@ -1,6 +1,6 @@
 //! `connection_string`: a libpq string used as is, in meaning. Its keywords pass through
 //! (including `verify-full`, `sslrootcert` and keywords newer than libpq 15); only the
-//! password is taken out of the printable keywords.
+//! secrets (`password`, `sslpassword`) are taken out of the printable keywords.
 
 use super::Target;
 use crate::config::CatalogConfig;
@@ -23,6 +23,8 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
     let mut target = Target::new(PlanKind::ConnectionString, SslMode::Prefer);
     target.host_key = "connection_string";
     target.write_sslmode = false;
+    // Every secret keyword leaves the printable keywords (password, sslpassword).
+    target.sslpassword = params.remove("sslpassword").map(Secret::new);
     if let Some(password) = params.remove("password") {
         if config.credentials.is_some() {
             return Err(origin.error(
@@ -46,7 +48,8 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
             )
         })?);
     }
-    if let Some(root) = params.get("sslrootcert") {
+    // libpq treats an empty sslrootcert as unset (and looks for ~/.postgresql/root.crt).
+    if let Some(root) = params.get("sslrootcert").filter(|r| !r.is_empty()) {
         target.root_cert = Some(("connection_string", root.to_string()));
     }
     if params.get("user").is_some() {

@@ -48,7 +48,14 @@ pub fn iam_user(principal: &str) -> &str {
         .unwrap_or(principal)
 }
 
-fn connection_name(config: &CatalogConfig, env: &dyn Environment) -> Result<Option<String>, Error> {
+/// The instance connection name: written, or from [`CONNECTION_NAME_VAR`]. The variable is
+/// only required (and a malformed one only an error) when the socket path needs it; for a
+/// direct IP it is informational and a malformed one is ignored.
+fn connection_name(
+    config: &CatalogConfig,
+    env: &dyn Environment,
+    needed: bool,
+) -> Result<Option<String>, Error> {
     let origin = &config.origin;
     if let Some(name) = &config.connection_name {
         return Ok(Some(name.clone()));
@@ -79,6 +86,7 @@ fn connection_name(config: &CatalogConfig, env: &dyn Environment) -> Result<Opti
     }
     match env.var(CONNECTION_NAME_VAR).filter(|v| !v.is_empty()) {
         Some(name) if split_connection_name(&name).is_some() => Ok(Some(name)),
+        Some(_) if !needed => Ok(None),
         Some(name) => Err(origin.error(
             "connection_name",
             ErrorKind::InvalidValue,
@@ -98,7 +106,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
     } else {
         IpType::Socket
     });
-    let name = connection_name(config, env)?;
+    let name = connection_name(config, env, ip_type == IpType::Socket)?;
     let mut target = Target::new(PlanKind::Provider(Provider::Gcp), SslMode::Require);
     target.region = name
         .as_deref()

@@ -27,9 +27,11 @@ use crate::config::{CatalogConfig, CredentialField, CredentialsConfig, Provider,
 use crate::conninfo::ConnInfo;
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
-use crate::plan::{ConnectPlan, HostPort, IamKind, PlanKind, Source, Warning, hosts_of};
+use crate::plan::{
+    ConnectPlan, HostPort, IamKind, LIBPQ_DEFAULT_SOCKET_DIR, PlanKind, Source, Warning, hosts_of,
+};
 use crate::secret::Secret;
-use crate::sslmode::{RootCert, SslMode, effective_tls};
+use crate::sslmode::{RootCert, SslMode, Verify, effective_tls, verification};
 
 /// What a provider preset decides; [`plan`] finishes it.
 #[derive(Debug, Clone)]
@@ -52,6 +54,8 @@ pub(crate) struct Target {
     pub user_source: Source,
     /// A password written in a connection string.
     pub password: Option<Secret>,
+    /// A client-key passphrase written in a connection string.
+    pub sslpassword: Option<Secret>,
     /// The IAM token that serves as password.
     pub iam: Option<IamKind>,
     /// Cloud region.
@@ -76,6 +80,7 @@ impl Target {
             root_cert: None,
             user_source: Source::None,
             password: None,
+            sslpassword: None,
             iam: None,
             region: None,
             instance_connection_name: None,
@@ -130,6 +135,34 @@ fn common_keywords(config: &CatalogConfig, target: &mut Target) {
     }
 }
 
+/// The port: written, else from the provider's environment variable, else 5432.
+pub(crate) fn port_from(
+    config: &CatalogConfig,
+    env: &dyn Environment,
+    var: &str,
+) -> Result<u16, Error> {
+    let Some(text) = config
+        .port
+        .is_none()
+        .then(|| env.var(var))
+        .flatten()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(config.port.unwrap_or(crate::plan::DEFAULT_PORT));
+    };
+    match text.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(config.origin.error(
+            "port",
+            ErrorKind::InvalidValue,
+            format!(
+                "{var} `{}` is not a port number",
+                text.chars().take(20).collect::<String>()
+            ),
+        )),
+    }
+}
+
 /// The path of libpq's default root certificate, `$HOME/.postgresql/root.crt`.
 pub fn default_root_cert(env: &dyn Environment) -> Option<String> {
     env.var("HOME")
@@ -143,8 +176,17 @@ fn finish(
     target: &mut Target,
 ) -> Result<ConnectPlan, Error> {
     let origin = &config.origin;
-    let hosts = hosts_of(&target.params)
+    let (hosts, used_default) = hosts_of(&target.params)
         .map_err(|e| origin.value_error(target.host_key, ErrorKind::InvalidValue, e))?;
+    if used_default {
+        target.warnings.push(Warning {
+            path: origin.path(target.host_key),
+            location: origin.value_location(target.host_key),
+            message: format!(
+                "no host: using {LIBPQ_DEFAULT_SOCKET_DIR}, the socket directory of packaged libpq builds (upstream builds use /tmp); write host= to be explicit"
+            ),
+        });
+    }
     let all_sockets = !hosts.is_empty() && hosts.iter().all(HostPort::is_socket);
 
     // libpq: a root certificate file that exists turns on chain verification; `system`
@@ -160,7 +202,7 @@ fn finish(
                         path: origin.path(key),
                         location: origin.location(key),
                         message: format!(
-                            "root certificate file {path} does not exist here: under require libpq would not verify the server, and verify-ca / verify-full would fail"
+                            "root certificate file {path} does not exist here: libpq would then check no certificate under allow, prefer and require, and verify-ca / verify-full would fail"
                         ),
                     });
                 }
@@ -177,15 +219,17 @@ fn finish(
         (None, RootCert::System) => SslMode::VerifyFull,
         (None, _) => target.default_sslmode,
     };
-    let sslmode_key = if origin.has("sslmode") || config.connection_string.is_none() {
-        "sslmode"
-    } else {
+    let sslmode_key = if config.connection_string.is_some() {
         "connection_string"
+    } else {
+        "sslmode"
     };
     let mut tls = effective_tls(sslmode, root)
         .map_err(|e| origin.error(sslmode_key, ErrorKind::Conflict, e))?;
+    let mut tls_verify = verification(sslmode, root);
     if all_sockets {
         tls = SslMode::Disable;
+        tls_verify = Verify::None;
     }
     if target.write_sslmode {
         target.set("sslmode", sslmode.as_str());
@@ -202,9 +246,10 @@ fn finish(
             SslMode::Disable => {
                 "TLS is disabled: traffic and passwords cross the network in clear".to_string()
             }
-            other => format!(
-                "TLS is {other}: the server's identity is not verified (a root certificate and sslmode verify-full close that gap)"
+            SslMode::Allow | SslMode::Prefer => format!(
+                "TLS is {tls}: libpq falls back to plain text, which an attacker can force (sslmode verify-full with a root certificate closes that gap)"
             ),
+            _ => "TLS is require: the server's identity is not verified (a root certificate and sslmode verify-full close that gap)".to_string(),
         };
         target.warnings.push(Warning {
             path: origin.path(sslmode_key),
@@ -248,11 +293,13 @@ fn finish(
         sslmode,
         sslrootcert,
         tls,
+        tls_verify,
         region: target.region.clone(),
         instance_connection_name: target.instance_connection_name.clone(),
         aws_endpoint: target.aws_endpoint,
         params: target.params.clone(),
         password: target.password.clone(),
+        sslpassword: target.sslpassword.clone(),
         credentials: config.credentials.clone(),
         pool: config.pool,
         warnings: std::mem::take(&mut target.warnings),
@@ -404,6 +451,15 @@ pub fn build_provider_connection_string(
                 .origin
                 .error("credentials", ErrorKind::InvalidValue, e.to_string())
         })?;
+    }
+    if let Some(passphrase) = &plan.sslpassword {
+        params
+            .set("sslpassword", passphrase.expose())
+            .map_err(|e| {
+                config
+                    .origin
+                    .error("connection_string", ErrorKind::InvalidValue, e.to_string())
+            })?;
     }
     Ok(Secret::new(params.to_uri()))
 }

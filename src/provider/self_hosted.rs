@@ -1,4 +1,6 @@
-//! Any PostgreSQL server: host, port, database and user as written; libpq's defaults.
+//! Any PostgreSQL server: host, port, database and user as written. The host defaults to
+//! `localhost` over TCP (as TEA's Python catalog does), not libpq's default unix socket; the
+//! sslmode defaults to libpq's `prefer`.
 
 use super::Target;
 use crate::config::{CatalogConfig, Provider};
