@@ -286,6 +286,9 @@ impl Origin {
 pub struct CatalogConfig {
     /// A libpq connection string (key=value or URI), used as is.
     pub connection_string: Option<Secret>,
+    /// Whether `${VAR}` expansion produced the connection string (its errors then quote
+    /// nothing of it).
+    pub connection_string_expanded: bool,
     /// The provider; `self-hosted` when not written.
     pub provider: Provider,
     /// Host name, IP address, or unix-socket directory.

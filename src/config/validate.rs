@@ -437,6 +437,7 @@ pub(super) fn validate(
 
     let config = CatalogConfig {
         connection_string,
+        connection_string_expanded: get("connection_string").is_some_and(Node::is_expanded),
         provider,
         host,
         port,

@@ -64,6 +64,40 @@ impl ConnInfoError {
         self.kind
     }
 
+    /// The mistake described without quoting any part of the string, for a string that may be
+    /// a secret as a whole (one that came from `${VAR}` expansion: the variable might hold a
+    /// bare password).
+    pub fn unquoted_message(&self) -> &'static str {
+        match self.kind {
+            ConnInfoErrorKind::NulCharacter => "the connection string holds a NUL character",
+            ConnInfoErrorKind::MissingEquals => {
+                "a word without \"=\" in the connection info string (keywords are written key=value)"
+            }
+            ConnInfoErrorKind::InvalidOption => "invalid connection option",
+            ConnInfoErrorKind::UnterminatedQuote => {
+                "unterminated quoted string in connection info string"
+            }
+            ConnInfoErrorKind::InvalidPercentEncoding => "invalid percent-encoded token in URI",
+            ConnInfoErrorKind::ForbiddenPercentNul => {
+                "forbidden value %00 in percent-encoded value"
+            }
+            ConnInfoErrorKind::UnterminatedIpv6 => {
+                "end of string reached when looking for matching \"]\" in IPv6 host address in URI"
+            }
+            ConnInfoErrorKind::EmptyIpv6 => "IPv6 host address may not be empty in URI",
+            ConnInfoErrorKind::UnexpectedCharacter => "unexpected character in URI",
+            ConnInfoErrorKind::ExtraSeparator => {
+                "extra key/value separator \"=\" in URI query parameter"
+            }
+            ConnInfoErrorKind::MissingSeparator => {
+                "missing key/value separator \"=\" in URI query parameter"
+            }
+            ConnInfoErrorKind::InvalidQueryParameter => "invalid URI query parameter",
+            ConnInfoErrorKind::InvalidUtf8 => "a percent-decoded value is not UTF-8",
+            ConnInfoErrorKind::NotUri => "not a postgresql:// URI",
+        }
+    }
+
     /// The message (the same text as `Display`).
     pub fn message(&self) -> &str {
         &self.message

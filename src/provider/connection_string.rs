@@ -17,8 +17,19 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
         .as_ref()
         .map(Secret::expose)
         .unwrap_or_default();
-    let mut params = ConnInfo::parse(text)
-        .map_err(|e| origin.value_error("connection_string", ErrorKind::ConnInfo, e.to_string()))?;
+    let mut params = ConnInfo::parse(text).map_err(|e| {
+        // A string from ${VAR} may be a secret as a whole (a variable holding a bare password):
+        // then no fragment of it is quoted.
+        let message = if config.connection_string_expanded {
+            format!(
+                "{} (in the value ${{...}} expanded to)",
+                e.unquoted_message()
+            )
+        } else {
+            e.to_string()
+        };
+        origin.value_error("connection_string", ErrorKind::ConnInfo, message)
+    })?;
     // libpq's default when the string says nothing.
     let mut target = Target::new(PlanKind::ConnectionString, SslMode::Prefer);
     target.host_key = "connection_string";
