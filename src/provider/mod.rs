@@ -1,7 +1,7 @@
 //! Provider presets: a validated [`CatalogConfig`] to a [`ConnectPlan`].
 //!
 //! Each provider module turns the configuration (and its environment-variable fallbacks) into a
-//! [`Target`]: the libpq keywords, the default `sslmode`, the root certificate and where the
+//! `Target`: the libpq keywords, the default `sslmode`, the root certificate and where the
 //! user name comes from. [`plan`] then applies what every provider shares: libpq's TLS rules,
 //! credential sources and warnings.
 //!
