@@ -97,6 +97,16 @@ impl Case {
     }
 }
 
+impl VectorFile {
+    /// The file name without its extension: the first part of each case's id.
+    pub fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// Reads one vector file and checks its shape.
 pub fn load_file(path: &Path) -> Result<VectorFile, String> {
     let text = std::fs::read_to_string(path)
@@ -431,11 +441,7 @@ pub struct Outcome {
 pub fn run_all(files: &[VectorFile], runner: &mut dyn Runner) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for file in files {
-        let stem = file
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = file.stem();
         for case in &file.cases {
             let result = runner.run(&file.kind, case).and_then(|actual| {
                 matches(&case.expect, &actual).map_err(|e| format!("{e}\n    result: {actual}"))

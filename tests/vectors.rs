@@ -19,11 +19,7 @@ fn main() {
     };
     let mut trials = Vec::new();
     for file in &files {
-        let stem = file
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = file.stem();
         for case in &file.cases {
             let kind = file.kind.clone();
             let case = case.clone();

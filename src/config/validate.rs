@@ -28,13 +28,12 @@ const EXCLUDED_BY_CONNECTION_STRING: &[&str] = &[
 struct Reader<'a> {
     origin: &'a mut Origin,
     file: &'a str,
-    base: String,
 }
 
 impl Reader<'_> {
     fn err(&self, key: &str, mark: Mark, kind: ErrorKind, message: impl Into<String>) -> Error {
         Error::new(kind, message)
-            .at_path(self.origin.path(&super::join_path(&self.base, key)))
+            .at_path(self.origin.path(key))
             .at_location(Some(mark.location(self.file)))
     }
 
@@ -231,7 +230,6 @@ pub(super) fn validate(
     let mut reader = Reader {
         origin: &mut origin,
         file,
-        base: String::new(),
     };
     let provider = match get("provider") {
         Some(node) => reader.choice("provider", node, &Provider::ALL.map(|p| (p.as_str(), p)))?,
