@@ -34,6 +34,20 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class.
+    pub const ALL: [ErrorClass; 10] = [
+        Self::ServerNoTls,
+        Self::UntrustedCert,
+        Self::HostnameMismatch,
+        Self::ExpiredCert,
+        Self::Rejected,
+        Self::AuthFailed,
+        Self::Unreachable,
+        Self::Config,
+        Self::Credentials,
+        Self::Other,
+    ];
+
     /// The class as written in JSON and vector files (`server-no-tls`, `config`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -35,7 +35,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "conformance")]
+#[path = "../conformance/mod.rs"]
+pub mod conformance;
+pub mod connect;
 pub mod conninfo;
+pub mod credentials;
 pub mod env;
 pub mod error;
 pub mod plan;

@@ -11,6 +11,8 @@ use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::provider::plan;
 use tea_pgcloud::vectors::{self, Adapter, Builtin, Runner};
 
+mod ping;
+
 /// Connects The Edge Agent's LTM catalog to PostgreSQL on GCP, AWS, Azure or your own server.
 #[derive(Debug, Parser)]
 #[command(name = "tea-pgcloud", version, about)]
@@ -33,6 +35,18 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Resolve credentials, connect as the plan says, and report (TLS, timings, error class).
+    Ping {
+        /// A TEA agent YAML or a bare catalog; `-` for stdin.
+        file: String,
+        /// Print the report as JSON (DESIGN.md "Ping JSON").
+        #[arg(long)]
+        json: bool,
+        /// Also show the resolved user name (which may come from a secret). The password is
+        /// never shown.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Run the language-neutral vector files.
     Vectors {
@@ -60,6 +74,7 @@ pub fn run() -> i32 {
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Plan { file, json } => show_plan(&file, json),
+        Command::Ping { file, json, reveal } => ping::run(&file, json, reveal),
         Command::Vectors {
             dir,
             adapter,
@@ -68,7 +83,7 @@ pub fn run() -> i32 {
     }
 }
 
-fn load_plan(file: &str) -> Result<ConnectPlan, i32> {
+pub(crate) fn load_plan(file: &str) -> Result<ConnectPlan, i32> {
     let env = ProcessEnv;
     let result = load_file(file, &env).and_then(|config| plan(&config, &env));
     result.map_err(|e| {

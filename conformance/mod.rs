@@ -1,0 +1,54 @@
+//! The live conformance suite (cargo feature `conformance`): a throwaway PostgreSQL launcher,
+//! a certificate factory, libpq (`psql`) as the oracle, and the TLS matrix that runs every case
+//! through this library and through libpq.
+//!
+//! The code lives in the top-level `conformance/` folder (DESIGN.md's layout) and is compiled
+//! into the library as `tea_pgcloud::conformance`.
+
+use std::fmt;
+
+use crate::error::ErrorClass;
+
+pub mod certs;
+pub mod launcher;
+pub mod oracle;
+
+/// What a connection attempt came to, in the classes shared by this library and the oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Connected without TLS.
+    Plain,
+    /// Connected over TLS.
+    Tls,
+    /// Failed, for this reason.
+    Error(ErrorClass),
+}
+
+impl Outcome {
+    /// `plain`, `tls`, or the error class (`untrusted-cert`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Tls => "tls",
+            Self::Error(class) => class.as_str(),
+        }
+    }
+
+    /// Parses what [`Outcome::as_str`] prints.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "plain" => Some(Self::Plain),
+            "tls" => Some(Self::Tls),
+            other => ErrorClass::ALL
+                .iter()
+                .find(|c| c.as_str() == other)
+                .map(|c| Self::Error(*c)),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

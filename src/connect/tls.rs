@@ -1,0 +1,387 @@
+//! TLS for tokio-postgres with libpq's verification rules, over rustls (ring).
+//!
+//! tokio-postgres knows only disable / prefer / require and leaves verification to the
+//! connector. This connector verifies as libpq does for the mode at hand:
+//! [`Verify::None`] accepts any certificate (but still checks the handshake signatures),
+//! [`Verify::Ca`] checks the chain against the root certificates, [`Verify::Full`] also checks
+//! the host name by libpq's rules ([`super::hostname`]). It records what happened (the
+//! negotiated version and cipher, or why the certificate was refused) for the caller.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore,
+    SignatureScheme,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::hostname::{self, NameCheck};
+use crate::error::ErrorClass;
+use crate::sslmode::Verify;
+
+/// What a TLS attempt came to, filled in by the connector while tokio-postgres drives it.
+#[derive(Debug, Clone, Default)]
+pub struct TlsReport {
+    /// The connector ran: the server accepted the SSLRequest.
+    pub started: bool,
+    /// The negotiated protocol (`TLSv1.3`) and cipher suite, after a handshake.
+    pub negotiated: Option<(String, String)>,
+    /// Why the server certificate was refused, with libpq-like wording.
+    pub refused: Option<(ErrorClass, String)>,
+    /// How long the handshake took.
+    pub handshake: Option<std::time::Duration>,
+}
+
+/// Shared slot the connector writes its report into.
+pub type ReportSlot = Arc<Mutex<TlsReport>>;
+
+fn update(slot: &ReportSlot, f: impl FnOnce(&mut TlsReport)) {
+    // A poisoned lock only means another thread panicked mid-update; the report is still
+    // the best information there is.
+    let mut report = slot.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut report);
+}
+
+/// libpq-style server certificate verification.
+#[derive(Debug)]
+struct LibpqVerifier {
+    verify: Verify,
+    roots: Arc<Roots>,
+    host: String,
+    algorithms: WebPkiSupportedAlgorithms,
+    report: ReportSlot,
+}
+
+impl LibpqVerifier {
+    fn refuse(&self, class: ErrorClass, message: String, error: TlsError) -> TlsError {
+        update(&self.report, |r| r.refused = Some((class, message)));
+        error
+    }
+}
+
+impl ServerCertVerifier for LibpqVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        if self.verify == Verify::None {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let cert = ParsedCertificate::try_from(end_entity).map_err(|e| {
+            self.refuse(
+                ErrorClass::UntrustedCert,
+                format!("SSL error: cannot parse the server certificate: {e}"),
+                TlsError::InvalidCertificate(CertificateError::BadEncoding),
+            )
+        })?;
+        // OpenSSL trusts a certificate that is itself in the root file (a self-signed server
+        // certificate used as its own root), within its validity; WebPKI would call it a CA
+        // used as an end entity.
+        let pinned = self
+            .roots
+            .certs
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref());
+        let chain = if pinned {
+            within_validity(end_entity, now)
+        } else {
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                &self.roots.store,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )
+        };
+        if let Err(e) = chain {
+            let class = match &e {
+                TlsError::InvalidCertificate(
+                    CertificateError::Expired
+                    | CertificateError::ExpiredContext { .. }
+                    | CertificateError::NotValidYet
+                    | CertificateError::NotValidYetContext { .. },
+                ) => ErrorClass::ExpiredCert,
+                _ => ErrorClass::UntrustedCert,
+            };
+            return Err(self.refuse(
+                class,
+                format!("SSL error: certificate verify failed: {e}"),
+                e,
+            ));
+        }
+        if self.verify == Verify::Full {
+            match hostname::check(end_entity.as_ref(), &self.host) {
+                NameCheck::Match => {}
+                NameCheck::NoMatch(names) => {
+                    return Err(self.refuse(
+                        ErrorClass::HostnameMismatch,
+                        hostname::mismatch_message(&names, &self.host),
+                        TlsError::InvalidCertificate(CertificateError::NotValidForName),
+                    ));
+                }
+                NameCheck::Invalid(message) => {
+                    return Err(self.refuse(
+                        ErrorClass::HostnameMismatch,
+                        message,
+                        TlsError::InvalidCertificate(CertificateError::NotValidForName),
+                    ));
+                }
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The trust anchors of a root certificate file, and the certificates themselves.
+#[derive(Debug)]
+pub struct Roots {
+    /// The anchors, for chain building.
+    pub store: RootCertStore,
+    /// The certificates as read, to recognise a server certificate that is itself trusted.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Self {
+            store: RootCertStore::empty(),
+            certs: Vec::new(),
+        }
+    }
+}
+
+fn within_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), TlsError> {
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|_| TlsError::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = parsed.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(TlsError::InvalidCertificate(CertificateError::NotValidYet));
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(TlsError::InvalidCertificate(CertificateError::Expired));
+    }
+    Ok(())
+}
+
+/// Everything needed to make TLS connections for one host.
+#[derive(Clone)]
+pub struct Connector {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    report: ReportSlot,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client certificate and its key.
+pub struct ClientIdentity {
+    /// The chain, leaf first.
+    pub certs: Vec<CertificateDer<'static>>,
+    /// The private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Connector {
+    /// A connector that verifies as `verify` says against `roots`, checking names against
+    /// `host` (the libpq `host`, not `hostaddr`).
+    pub fn new(
+        verify: Verify,
+        roots: Arc<Roots>,
+        host: &str,
+        client: Option<ClientIdentity>,
+    ) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let report = ReportSlot::default();
+        let verifier = Arc::new(LibpqVerifier {
+            verify,
+            roots,
+            host: host.to_string(),
+            algorithms: provider.signature_verification_algorithms,
+            report: report.clone(),
+        });
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let config = match client {
+            Some(identity) => builder.with_client_auth_cert(identity.certs, identity.key)?,
+            None => builder.with_no_client_auth(),
+        };
+        // libpq sends SNI only for host names, never for IP literals; rustls does the same
+        // for an IpAddress server name. A host that is not a valid DNS name gets no SNI.
+        let server_name = match ServerName::try_from(host.to_string()) {
+            Ok(name) => name,
+            Err(_) => ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            server_name,
+            report,
+        })
+    }
+
+    /// What the last attempt through this connector came to.
+    pub fn report(&self) -> TlsReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Clears the report before another attempt.
+    pub fn reset(&self) {
+        update(&self.report, |r| *r = TlsReport::default());
+    }
+}
+
+impl<S> TlsConnect<S> for Connector
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            update(&self.report, |r| r.started = true);
+            let started = std::time::Instant::now();
+            let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+            let tls = connector.connect(self.server_name.clone(), stream).await?;
+            let (_, connection) = tls.get_ref();
+            let version = connection
+                .protocol_version()
+                .map(|v| match v {
+                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            let cipher = connection
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default();
+            let binding = channel_binding(connection.peer_certificates());
+            update(&self.report, |r| {
+                r.negotiated = Some((version, cipher));
+                r.handshake = Some(started.elapsed());
+            });
+            Ok(RustlsStream {
+                inner: tls,
+                binding,
+            })
+        })
+    }
+}
+
+/// `tls-server-end-point` channel binding (RFC 5929): the hash of the server certificate with
+/// its signature's hash, MD5 and SHA-1 taken as SHA-256. Unknown algorithms bind nothing, and
+/// SCRAM then runs without channel binding, as libpq's default `channel_binding=prefer` allows.
+fn channel_binding(peer: Option<&[CertificateDer<'static>]>) -> Option<Vec<u8>> {
+    let der = peer?.first()?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    let algorithm = match oid.as_str() {
+        // md5/sha1/sha256 with RSA, ecdsa-with-SHA1/SHA256, RSASSA-PSS defaults
+        "1.2.840.113549.1.1.4"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.10045.4.1"
+        | "1.2.840.10045.4.3.2" => &ring::digest::SHA256,
+        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => &ring::digest::SHA384,
+        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => &ring::digest::SHA512,
+        _ => return None,
+    };
+    Some(
+        ring::digest::digest(algorithm, der.as_ref())
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+/// The TLS stream handed to tokio-postgres.
+pub struct RustlsStream<S> {
+    inner: tokio_rustls::client::TlsStream<S>,
+    binding: Option<Vec<u8>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        match &self.binding {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash.clone()),
+            None => ChannelBinding::none(),
+        }
+    }
+}
