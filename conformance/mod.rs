@@ -11,6 +11,7 @@ use crate::error::ErrorClass;
 
 pub mod certs;
 pub mod launcher;
+pub mod matrix;
 pub mod oracle;
 
 /// What a connection attempt came to, in the classes shared by this library and the oracle.

@@ -11,6 +11,8 @@ use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::provider::plan;
 use tea_pgcloud::vectors::{self, Adapter, Builtin, Runner};
 
+#[cfg(feature = "conformance")]
+mod live;
 mod ping;
 
 /// Connects The Edge Agent's LTM catalog to PostgreSQL on GCP, AWS, Azure or your own server.
@@ -48,6 +50,32 @@ enum Command {
         #[arg(long)]
         reveal: bool,
     },
+    /// Run the live TLS matrix: every case through this library and through libpq (psql).
+    #[cfg(feature = "conformance")]
+    Conformance {
+        /// How to run PostgreSQL: `native` (the machine's server binaries).
+        #[arg(long, default_value = "native")]
+        launcher: String,
+        /// Also write the JSON report to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Rewrite the recording of libpq's outcomes (fixtures/conformance/tls-matrix.json).
+        #[arg(long)]
+        record: bool,
+    },
+    /// Write a development CA, a server certificate (localhost, 127.0.0.1) and a client
+    /// certificate into DIR.
+    #[cfg(feature = "conformance")]
+    Certs {
+        /// Where to write them.
+        dir: PathBuf,
+        /// The client certificate's common name (the database user for `cert` auth).
+        #[arg(long, default_value = "tea")]
+        client_cn: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the language-neutral vector files.
     Vectors {
         /// Directory of vector files.
@@ -75,6 +103,18 @@ pub fn run() -> i32 {
         Command::Check { file } => check(&file),
         Command::Plan { file, json } => show_plan(&file, json),
         Command::Ping { file, json, reveal } => ping::run(&file, json, reveal),
+        #[cfg(feature = "conformance")]
+        Command::Conformance {
+            launcher,
+            json,
+            record,
+        } => live::conformance(&launcher, json.as_deref(), record),
+        #[cfg(feature = "conformance")]
+        Command::Certs {
+            dir,
+            client_cn,
+            force,
+        } => live::certs(&dir, &client_cn, force),
         Command::Vectors {
             dir,
             adapter,

@@ -219,9 +219,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 fn classify_db_error(e: &tokio_postgres::Error) -> Option<(ErrorClass, String)> {
     let db = e.as_db_error()?;
     let message = format!("{}: {}", db.severity(), db.message());
+    // pg_hba.conf refusals and credential failures share SQLSTATE class 28
+    // (invalid_authorization_specification, invalid_password); tell them apart as libpq's
+    // readers do, by the message.
     let class = if db.message().contains("pg_hba.conf") {
         ErrorClass::Rejected
-    } else if db.code().code() == "28P01" {
+    } else if db.code().code().starts_with("28") {
         ErrorClass::AuthFailed
     } else {
         ErrorClass::Other
@@ -328,6 +331,14 @@ fn load_roots(path: &str) -> Result<Roots, ConnectError> {
             store: roots,
             certs: Vec::new(),
         });
+    }
+    if !Path::new(path).exists() {
+        return Err(ConnectError::new(
+            ErrorClass::Config,
+            format!(
+                "root certificate file \"{path}\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
+            ),
+        ));
     }
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
@@ -445,15 +456,25 @@ pub async fn connect(
         .and_then(|t| t.trim().parse::<u64>().ok())
         .filter(|t| *t > 0)
         .map(|t| Duration::from_secs(t).max(MIN_CONNECT_TIMEOUT));
+    // libpq reads the root file only once the server has agreed to TLS: a missing one is
+    // reported then, after "server does not support SSL" would have been.
+    let mut missing_root = None;
     let roots = match (&plan.sslrootcert, plan.tls_verify) {
         (Some(path), verify) if verify != Verify::None || path == "system" => {
-            Arc::new(load_roots(path)?)
+            match load_roots(path) {
+                Ok(roots) => Arc::new(roots),
+                Err(e) => {
+                    missing_root = Some(e.to_string());
+                    Arc::new(Roots::default())
+                }
+            }
         }
         (None, Verify::Ca | Verify::Full) => {
-            return Err(ConnectError::new(
-                ErrorClass::Config,
-                "root certificate file \"~/.postgresql/root.crt\" does not exist\nEither provide the file or change sslmode to disable server certificate verification.",
+            let home = env.var("HOME").unwrap_or_else(|| "~".to_string());
+            missing_root = Some(format!(
+                "root certificate file \"{home}/.postgresql/root.crt\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
             ));
+            Arc::new(Roots::default())
         }
         _ => Arc::new(Roots::default()),
     };
@@ -488,12 +509,15 @@ pub async fn connect(
         let connector = if host.is_socket() || plan.tls == SslMode::Disable {
             None
         } else {
-            Some(
+            let connector =
                 Connector::new(plan.tls_verify, roots.clone(), &host.host, identity_for(()))
                     .map_err(|e| {
                         ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
-                    })?,
-            )
+                    })?;
+            Some(match &missing_root {
+                Some(message) => connector.refusing(message.clone()),
+                None => connector,
+            })
         };
         for endpoint in &endpoints {
             let result = match (&connector, plan.tls) {

@@ -207,6 +207,7 @@ pub struct Connector {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     report: ReportSlot,
+    refusal: Option<String>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -261,7 +262,16 @@ impl Connector {
             config: Arc::new(config),
             server_name,
             report,
+            refusal: None,
         })
+    }
+
+    /// A connector that fails as soon as the server agrees to TLS, with a configuration error
+    /// (`class` `config`): libpq looks for the root certificate file only then, so a server
+    /// that refuses TLS is reported as such first.
+    pub fn refusing(mut self, message: impl Into<String>) -> Self {
+        self.refusal = Some(message.into());
+        self
     }
 
     /// What the last attempt through this connector came to.
@@ -289,6 +299,12 @@ where
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             update(&self.report, |r| r.started = true);
+            if let Some(message) = &self.refusal {
+                update(&self.report, |r| {
+                    r.refused = Some((ErrorClass::Config, message.clone()));
+                });
+                return Err(io::Error::other(message.clone()));
+            }
             let started = std::time::Instant::now();
             let connector = tokio_rustls::TlsConnector::from(self.config.clone());
             let tls = connector.connect(self.server_name.clone(), stream).await?;

@@ -1,0 +1,623 @@
+//! The TLS matrix: server profiles x the six sslmodes x root certificate x host form, each case
+//! run through this library (YAML-free: a libpq connection string through the same
+//! plan-and-connect path users take) and through libpq (`psql`), both reduced to an
+//! [`Outcome`]. Every case must agree, and libpq's outcome must match the one recorded in
+//! `fixtures/conformance/tls-matrix.json`, so another port can diff against the recording
+//! without a server.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Outcome;
+use super::certs::{CertFactory, ServerCertKind};
+use super::launcher::{PgServer, Profile, TlsFiles};
+use super::oracle;
+use crate::config::load_str;
+use crate::connect::{self, Login};
+use crate::env::{Environment, MapEnv};
+use crate::error::ErrorClass;
+use crate::provider::plan;
+use crate::sslmode::SslMode;
+
+/// Where the recorded libpq outcomes live, relative to the repository root.
+pub const RECORDING: &str = "fixtures/conformance/tls-matrix.json";
+
+/// The pg_hba.conf lines of a profile: who may connect, over what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hba {
+    /// `host`: plain or TLS.
+    Any,
+    /// `hostssl`: TLS only.
+    SslOnly,
+    /// `hostnossl`: plain only.
+    NoSslOnly,
+}
+
+/// A server configuration of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerProfile {
+    /// Its name in case ids.
+    pub name: &'static str,
+    /// The certificate served; `None` runs with `ssl = off`.
+    pub cert: Option<ServerCertKind>,
+    /// Which connections pg_hba.conf allows.
+    pub hba: Hba,
+    /// The host name used for the "name" host form (with `hostaddr=127.0.0.1`).
+    pub host_name: &'static str,
+}
+
+/// Every server profile, in report order.
+pub const PROFILES: &[ServerProfile] = &[
+    ServerProfile {
+        name: "tls-off",
+        cert: None,
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "tls-on",
+        cert: Some(ServerCertKind::Good),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "hostssl-only",
+        cert: Some(ServerCertKind::Good),
+        hba: Hba::SslOnly,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "hostnossl-only",
+        cert: Some(ServerCertKind::Good),
+        hba: Hba::NoSslOnly,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "wrong-host",
+        cert: Some(ServerCertKind::WrongHost),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "cn-only",
+        cert: Some(ServerCertKind::CnOnly),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "wildcard",
+        cert: Some(ServerCertKind::Wildcard),
+        hba: Hba::Any,
+        host_name: "db.tea.test",
+    },
+    ServerProfile {
+        name: "ip-only",
+        cert: Some(ServerCertKind::IpOnly),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "expired",
+        cert: Some(ServerCertKind::Expired),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "other-ca",
+        cert: Some(ServerCertKind::OtherCa),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "intermediate-chain",
+        cert: Some(ServerCertKind::IntermediateChain),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "intermediate-leaf-only",
+        cert: Some(ServerCertKind::IntermediateLeafOnly),
+        hba: Hba::Any,
+        host_name: "localhost",
+    },
+];
+
+/// What the client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// No root certificate anywhere.
+    None,
+    /// `sslrootcert` = the CA that signed the server certificates.
+    Right,
+    /// `sslrootcert` = an unrelated CA.
+    Wrong,
+    /// No `sslrootcert`; the right CA at `$HOME/.postgresql/root.crt`.
+    Default,
+}
+
+impl Root {
+    /// Every choice, in report order.
+    pub const ALL: [Root; 4] = [Root::None, Root::Right, Root::Wrong, Root::Default];
+
+    /// Its name in case ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "no-root",
+            Self::Right => "right-ca",
+            Self::Wrong => "wrong-ca",
+            Self::Default => "default-root",
+        }
+    }
+}
+
+/// How the client names the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostForm {
+    /// A host name (the profile's), dialled at 127.0.0.1.
+    Name,
+    /// `127.0.0.1`.
+    Ip,
+}
+
+impl HostForm {
+    /// Both forms.
+    pub const ALL: [HostForm; 2] = [HostForm::Name, HostForm::Ip];
+
+    /// Its name in case ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Ip => "ip",
+        }
+    }
+}
+
+/// One case of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    /// The server profile.
+    pub profile: &'static ServerProfile,
+    /// The client's sslmode.
+    pub sslmode: SslMode,
+    /// What the client trusts.
+    pub root: Root,
+    /// How the client names the server.
+    pub host: HostForm,
+}
+
+impl Case {
+    /// `profile/sslmode/root/host`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.profile.name,
+            self.sslmode,
+            self.root.as_str(),
+            self.host.as_str()
+        )
+    }
+}
+
+/// Every case of a profile.
+pub fn cases(profile: &'static ServerProfile) -> Vec<Case> {
+    let mut out = Vec::new();
+    for sslmode in SslMode::ALL {
+        for root in Root::ALL {
+            for host in HostForm::ALL {
+                out.push(Case {
+                    profile,
+                    sslmode,
+                    root,
+                    host,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One case's outcomes.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The case.
+    pub case: Case,
+    /// Through this library.
+    pub ours: Outcome,
+    /// Our message when it failed.
+    pub ours_message: Option<String>,
+    /// Through libpq.
+    pub libpq: Outcome,
+    /// libpq's message when it failed.
+    pub libpq_message: Option<String>,
+    /// libpq's outcome as recorded, when there is a recording.
+    pub recorded: Option<Outcome>,
+}
+
+impl CaseResult {
+    /// Whether this library agrees with libpq. libpq cannot tell an expired certificate from an
+    /// untrusted one (OpenSSL's "certificate verify failed" for both); this library can, so
+    /// `expired-cert` agrees with libpq's `untrusted-cert`.
+    pub fn agrees(&self) -> bool {
+        outcomes_agree(self.ours, self.libpq)
+    }
+
+    /// Whether libpq still does what the recording says.
+    pub fn matches_recording(&self) -> bool {
+        self.recorded.is_none_or(|r| r == self.libpq)
+    }
+}
+
+/// See [`CaseResult::agrees`].
+pub fn outcomes_agree(ours: Outcome, libpq: Outcome) -> bool {
+    ours == libpq
+        || (ours == Outcome::Error(ErrorClass::ExpiredCert)
+            && libpq == Outcome::Error(ErrorClass::UntrustedCert))
+}
+
+/// The client side's files: the CAs and two HOME directories (with and without
+/// `.postgresql/root.crt`).
+pub struct ClientFiles {
+    _dir: tempfile::TempDir,
+    right_ca: PathBuf,
+    wrong_ca: PathBuf,
+    empty_home: PathBuf,
+    rooted_home: PathBuf,
+}
+
+impl ClientFiles {
+    /// Writes the client files for `factory` into a new temporary directory.
+    pub fn new(factory: &CertFactory) -> std::io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let right_ca = dir.path().join("right-ca.crt");
+        let wrong_ca = dir.path().join("wrong-ca.crt");
+        std::fs::write(&right_ca, factory.root_pem())?;
+        std::fs::write(&wrong_ca, factory.other_root_pem())?;
+        let empty_home = dir.path().join("home-empty");
+        let rooted_home = dir.path().join("home-rooted");
+        std::fs::create_dir_all(&empty_home)?;
+        std::fs::create_dir_all(rooted_home.join(".postgresql"))?;
+        std::fs::write(rooted_home.join(".postgresql/root.crt"), factory.root_pem())?;
+        Ok(Self {
+            _dir: dir,
+            right_ca,
+            wrong_ca,
+            empty_home,
+            rooted_home,
+        })
+    }
+
+    fn home(&self, root: Root) -> &Path {
+        match root {
+            Root::Default => &self.rooted_home,
+            _ => &self.empty_home,
+        }
+    }
+}
+
+/// The profile's launcher configuration.
+pub fn server_profile(profile: &ServerProfile, factory: &CertFactory) -> Result<Profile, String> {
+    let tls = match profile.cert {
+        Some(kind) => {
+            let pem = factory.server(kind).map_err(|e| e.to_string())?;
+            Some(TlsFiles {
+                cert_pem: pem.cert,
+                key_pem: pem.key,
+                client_ca_pem: None,
+            })
+        }
+        None => None,
+    };
+    let kind = match profile.hba {
+        Hba::Any => "host",
+        Hba::SslOnly => "hostssl",
+        Hba::NoSslOnly => "hostnossl",
+    };
+    Ok(Profile {
+        name: profile.name.to_string(),
+        tls,
+        hba: vec![format!("{kind} all all 127.0.0.1/32 scram-sha-256")],
+    })
+}
+
+/// The connection string of a case (no password).
+pub fn conninfo(case: &Case, server: &PgServer, files: &ClientFiles) -> String {
+    let mut s = match case.host {
+        HostForm::Name => format!("host={} hostaddr=127.0.0.1", case.profile.host_name),
+        HostForm::Ip => "host=127.0.0.1".to_string(),
+    };
+    s.push_str(&format!(
+        " port={} user={} dbname=postgres sslmode={} connect_timeout=10",
+        server.port(),
+        server.user(),
+        case.sslmode
+    ));
+    match case.root {
+        Root::Right => s.push_str(&format!(" sslrootcert={}", files.right_ca.display())),
+        Root::Wrong => s.push_str(&format!(" sslrootcert={}", files.wrong_ca.display())),
+        Root::None | Root::Default => {}
+    }
+    s
+}
+
+/// The real file system, with `HOME` replaced: what this library sees for a case.
+struct CaseEnv<'a> {
+    home: &'a Path,
+}
+
+impl Environment for CaseEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "HOME").then(|| self.home.display().to_string())
+    }
+
+    fn is_file(&self, path: &str) -> bool {
+        Path::new(path).is_file()
+    }
+}
+
+/// Runs one case through this library.
+pub async fn run_ours(conninfo: &str, password: &str, home: &Path) -> (Outcome, Option<String>) {
+    let env = CaseEnv { home };
+    // The same path a user's YAML takes: config -> plan -> connect.
+    let yaml_env = MapEnv::new().with_var("DSN", conninfo);
+    let config = match load_str("connection_string: ${DSN}\n", "case.yaml", &yaml_env) {
+        Ok(config) => config,
+        Err(e) => return (Outcome::Error(ErrorClass::Config), Some(e.to_string())),
+    };
+    let plan = match plan(&config, &env) {
+        Ok(plan) => plan,
+        Err(e) => return (Outcome::Error(ErrorClass::Config), Some(e.to_string())),
+    };
+    let login = Login {
+        user: None,
+        password: Some(crate::secret::Secret::new(password)),
+    };
+    match connect::connect(&plan, &login, &env).await {
+        Ok(connected) => {
+            let outcome = if connected.tls.is_some() {
+                Outcome::Tls
+            } else {
+                Outcome::Plain
+            };
+            (outcome, None)
+        }
+        Err(e) => (Outcome::Error(e.class()), Some(e.to_string())),
+    }
+}
+
+/// The recorded libpq outcomes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Recording {
+    /// What recorded them (`psql (PostgreSQL) 15.x`).
+    pub libpq: String,
+    /// Case id -> libpq's outcome.
+    pub cases: BTreeMap<String, String>,
+}
+
+impl Recording {
+    /// Reads a recording; a missing file is an empty recording.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes it, pretty, sorted by case id.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn get(&self, id: &str) -> Option<Outcome> {
+        self.cases.get(id).and_then(|s| Outcome::parse(s))
+    }
+}
+
+/// Runs every case of one profile on its own server. `progress` is called after each case.
+pub fn run_profile(
+    profile: &'static ServerProfile,
+    factory: &CertFactory,
+    files: &ClientFiles,
+    recording: &Recording,
+    runtime: &tokio::runtime::Runtime,
+    mut progress: impl FnMut(&CaseResult),
+) -> Result<(Vec<CaseResult>, String), String> {
+    let config = server_profile(profile, factory)?;
+    let server = PgServer::start(&config).map_err(|e| e.to_string())?;
+    let mut results = Vec::new();
+    for case in cases(profile) {
+        let conninfo = conninfo(&case, &server, files);
+        let home = files.home(case.root);
+        let (ours, ours_message) = runtime.block_on(run_ours(&conninfo, server.password(), home));
+        let attempt = oracle::Attempt {
+            conninfo: &conninfo,
+            password: Some(server.password()),
+            home,
+        };
+        let libpq = oracle::run(&attempt).map_err(|e| e.to_string())?;
+        let result = CaseResult {
+            case,
+            ours,
+            ours_message,
+            libpq: libpq.outcome,
+            libpq_message: libpq.message,
+            recorded: recording.get(&case.id()),
+        };
+        progress(&result);
+        results.push(result);
+    }
+    Ok((results, server.server_version().to_string()))
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every case's result, in matrix order.
+    pub results: Vec<CaseResult>,
+    /// `psql --version`.
+    pub libpq: String,
+    /// The server version.
+    pub server: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Cases where this library and libpq disagree.
+    pub fn disagreements(&self) -> Vec<&CaseResult> {
+        self.results.iter().filter(|r| !r.agrees()).collect()
+    }
+
+    /// Cases where libpq no longer does what the recording says, or that are not recorded.
+    pub fn drift(&self) -> Vec<&CaseResult> {
+        self.results
+            .iter()
+            .filter(|r| !r.matches_recording() || r.recorded.is_none())
+            .collect()
+    }
+
+    /// The recording this run would write.
+    pub fn recording(&self) -> Recording {
+        Recording {
+            libpq: self.libpq.clone(),
+            cases: self
+                .results
+                .iter()
+                .map(|r| (r.case.id(), r.libpq.as_str().to_string()))
+                .collect(),
+        }
+    }
+
+    /// The JSON report for CI.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "libpq": self.libpq,
+            "server": self.server,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "cases": self.results.len(),
+            "disagreements": self.disagreements().len(),
+            "results": self.results.iter().map(|r| serde_json::json!({
+                "id": r.case.id(),
+                "ours": r.ours.as_str(),
+                "libpq": r.libpq.as_str(),
+                "recorded": r.recorded.map(Outcome::as_str),
+                "agrees": r.agrees(),
+                "ours_message": r.ours_message,
+                "libpq_message": r.libpq_message,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn cell(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Plain => "plain",
+        Outcome::Tls => "tls",
+        Outcome::Error(ErrorClass::ServerNoTls) => "no-tls",
+        Outcome::Error(ErrorClass::UntrustedCert) => "untrusted",
+        Outcome::Error(ErrorClass::HostnameMismatch) => "name",
+        Outcome::Error(ErrorClass::ExpiredCert) => "expired",
+        Outcome::Error(ErrorClass::Rejected) => "rejected",
+        Outcome::Error(ErrorClass::AuthFailed) => "auth",
+        Outcome::Error(ErrorClass::Unreachable) => "unreach",
+        Outcome::Error(ErrorClass::Config) => "config",
+        Outcome::Error(ErrorClass::Credentials) => "creds",
+        Outcome::Error(ErrorClass::Other) => "other",
+    }
+}
+
+impl fmt::Display for Report {
+    /// Rows: profile x sslmode; columns: root x host form; a cell shows this library's outcome,
+    /// marked `!` where libpq disagrees (libpq's outcome follows).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut columns = Vec::new();
+        for root in Root::ALL {
+            for host in HostForm::ALL {
+                columns.push((root, host));
+            }
+        }
+        write!(f, "{:<24} {:<12}", "profile", "sslmode")?;
+        for (root, host) in &columns {
+            write!(f, " {:<13}", format!("{}/{}", root.as_str(), host.as_str()))?;
+        }
+        writeln!(f)?;
+        for profile in PROFILES {
+            for mode in SslMode::ALL {
+                let row: Vec<&CaseResult> = self
+                    .results
+                    .iter()
+                    .filter(|r| r.case.profile.name == profile.name && r.case.sslmode == mode)
+                    .collect();
+                if row.is_empty() {
+                    continue;
+                }
+                write!(f, "{:<24} {:<12}", profile.name, mode.as_str())?;
+                for (root, host) in &columns {
+                    let text = row
+                        .iter()
+                        .find(|r| r.case.root == *root && r.case.host == *host)
+                        .map(|r| {
+                            if r.agrees() {
+                                cell(r.ours).to_string()
+                            } else {
+                                format!("!{}/{}", cell(r.ours), cell(r.libpq))
+                            }
+                        })
+                        .unwrap_or_default();
+                    write!(f, " {text:<13}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        let disagree = self.disagreements().len();
+        writeln!(
+            f,
+            "\n{} cases, {} agree with libpq, {} disagree ({}; server {}; {:.1} s)",
+            self.results.len(),
+            self.results.len() - disagree,
+            disagree,
+            self.libpq,
+            self.server,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs the whole matrix (every profile) and returns the report.
+pub fn run_all(
+    recording: &Recording,
+    mut progress: impl FnMut(usize, usize, &CaseResult),
+) -> Result<Report, String> {
+    let started = Instant::now();
+    let factory = CertFactory::new().map_err(|e| e.to_string())?;
+    let files = ClientFiles::new(&factory).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let total: usize = PROFILES.iter().map(|p| cases(p).len()).sum();
+    let mut report = Report {
+        libpq: oracle::libpq_version().map_err(|e| e.to_string())?,
+        ..Report::default()
+    };
+    let mut done = 0;
+    for profile in PROFILES {
+        let (results, server) = run_profile(profile, &factory, &files, recording, &runtime, |r| {
+            done += 1;
+            progress(done, total, r);
+        })?;
+        report.results.extend(results);
+        report.server = server;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}

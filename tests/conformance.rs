@@ -1,0 +1,144 @@
+//! The live TLS matrix (cargo feature `conformance`): one test per server profile, each on its
+//! own throwaway PostgreSQL, every case run through this library and through libpq (psql).
+//! A failing test names each case that disagrees, with both messages. Plus `ping --json`
+//! against a launched server.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
+use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
+use tea_pgcloud::conformance::matrix::{self, ClientFiles, PROFILES, RECORDING, Recording};
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = || -> Result<_, String> {
+        let factory = CertFactory::new().map_err(|e| e.to_string())?;
+        let files = ClientFiles::new(&factory).map_err(|e| e.to_string())?;
+        let recording = Recording::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDING))?;
+        Ok(Arc::new((factory, files, recording)))
+    };
+    let shared = match setup() {
+        Ok(shared) => shared,
+        Err(e) => {
+            eprintln!("conformance set-up failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut trials = Vec::new();
+    for profile in PROFILES {
+        let shared = shared.clone();
+        trials.push(Trial::test(
+            format!("tls_matrix::{}", profile.name),
+            move || {
+                let (factory, files, recording) = &*shared;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let (results, _) =
+                    matrix::run_profile(profile, factory, files, recording, &runtime, |_| {})?;
+                if results.len() != 48 {
+                    return Err(format!("ran {} cases, expected 48", results.len()).into());
+                }
+                let mut problems = Vec::new();
+                for r in &results {
+                    if !r.agrees() {
+                        problems.push(format!(
+                            "{}: ours {} ({}) but libpq {} ({})",
+                            r.case.id(),
+                            r.ours,
+                            r.ours_message.as_deref().unwrap_or("-"),
+                            r.libpq,
+                            r.libpq_message.as_deref().unwrap_or("-")
+                        ));
+                    }
+                    match r.recorded {
+                        None => problems.push(format!(
+                            "{}: not in {RECORDING} (run `tea-pgcloud conformance --record`)",
+                            r.case.id()
+                        )),
+                        Some(recorded) if recorded != r.libpq => problems.push(format!(
+                            "{}: libpq gives {} but {RECORDING} says {recorded}",
+                            r.case.id(),
+                            r.libpq
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Failed::from(problems.join("\n")))
+                }
+            },
+        ));
+    }
+    trials.push(Trial::test(
+        "ping_json_reports_what_was_verified",
+        move || ping_reports_verification(&shared.0).map_err(Failed::from),
+    ));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// `ping --json` against a TLS server: `verified: full` under verify-full with the right root,
+/// `verified: none` under require without one.
+fn ping_reports_verification(factory: &CertFactory) -> Result<(), String> {
+    let pem = factory
+        .server(ServerCertKind::Good)
+        .map_err(|e| e.to_string())?;
+    let profile = Profile {
+        name: "ping".into(),
+        tls: Some(TlsFiles {
+            cert_pem: pem.cert,
+            key_pem: pem.key,
+            client_ca_pem: None,
+        }),
+        hba: vec!["hostssl all all 127.0.0.1/32 scram-sha-256".into()],
+    };
+    let server = PgServer::start(&profile).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root = dir.path().join("root.crt");
+    std::fs::write(&root, factory.root_pem()).map_err(|e| e.to_string())?;
+    let cases = [
+        ("verify-full", Some(&root), "full"),
+        ("require", None, "none"),
+    ];
+    for (mode, rootcert, verified) in cases {
+        let mut yaml = format!(
+            "host: localhost\nport: {}\nuser: {}\ndatabase: postgres\nsslmode: {mode}\ncredentials:\n  source: env\n  prefix: TEA_\n",
+            server.port(),
+            server.user()
+        );
+        if let Some(path) = rootcert {
+            yaml.push_str(&format!("sslrootcert: {}\n", path.display()));
+        }
+        let file = dir.path().join(format!("{mode}.yaml"));
+        std::fs::write(&file, yaml).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tea-pgcloud"))
+            .args(["ping", "--json"])
+            .arg(&file)
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("TEA_PASSWORD", server.password())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "{mode}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        if out.status.code() != Some(0) || report["connected"] != true {
+            return Err(format!("{mode}: not connected: {report}"));
+        }
+        if report["tls"]["verified"] != verified {
+            return Err(format!("{mode}: expected verified {verified}: {report}"));
+        }
+        if String::from_utf8_lossy(&out.stdout).contains(server.password()) {
+            return Err(format!("{mode}: the password appears in the report"));
+        }
+    }
+    Ok(())
+}
