@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite needs, when they are missing:
-#   libpq-dev     libpq itself, the oracle the property tests compare our parser with
-#   libclang-dev  bindgen, which generates the libpq bindings of the `libpq` dev-dependency
+# Installs the system packages the test suite and the conformance matrix need, when missing:
+#   libpq-dev         libpq itself, the oracle the property tests compare our parser with
+#   libclang-dev      bindgen, which generates the libpq bindings of the `libpq` dev-dependency
+#   pkg-config        finds libpq for those bindings
+#   openssl           the certificate factory's tests check certificates with `openssl verify`
+#   postgresql        server binaries (initdb, pg_ctl, postgres) for the throwaway servers, and
+#                     psql, the libpq oracle of the TLS matrix (only if no server binaries exist)
 # Debian / Ubuntu only; runs apt-get as root, or through sudo.
 set -euo pipefail
 
-packages=(libpq-dev libclang-dev pkg-config)
+packages=(libpq-dev libclang-dev pkg-config openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  missing+=(postgresql postgresql-client)
+fi
+if ! command -v psql >/dev/null 2>&1; then
+  missing+=(postgresql-client)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: system packages present (${packages[*]})"
+  echo "setup: system packages present (${packages[*]}, PostgreSQL server binaries, psql)"
   exit 0
 fi
 sudo=""

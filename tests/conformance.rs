@@ -75,6 +75,16 @@ fn main() {
             },
         ));
     }
+    let for_certs = shared.clone();
+    trials.push(Trial::test(
+        "client_certificate_auth_agrees_with_libpq",
+        move || client_certificate_auth(&for_certs.0).map_err(Failed::from),
+    ));
+    let for_system = shared.clone();
+    trials.push(Trial::test(
+        "sslrootcert_system_this_library_alone",
+        move || system_roots(&for_system.0).map_err(Failed::from),
+    ));
     trials.push(Trial::test(
         "ping_json_reports_what_was_verified",
         move || ping_reports_verification(&shared.0).map_err(Failed::from),
@@ -82,22 +92,113 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// `ping --json` against a TLS server: `verified: full` under verify-full with the right root,
-/// `verified: none` under require without one.
-fn ping_reports_verification(factory: &CertFactory) -> Result<(), String> {
+fn tls_server(factory: &CertFactory, hba: &str, client_ca: bool) -> Result<PgServer, String> {
     let pem = factory
         .server(ServerCertKind::Good)
         .map_err(|e| e.to_string())?;
     let profile = Profile {
-        name: "ping".into(),
+        name: "extra".into(),
         tls: Some(TlsFiles {
             cert_pem: pem.cert,
             key_pem: pem.key,
-            client_ca_pem: None,
+            client_ca_pem: client_ca.then(|| factory.root_pem().to_string()),
         }),
-        hba: vec!["hostssl all all 127.0.0.1/32 scram-sha-256".into()],
+        hba: vec![hba.to_string()],
     };
-    let server = PgServer::start(&profile).map_err(|e| e.to_string())?;
+    PgServer::start(&profile).map_err(|e| e.to_string())
+}
+
+/// `cert` authentication: with the client certificate both connect over TLS; without it,
+/// both fail the same way.
+fn client_certificate_auth(factory: &CertFactory) -> Result<(), String> {
+    let server = tls_server(factory, "hostssl all all 127.0.0.1/32 cert", true)?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let client = factory.client(server.user()).map_err(|e| e.to_string())?;
+    let (crt, key, root) = (
+        dir.path().join("client.crt"),
+        dir.path().join("client.key"),
+        dir.path().join("root.crt"),
+    );
+    std::fs::write(&crt, &client.cert).map_err(|e| e.to_string())?;
+    std::fs::write(&key, &client.key).map_err(|e| e.to_string())?;
+    std::fs::write(&root, factory.root_pem()).map_err(|e| e.to_string())?;
+    // libpq refuses a private key that others can read.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = format!(
+        "host=localhost port={} user={} dbname=postgres sslmode=verify-full sslrootcert={}",
+        server.port(),
+        server.user(),
+        root.display()
+    );
+    let with_cert = format!("{base} sslcert={} sslkey={}", crt.display(), key.display());
+    for (conninfo, expected) in [(with_cert.as_str(), Some("tls")), (base.as_str(), None)] {
+        let (ours, ours_message) =
+            runtime.block_on(matrix::run_ours(conninfo, "unused", dir.path()));
+        let libpq =
+            tea_pgcloud::conformance::oracle::run(&tea_pgcloud::conformance::oracle::Attempt {
+                conninfo,
+                password: None,
+                home: dir.path(),
+            })
+            .map_err(|e| e.to_string())?;
+        if !matrix::outcomes_agree(ours, libpq.outcome) {
+            return Err(format!(
+                "{conninfo}: ours {ours} ({ours_message:?}) but libpq {} ({:?})",
+                libpq.outcome, libpq.message
+            ));
+        }
+        if let Some(expected) = expected
+            && ours.as_str() != expected
+        {
+            return Err(format!(
+                "{conninfo}: expected {expected}, got {ours} ({ours_message:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `sslrootcert=system` needs libpq 16, so libpq 15 cannot be the oracle: this library alone.
+/// The OS store does not hold the test CA, so verify-full fails as untrusted; a weaker mode is
+/// a configuration error, as libpq 16+ says.
+fn system_roots(factory: &CertFactory) -> Result<(), String> {
+    let server = tls_server(factory, "hostssl all all 127.0.0.1/32 scram-sha-256", false)?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let conninfo = |mode: &str| {
+        format!(
+            "host=localhost port={} user={} dbname=postgres sslmode={mode} sslrootcert=system",
+            server.port(),
+            server.user()
+        )
+    };
+    for (mode, expected) in [("verify-full", "untrusted-cert"), ("require", "config")] {
+        let (ours, message) = runtime.block_on(matrix::run_ours(
+            &conninfo(mode),
+            server.password(),
+            dir.path(),
+        ));
+        if ours.as_str() != expected {
+            return Err(format!(
+                "sslmode={mode} sslrootcert=system: expected {expected}, got {ours} ({message:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ping --json` against a TLS server: `verified: full` under verify-full with the right root,
+/// `verified: none` under require without one.
+fn ping_reports_verification(factory: &CertFactory) -> Result<(), String> {
+    let server = tls_server(factory, "hostssl all all 127.0.0.1/32 scram-sha-256", false)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let root = dir.path().join("root.crt");
     std::fs::write(&root, factory.root_pem()).map_err(|e| e.to_string())?;
