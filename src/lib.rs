@@ -28,9 +28,11 @@
 //! # Ok::<(), tea_pgcloud::error::Error>(())
 //! ```
 //!
-//! The cargo features `aws`, `gcp` and `azure` will carry the cloud SDK integrations (secrets
-//! backends and IAM tokens); for now they add nothing. `conformance` and `docker` will carry the
-//! live suite; for now `cargo test --features conformance` runs the offline suite.
+//! [`connect::connect`] then opens a connection by the plan with libpq's TLS semantics.
+//!
+//! The cargo feature `conformance` adds the live suite ([`conformance`]: launcher, certificate
+//! factory, libpq oracle, the TLS matrix). The features `aws`, `gcp`, `azure` and `docker` will
+//! carry the cloud SDK integrations and the container launcher; for now they add nothing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
