@@ -30,7 +30,7 @@
 //!
 //! [`connect::connect`] then opens a connection by the plan with libpq's TLS semantics.
 //!
-//! The cargo feature `conformance` adds the live suite ([`conformance`]: launcher, certificate
+//! The cargo feature `conformance` adds the live suite (`conformance`: launcher, certificate
 //! factory, libpq oracle, the TLS matrix). The features `aws`, `gcp`, `azure` and `docker` will
 //! carry the cloud SDK integrations and the container launcher; for now they add nothing.
 #![forbid(unsafe_code)]
