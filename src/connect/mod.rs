@@ -204,11 +204,19 @@ async fn open(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<Box<dyn 
                 }),
         }
     };
-    match timeout {
+    within(timeout, fut).await?
+}
+
+/// Runs `fut` within `limit` (libpq's `connect_timeout`, applied to each phase of an attempt).
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    match limit {
         Some(limit) => tokio::time::timeout(limit, fut)
             .await
-            .map_err(|_| Failure::Unreachable("timeout expired".to_string()))?,
-        None => fut.await,
+            .map_err(|_| Failure::Unreachable("timeout expired".to_string())),
+        None => Ok(fut.await),
     }
 }
 
@@ -253,38 +261,24 @@ async fn attempt(
     let result = match connector {
         Some(connector) => {
             connector.reset();
-            let fut = config.connect_raw(stream, connector.clone());
-            let outcome = match timeout {
-                Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
-                None => Some(fut.await),
-            };
-            match outcome {
-                Some(Ok((client, connection))) => {
+            match within(timeout, config.connect_raw(stream, connector.clone())).await? {
+                Ok((client, connection)) => {
                     tokio::spawn(connection);
                     Ok((client, Some(connector.report())))
                 }
-                Some(Err(e)) => Err(tls_failure(&e, &connector.report(), wire)),
-                None => Err(Failure::Unreachable("timeout expired".to_string())),
+                Err(e) => Err(tls_failure(&e, &connector.report(), wire)),
             }
         }
-        None => {
-            let fut = config.connect_raw(stream, NoTls);
-            let outcome = match timeout {
-                Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
-                None => Some(fut.await),
-            };
-            match outcome {
-                Some(Ok((client, connection))) => {
-                    tokio::spawn(connection);
-                    Ok((client, None))
-                }
-                Some(Err(e)) => Err(match classify_db_error(&e) {
-                    Some((class, message)) => Failure::Server(class, message),
-                    None => Failure::Unreachable(format!("connection failed: {e}")),
-                }),
-                None => Err(Failure::Unreachable("timeout expired".to_string())),
+        None => match within(timeout, config.connect_raw(stream, NoTls)).await? {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                Ok((client, None))
             }
-        }
+            Err(e) => Err(match classify_db_error(&e) {
+                Some((class, message)) => Failure::Server(class, message),
+                None => Failure::Unreachable(format!("connection failed: {e}")),
+            }),
+        },
     };
     let (client, report) = result?;
     // Under `prefer` the server may have said no to TLS: the connection is then plain.
@@ -449,6 +443,14 @@ pub async fn connect(
     env: &dyn Environment,
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
+    // libpq 17's direct TLS (no SSLRequest) needs a PostgreSQL 17 server to be tested against;
+    // until then it is refused rather than silently negotiated the old way.
+    if plan.params.get("sslnegotiation") == Some("direct") {
+        return Err(ConnectError::new(
+            ErrorClass::Config,
+            "sslnegotiation=direct is not supported yet (only the default, sslnegotiation=postgres)",
+        ));
+    }
     let config = wire_config(plan, login, env)?;
     let timeout = plan
         .params
