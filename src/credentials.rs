@@ -21,7 +21,7 @@ fn env_value(
     keys.iter()
         .find_map(|k| env.var(k).filter(|v| !v.is_empty()))
         .ok_or_else(|| {
-            ConnectError::from_parts(
+            ConnectError::new(
                 ErrorClass::Credentials,
                 format!("credentials (env): none of {} is set", keys.join(", ")),
             )
@@ -29,7 +29,7 @@ fn env_value(
 }
 
 fn unsupported(source: &Source) -> ConnectError {
-    ConnectError::from_parts(
+    ConnectError::new(
         ErrorClass::Credentials,
         format!(
             "credentials from {source} are not implemented yet (secrets backends and IAM tokens come next)"

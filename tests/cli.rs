@@ -36,22 +36,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn temp_file(name: &str, content: &str) -> PathBuf {
-    // One directory per file: `vectors DIR` reads every file of its directory.
-    let dir = std::env::temp_dir().join(format!(
-        "tea-pgcloud-cli-{}-{}",
-        std::process::id(),
-        name.replace('.', "-")
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
+/// A file in a directory of its own (`vectors DIR` reads every file of its directory), removed
+/// when the returned guard drops.
+fn temp_file(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
     std::fs::write(&path, content).expect("temp file");
-    path
+    (dir, path)
 }
 
 #[test]
 fn check_reports_a_typo_with_file_line_col_path_and_a_hint() {
-    let path = temp_file(
+    let (_dir, path) = temp_file(
         "typo.yaml",
         "name: agent\nsettings:\n  ltm:\n    backend: duckdb\n    catalog:\n      type: postgres\n      provider: aws\n      host: db.example.com\n      sslmdoe: require\n",
     );
@@ -214,10 +210,11 @@ fn vectors_command_counts_and_fails_loudly() {
             .is_some_and(|l| l.ends_with(" passed, 0 failed"))
     );
 
-    let dir = temp_file("bad.yaml", "kind: expand\ncases:\n  - name: wrong\n    input: \"${A}\"\n    env: {A: x}\n    expect: {value: y}\n")
-        .parent()
-        .expect("dir")
-        .to_path_buf();
+    let (guard, _) = temp_file(
+        "bad.yaml",
+        "kind: expand\ncases:\n  - name: wrong\n    input: \"${A}\"\n    env: {A: x}\n    expect: {value: y}\n",
+    );
+    let dir = guard.path().to_path_buf();
     let bad = run(&["vectors", dir.to_str().expect("utf-8")], &[], None);
     assert_eq!(bad.status.code(), Some(1));
     let stdout = text(&bad.stdout);

@@ -80,6 +80,10 @@ fn main() {
         "client_certificate_auth_agrees_with_libpq",
         move || client_certificate_auth(&for_certs.0).map_err(Failed::from),
     ));
+    let for_edges = shared.clone();
+    trials.push(Trial::test("edge_cases_agree_with_libpq", move || {
+        edge_cases(&for_edges.0, &for_edges.1).map_err(Failed::from)
+    }));
     let for_system = shared.clone();
     trials.push(Trial::test(
         "sslrootcert_system_this_library_alone",
@@ -161,6 +165,118 @@ fn client_certificate_auth(factory: &CertFactory) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What the 576 cases leave out: several hosts (libpq moves on only when a connection cannot be
+/// opened), wrong passwords under every sslmode (the allow / prefer retries), a unix socket,
+/// an error after login, channel binding.
+fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> {
+    let plain = PgServer::start(&Profile {
+        name: "edge-plain".into(),
+        tls: None,
+        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
+    })
+    .map_err(|e| e.to_string())?;
+    let tls = tls_server(factory, "host all all 127.0.0.1/32 scram-sha-256", false)?;
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root = dir.path().join("root.crt");
+    std::fs::write(&root, factory.root_pem()).map_err(|e| e.to_string())?;
+    let _ = files;
+    let (a, b, user) = (plain.port(), tls.port(), tls.user());
+    let right = |server: &PgServer| server.password().to_string();
+    let mut cases: Vec<(String, String)> = vec![
+        (
+            format!(
+                "host=127.0.0.1,127.0.0.1 port={refused},{b} user={user} dbname=postgres sslmode=require"
+            ),
+            right(&tls),
+        ),
+        (
+            format!(
+                "host=127.0.0.1,127.0.0.1 port={a},{b} user={user} dbname=postgres sslmode=require"
+            ),
+            right(&plain),
+        ),
+        (
+            format!(
+                "host=wrong.example,localhost hostaddr=127.0.0.1,127.0.0.1 port={b},{b} user={user} dbname=postgres sslmode=verify-full sslrootcert={}",
+                root.display()
+            ),
+            right(&tls),
+        ),
+        (
+            format!(
+                "host={} port={b} user={user} dbname=postgres sslmode=require",
+                tls.socket_dir().display()
+            ),
+            right(&tls),
+        ),
+        (
+            format!("host=127.0.0.1 port={b} user={user} dbname=no_such_db sslmode=prefer"),
+            right(&tls),
+        ),
+        (
+            format!(
+                "host=127.0.0.1 port={a} user={user} dbname=postgres sslmode=disable channel_binding=require"
+            ),
+            right(&plain),
+        ),
+        (
+            format!(
+                "host=127.0.0.1 port={b} user={user} dbname=postgres sslmode=require channel_binding=require"
+            ),
+            right(&tls),
+        ),
+    ];
+    for mode in [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ] {
+        for port in [a, b] {
+            cases.push((
+                format!(
+                    "host=localhost port={port} user={user} dbname=postgres sslmode={mode} sslrootcert={}",
+                    root.display()
+                ),
+                "wrong-password".to_string(),
+            ));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    for (conninfo, password) in &cases {
+        let (ours, ours_message) =
+            runtime.block_on(matrix::run_ours(conninfo, password, dir.path()));
+        let libpq =
+            tea_pgcloud::conformance::oracle::run(&tea_pgcloud::conformance::oracle::Attempt {
+                conninfo,
+                password: Some(password),
+                home: dir.path(),
+            })
+            .map_err(|e| e.to_string())?;
+        if !matrix::outcomes_agree(ours, libpq.outcome) {
+            problems.push(format!(
+                "{conninfo}: ours {ours} ({ours_message:?}) but libpq {} ({:?})",
+                libpq.outcome, libpq.message
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 /// `sslrootcert=system` needs libpq 16, so libpq 15 cannot be the oracle: this library alone.

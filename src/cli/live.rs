@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use tea_pgcloud::conformance::certs::CertFactory;
-use tea_pgcloud::conformance::matrix::{self, RECORDING, Recording};
+use tea_pgcloud::conformance::matrix::{self, Recording};
 
 /// Runs the matrix and prints the table: exit 0 when every case agrees with libpq and with
 /// the recording, 1 otherwise.
@@ -15,7 +15,8 @@ pub fn conformance(launcher: &str, json: Option<&Path>, record: bool) -> i32 {
         );
         return 2;
     }
-    let recording_path = Path::new(RECORDING);
+    let recording_path = matrix::recording_path();
+    let recording_path = recording_path.as_path();
     let recording = match Recording::load(recording_path) {
         Ok(r) => r,
         Err(e) => {
@@ -75,7 +76,7 @@ pub fn conformance(launcher: &str, json: Option<&Path>, record: bool) -> i32 {
             eprintln!("{e}");
             return 1;
         }
-        println!("recorded libpq's outcomes in {RECORDING}");
+        println!("recorded libpq's outcomes in {}", recording_path.display());
         return i32::from(!report.disagreements().is_empty());
     }
     let drift = report.drift();

@@ -7,6 +7,10 @@ use tea_pgcloud::credentials::resolve_static;
 use tea_pgcloud::env::ProcessEnv;
 use tea_pgcloud::plan::{ConnectPlan, Source};
 
+/// `ping`'s `connect_timeout` when the configuration sets none.
+const DEFAULT_TIMEOUT_SECS: u32 = 10;
+
+/// What the client offered to authenticate with (the server may not have asked).
 fn auth(plan: &ConnectPlan, password_used: bool) -> String {
     match &plan.password_source {
         Source::Iam(kind) => format!("iam:{}", kind.as_str()),
@@ -61,10 +65,16 @@ fn report(
 
 /// Runs `ping`: exit 0 when connected, 1 otherwise.
 pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
-    let plan = match super::load_plan(file) {
+    let mut plan = match super::load_plan(file) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
+    // A check should not wait forever on a server that accepts and never answers.
+    if plan.params.get("connect_timeout").is_none() {
+        let _ = plan
+            .params
+            .set("connect_timeout", DEFAULT_TIMEOUT_SECS.to_string());
+    }
     let env = ProcessEnv;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,14 +5,18 @@
 //! | `tls` | first attempt | second attempt |
 //! |---|---|---|
 //! | `disable` | plain | - |
-//! | `allow` | plain | TLS, when the server refused the plain attempt (an error response) |
-//! | `prefer` | TLS (plain if the server answers the SSLRequest with `N`) | plain, when the TLS handshake failed or the server refused the TLS attempt |
+//! | `allow` | plain | TLS (plain again if the server says `N`), when the server refused the plain login (SQLSTATE class 28: pg_hba, password) |
+//! | `prefer` | TLS (plain if the server answers the SSLRequest with `N`) | plain, when the TLS handshake failed, or the server refused the login made over TLS (class 28) |
 //! | `require`, `verify-ca`, `verify-full` | TLS | - |
 //!
 //! What TLS checks is [`ConnectPlan::tls_verify`]: a root certificate file turns on chain
-//! checks in every mode, as in libpq. A unix-socket host never uses TLS. When a host cannot be
-//! reached (or its TLS handshake fails), the next address and then the next host is tried;
-//! when a server answers with an error (pg_hba, password), libpq stops there, and so does this.
+//! checks in every mode, as in libpq. A unix-socket host never uses TLS. As in libpq 15, only
+//! a connection that cannot be opened (or that times out) moves on to the next address and
+//! host; once a server has been reached, its answer (an error, a refused certificate, no TLS)
+//! ends the attempt.
+//!
+//! `connect_timeout` (at least 2 s, as in libpq) bounds each address's whole attempt. The
+//! futures need a tokio runtime with its time driver enabled.
 
 pub mod hostname;
 pub mod tls;
@@ -99,16 +103,12 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
-    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+    /// An error of `class` with one message (which must not hold a secret).
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
             class,
             messages: vec![message.into()],
         }
-    }
-
-    /// An error of `class` with one message (which must not hold a secret).
-    pub fn from_parts(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self::new(class, message)
     }
 
     /// What the caller can do about it.
@@ -142,28 +142,40 @@ pub struct Login {
 /// Why one attempt failed.
 #[derive(Debug)]
 enum Failure {
-    /// Nothing answered, or the TLS handshake failed: try the next address or host.
+    /// The connection could not be opened, or the attempt timed out: libpq tries the next
+    /// address and host.
     Unreachable(String),
-    /// The TLS handshake failed, or the certificate was refused.
+    /// The TLS handshake failed or the certificate was refused (`prefer` then retries plain).
     Tls(ErrorClass, String),
     /// TLS was required and the server does not do it.
     NoTls,
-    /// The server answered with an error.
-    Server(ErrorClass, String),
+    /// The server answered with an error. `login` marks SQLSTATE class 28 (pg_hba.conf,
+    /// password), the refusals after which libpq's `allow` and `prefer` try the other way;
+    /// `tls` whether TLS was in use.
+    Server {
+        class: ErrorClass,
+        message: String,
+        login: bool,
+        tls: bool,
+    },
+    /// The connection broke after it was opened.
+    Broken(String),
 }
 
 impl Failure {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Unreachable(_) => ErrorClass::Unreachable,
-            Self::Tls(class, _) | Self::Server(class, _) => *class,
+            Self::Tls(class, _) | Self::Server { class, .. } => *class,
             Self::NoTls => ErrorClass::ServerNoTls,
+            Self::Broken(_) => ErrorClass::Other,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            Self::Unreachable(m) | Self::Tls(_, m) | Self::Server(_, m) => m.clone(),
+            Self::Unreachable(m) | Self::Tls(_, m) | Self::Server { message: m, .. } => m.clone(),
+            Self::Broken(m) => m.clone(),
             Self::NoTls => "server does not support SSL, but SSL was required".to_string(),
         }
     }
@@ -181,42 +193,40 @@ enum Endpoint {
     Unix(std::path::PathBuf),
 }
 
-async fn open(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<Box<dyn Stream>, Failure> {
-    let fut = async {
-        match endpoint {
-            Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(addr)
-                .await
-                .map(|s| {
-                    let _ = s.set_nodelay(true);
-                    Box::new(s) as Box<dyn Stream>
-                })
-                .map_err(|e| {
-                    Failure::Unreachable(format!("connection to server at {addr} failed: {e}"))
-                }),
-            Endpoint::Unix(path) => tokio::net::UnixStream::connect(path)
-                .await
-                .map(|s| Box::new(s) as Box<dyn Stream>)
-                .map_err(|e| {
-                    Failure::Unreachable(format!(
-                        "connection to server on socket \"{}\" failed: {e}",
-                        path.display()
-                    ))
-                }),
-        }
-    };
-    within(timeout, fut).await?
+async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, Failure> {
+    match endpoint {
+        Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(addr)
+            .await
+            .map(|s| {
+                let _ = s.set_nodelay(true);
+                Box::new(s) as Box<dyn Stream>
+            })
+            .map_err(|e| {
+                Failure::Unreachable(format!("connection to server at {addr} failed: {e}"))
+            }),
+        Endpoint::Unix(path) => tokio::net::UnixStream::connect(path)
+            .await
+            .map(|s| Box::new(s) as Box<dyn Stream>)
+            .map_err(|e| {
+                Failure::Unreachable(format!(
+                    "connection to server on socket \"{}\" failed: {e}",
+                    path.display()
+                ))
+            }),
+    }
 }
 
-/// Runs `fut` within `limit` (libpq's `connect_timeout`, applied to each phase of an attempt).
+/// Runs `fut` within `limit`; running out is "timeout expired", which moves on to the next
+/// address as in libpq.
 async fn within<T>(
     limit: Option<Duration>,
-    fut: impl std::future::Future<Output = T>,
+    fut: impl std::future::Future<Output = Result<T, Failure>>,
 ) -> Result<T, Failure> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, fut)
             .await
-            .map_err(|_| Failure::Unreachable("timeout expired".to_string())),
-        None => Ok(fut.await),
+            .map_err(|_| Failure::Unreachable("timeout expired".to_string()))?,
+        None => fut.await,
     }
 }
 
@@ -224,23 +234,58 @@ async fn within<T>(
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-fn classify_db_error(e: &tokio_postgres::Error) -> Option<(ErrorClass, String)> {
+fn server_failure(e: &tokio_postgres::Error, tls: bool) -> Option<Failure> {
     let db = e.as_db_error()?;
     let message = format!("{}: {}", db.severity(), db.message());
     // pg_hba.conf refusals and credential failures share SQLSTATE class 28
     // (invalid_authorization_specification, invalid_password); tell them apart as libpq's
     // readers do, by the message.
+    let login = db.code().code().starts_with("28");
     let class = if db.message().contains("pg_hba.conf") {
         ErrorClass::Rejected
-    } else if db.code().code().starts_with("28") {
+    } else if login {
         ErrorClass::AuthFailed
     } else {
         ErrorClass::Other
     };
-    Some((class, message))
+    Some(Failure::Server {
+        class,
+        message,
+        login,
+        tls,
+    })
 }
 
-/// One attempt on one endpoint: plain (`connector` `None`) or TLS.
+/// Whether `e` or one of its sources says `needle`.
+fn chain_mentions(e: &tokio_postgres::Error, needle: &str) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains(needle) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The rustls error somewhere in `e`'s chain of sources (inside an `io::Error` too).
+fn rustls_error(e: &tokio_postgres::Error) -> Option<rustls::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls.clone());
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.clone());
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// One attempt on one endpoint: plain (`connector` `None`) or TLS, within `timeout`.
 async fn attempt(
     config: &tokio_postgres::Config,
     endpoint: &Endpoint,
@@ -248,67 +293,85 @@ async fn attempt(
     wire: WireSslMode,
     timeout: Option<Duration>,
 ) -> Result<Success, Failure> {
-    let started = Instant::now();
-    let stream = open(endpoint, timeout).await?;
-    let connect = started.elapsed();
-    let mut config = config.clone();
-    config.ssl_mode(if connector.is_some() {
-        wire
-    } else {
-        WireSslMode::Disable
-    });
-    let startup_started = Instant::now();
-    let result = match connector {
-        Some(connector) => {
-            connector.reset();
-            match within(timeout, config.connect_raw(stream, connector.clone())).await? {
-                Ok((client, connection)) => {
-                    tokio::spawn(connection);
-                    Ok((client, Some(connector.report())))
+    within(timeout, async {
+        let started = Instant::now();
+        let stream = open(endpoint).await?;
+        let connect = started.elapsed();
+        let mut config = config.clone();
+        let startup_started = Instant::now();
+        let (client, report) = match connector {
+            Some(connector) => {
+                config.ssl_mode(wire);
+                connector.reset();
+                match config.connect_raw(stream, connector.clone()).await {
+                    Ok((client, connection)) => {
+                        tokio::spawn(connection);
+                        (client, Some(connector.report()))
+                    }
+                    Err(e) => return Err(tls_failure(&e, &connector.report())),
                 }
-                Err(e) => Err(tls_failure(&e, &connector.report(), wire)),
             }
-        }
-        None => match within(timeout, config.connect_raw(stream, NoTls)).await? {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                Ok((client, None))
+            None => {
+                config.ssl_mode(WireSslMode::Disable);
+                match config.connect_raw(stream, NoTls).await {
+                    Ok((client, connection)) => {
+                        tokio::spawn(connection);
+                        (client, None)
+                    }
+                    Err(e) => {
+                        return Err(server_failure(&e, false)
+                            .unwrap_or_else(|| Failure::Broken(broken_message(&e))));
+                    }
+                }
             }
-            Err(e) => Err(match classify_db_error(&e) {
-                Some((class, message)) => Failure::Server(class, message),
-                None => Failure::Unreachable(format!("connection failed: {e}")),
-            }),
-        },
-    };
-    let (client, report) = result?;
-    // Under `prefer` the server may have said no to TLS: the connection is then plain.
-    let tls = report.filter(|r| r.negotiated.is_some());
-    Ok(Success {
-        client,
-        tls,
-        connect,
-        startup: startup_started.elapsed(),
+        };
+        // Under `prefer` the server may have said no to TLS: the connection is then plain.
+        let tls = report.filter(|r| r.negotiated.is_some());
+        Ok(Success {
+            client,
+            tls,
+            connect,
+            startup: startup_started.elapsed(),
+        })
     })
+    .await
 }
 
-fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport, wire: WireSslMode) -> Failure {
-    if let Some((class, message)) = classify_db_error(e) {
-        return Failure::Server(class, message);
+fn broken_message(e: &tokio_postgres::Error) -> String {
+    format!("server closed the connection unexpectedly ({e})")
+}
+
+fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
+    if let Some(failure) = server_failure(e, report.negotiated.is_some()) {
+        return failure;
     }
     if let Some((class, message)) = &report.refused {
         return Failure::Tls(*class, message.clone());
     }
-    if !report.started && wire == WireSslMode::Require {
+    if !report.started && chain_mentions(e, "server does not support TLS") {
         return Failure::NoTls;
     }
     if report.started && report.negotiated.is_none() {
-        return Failure::Tls(ErrorClass::Other, format!("SSL error: {e}"));
+        // The server ended the handshake with an alert: about our client certificate,
+        // when it is one of these (libpq's readers call that an authentication failure).
+        let class = match rustls_error(e) {
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadCertificate
+                | rustls::AlertDescription::UnknownCA
+                | rustls::AlertDescription::CertificateRequired
+                | rustls::AlertDescription::CertificateUnknown
+                | rustls::AlertDescription::CertificateExpired
+                | rustls::AlertDescription::AccessDenied,
+            )) => ErrorClass::AuthFailed,
+            _ => ErrorClass::Other,
+        };
+        return Failure::Tls(class, format!("SSL error: {e}"));
     }
-    Failure::Unreachable(format!("connection failed: {e}"))
+    Failure::Broken(broken_message(e))
 }
 
 /// Loads the trust anchors of a root certificate file, or the OS store for `system`.
-fn load_roots(path: &str) -> Result<Roots, ConnectError> {
+fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
     let mut roots = RootCertStore::empty();
     if path == "system" {
         let found = rustls_native_certs::load_native_certs();
@@ -316,39 +379,32 @@ fn load_roots(path: &str) -> Result<Roots, ConnectError> {
             let _ = roots.add(cert);
         }
         if roots.is_empty() {
-            return Err(ConnectError::new(
-                ErrorClass::Config,
-                "could not load system root certificate paths: no certificates found",
-            ));
+            return Err(
+                "could not load system root certificate paths: no certificates found".to_string(),
+            );
         }
         return Ok(Roots {
             store: roots,
             certs: Vec::new(),
         });
     }
-    if !Path::new(path).exists() {
-        return Err(ConnectError::new(
-            ErrorClass::Config,
-            format!(
-                "root certificate file \"{path}\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
-            ),
+    if !env.is_file(path) {
+        return Err(format!(
+            "root certificate file \"{path}\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
         ));
     }
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            ConnectError::new(
-                ErrorClass::Config,
-                format!("could not read root certificate file \"{path}\": {e}"),
-            )
-        })?;
+        .map_err(|e| format!("could not read root certificate file \"{path}\": {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "could not read root certificate file \"{path}\": no certificate or crl found"
+        ));
+    }
     for cert in &certs {
-        roots.add(cert.clone()).map_err(|e| {
-            ConnectError::new(
-                ErrorClass::Config,
-                format!("could not read root certificate file \"{path}\": {e}"),
-            )
-        })?;
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("could not read root certificate file \"{path}\": {e}"))?;
     }
     Ok(Roots {
         store: roots,
@@ -356,12 +412,29 @@ fn load_roots(path: &str) -> Result<Roots, ConnectError> {
     })
 }
 
+/// libpq's rule for private key files: no group or world access (`0600`), or group read only
+/// (`0640`) when root owns the file.
+fn check_key_permissions(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("could not access private key file \"{path}\": {e}"))?;
+    let mode = meta.mode();
+    let allowed = if meta.uid() == 0 { 0o7740 } else { 0o7700 };
+    if mode & 0o777 & !allowed != 0 {
+        return Err(format!(
+            "private key file \"{path}\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root"
+        ));
+    }
+    Ok(())
+}
+
 /// libpq's client certificate: `sslcert` / `sslkey`, else `~/.postgresql/postgresql.crt` and
-/// `.key` when the certificate file exists.
+/// `.key` when the certificate file exists. Read only when a TLS attempt starts, as in libpq:
+/// an error here does not stop a plain connection.
 fn client_identity(
     plan: &ConnectPlan,
     env: &dyn Environment,
-) -> Result<Option<ClientIdentity>, ConnectError> {
+) -> Result<Option<ClientIdentity>, String> {
     let home = env.var("HOME").filter(|h| !h.is_empty());
     let default = |name: &str| home.as_ref().map(|h| format!("{h}/.postgresql/{name}"));
     let cert_path = match plan.params.get("sslcert").filter(|c| !c.is_empty()) {
@@ -371,7 +444,7 @@ fn client_identity(
             None => return Ok(None),
         },
     };
-    if !Path::new(&cert_path).is_file() {
+    if !env.is_file(&cert_path) {
         return Ok(None);
     }
     let key_path = plan
@@ -383,25 +456,66 @@ fn client_identity(
         .unwrap_or_default();
     let certs = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            ConnectError::new(
-                ErrorClass::Config,
-                format!("could not read certificate file \"{cert_path}\": {e}"),
-            )
-        })?;
-    if !Path::new(&key_path).is_file() {
-        return Err(ConnectError::new(
-            ErrorClass::Config,
-            format!("certificate present, but not private key file \"{key_path}\""),
+        .map_err(|e| format!("could not read certificate file \"{cert_path}\": {e}"))?;
+    if !env.is_file(&key_path) {
+        return Err(format!(
+            "certificate present, but not private key file \"{key_path}\""
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-        ConnectError::new(
-            ErrorClass::Config,
-            format!("could not load private key file \"{key_path}\": {e}"),
-        )
-    })?;
+    check_key_permissions(&key_path)?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("could not load private key file \"{key_path}\": {e}"))?;
     Ok(Some(ClientIdentity { certs, key }))
+}
+
+/// libpq keywords this library does not implement; refusing them beats ignoring what they ask
+/// for (a read-write server, revocation checks, a narrower TLS version range, ...).
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("service", ""),
+    ("sslcrl", ""),
+    ("sslcrldir", ""),
+    ("sslpassword", ""),
+    ("requirepeer", ""),
+    ("ssl_min_protocol_version", "TLSv1.2"),
+    ("ssl_max_protocol_version", ""),
+    ("target_session_attrs", "any"),
+    ("gssencmode", "disable"),
+    ("gssencmode", "prefer"),
+    ("load_balance_hosts", "disable"),
+    ("sslcertmode", "allow"),
+    ("require_auth", ""),
+];
+
+fn check_supported(plan: &ConnectPlan, env: &dyn Environment) -> Result<(), ConnectError> {
+    for (key, value) in plan.params.iter() {
+        let mut matching = UNSUPPORTED.iter().filter(|(k, _)| *k == key).peekable();
+        if matching.peek().is_some() && !value.is_empty() && !matching.any(|(_, ok)| *ok == value) {
+            return Err(ConnectError::new(
+                ErrorClass::Config,
+                format!("connection option \"{key}={value}\" is not supported by tea-pgcloud yet"),
+            ));
+        }
+    }
+    if plan.sslpassword.is_some() {
+        return Err(ConnectError::new(
+            ErrorClass::Config,
+            "connection option \"sslpassword\" (an encrypted client key) is not supported by tea-pgcloud yet",
+        ));
+    }
+    // libpq checks certificates against ~/.postgresql/root.crl when it exists; without CRL
+    // support, refusing is the honest answer.
+    if let Some(home) = env.var("HOME").filter(|h| !h.is_empty())
+        && plan.tls != SslMode::Disable
+        && env.is_file(&format!("{home}/.postgresql/root.crl"))
+    {
+        return Err(ConnectError::new(
+            ErrorClass::Config,
+            format!(
+                "{home}/.postgresql/root.crl exists, and certificate revocation lists are not supported by tea-pgcloud yet"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn wire_config(
@@ -432,11 +546,45 @@ fn wire_config(
     if let Some(options) = plan.params.get("options") {
         config.options(options);
     }
+    match plan.params.get("channel_binding") {
+        None | Some("prefer") => {}
+        Some("disable") => {
+            config.channel_binding(tokio_postgres::config::ChannelBinding::Disable);
+        }
+        Some("require") => {
+            config.channel_binding(tokio_postgres::config::ChannelBinding::Require);
+        }
+        Some(other) => {
+            return Err(ConnectError::new(
+                ErrorClass::Config,
+                format!("invalid channel_binding value: \"{other}\""),
+            ));
+        }
+    }
     Ok(config)
 }
 
+fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError> {
+    match plan.params.get("connect_timeout").map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => match text.parse::<i64>() {
+            Ok(secs) if secs <= 0 => Ok(None),
+            Ok(secs) => Ok(Some(
+                Duration::from_secs(secs.unsigned_abs()).max(MIN_CONNECT_TIMEOUT),
+            )),
+            Err(_) => Err(ConnectError::new(
+                ErrorClass::Config,
+                format!(
+                    "invalid integer value \"{text}\" for connection option \"connect_timeout\""
+                ),
+            )),
+        },
+    }
+}
+
 /// Connects by the plan, with libpq's TLS semantics. `env` gives `HOME` (for libpq's default
-/// client certificate) and `USER` (the default user name).
+/// client certificate and root certificate) and `USER` (the default user name), and says which
+/// files exist.
 pub async fn connect(
     plan: &ConnectPlan,
     login: &Login,
@@ -451,41 +599,36 @@ pub async fn connect(
             "sslnegotiation=direct is not supported yet (only the default, sslnegotiation=postgres)",
         ));
     }
+    check_supported(plan, env)?;
     let config = wire_config(plan, login, env)?;
-    let timeout = plan
-        .params
-        .get("connect_timeout")
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .filter(|t| *t > 0)
-        .map(|t| Duration::from_secs(t).max(MIN_CONNECT_TIMEOUT));
-    // libpq reads the root file only once the server has agreed to TLS: a missing one is
-    // reported then, after "server does not support SSL" would have been.
-    let mut missing_root = None;
+    let timeout = connect_timeout(plan)?;
+
+    // libpq reads the root file and the client certificate only once the server has agreed to
+    // TLS: a problem with them is reported then (after "server does not support SSL" would
+    // have been), and never stops a plain connection.
+    let mut refusal = None;
     let roots = match (&plan.sslrootcert, plan.tls_verify) {
-        (Some(path), verify) if verify != Verify::None || path == "system" => {
-            match load_roots(path) {
-                Ok(roots) => Arc::new(roots),
-                Err(e) => {
-                    missing_root = Some(e.to_string());
-                    Arc::new(Roots::default())
-                }
-            }
-        }
+        (Some(path), verify) if verify != Verify::None || path == "system" => load_roots(path, env)
+            .unwrap_or_else(|e| {
+                refusal = Some(e);
+                Roots::default()
+            }),
         (None, Verify::Ca | Verify::Full) => {
             let home = env.var("HOME").unwrap_or_else(|| "~".to_string());
-            missing_root = Some(format!(
+            refusal = Some(format!(
                 "root certificate file \"{home}/.postgresql/root.crt\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
             ));
-            Arc::new(Roots::default())
+            Roots::default()
         }
-        _ => Arc::new(Roots::default()),
+        _ => Roots::default(),
     };
-    let identity = client_identity(plan, env)?;
-    let identity_for = |_: ()| -> Option<ClientIdentity> {
-        identity.as_ref().map(|i| ClientIdentity {
-            certs: i.certs.clone(),
-            key: i.key.clone_key(),
-        })
+    let roots = Arc::new(roots);
+    let identity = match client_identity(plan, env) {
+        Ok(identity) => identity,
+        Err(e) => {
+            refusal.get_or_insert(e);
+            None
+        }
     };
 
     let mut messages = Vec::new();
@@ -495,9 +638,18 @@ pub async fn connect(
             vec![Endpoint::Unix(
                 Path::new(&host.host).join(format!(".s.PGSQL.{}", host.port)),
             )]
+        } else if let Some(addr) = &host.hostaddr {
+            match addr.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![Endpoint::Tcp(SocketAddr::new(ip, host.port))],
+                Err(_) => {
+                    return Err(ConnectError::new(
+                        ErrorClass::Config,
+                        format!("could not parse network address \"{addr}\""),
+                    ));
+                }
+            }
         } else {
-            let target = host.hostaddr.as_deref().unwrap_or(&host.host);
-            match tokio::net::lookup_host((target, host.port)).await {
+            match tokio::net::lookup_host((host.host.as_str(), host.port)).await {
                 Ok(addrs) => addrs.map(Endpoint::Tcp).collect(),
                 Err(e) => {
                     messages.push(format!(
@@ -511,35 +663,46 @@ pub async fn connect(
         let connector = if host.is_socket() || plan.tls == SslMode::Disable {
             None
         } else {
-            let connector =
-                Connector::new(plan.tls_verify, roots.clone(), &host.host, identity_for(()))
-                    .map_err(|e| {
-                        ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
-                    })?;
-            Some(match &missing_root {
+            let client = identity.as_ref().map(|i| ClientIdentity {
+                certs: i.certs.clone(),
+                key: i.key.clone_key(),
+            });
+            let connector = Connector::new(plan.tls_verify, roots.clone(), &host.host, client)
+                .map_err(|e| {
+                    ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
+                })?;
+            Some(match &refusal {
                 Some(message) => connector.refusing(message.clone()),
                 None => connector,
             })
         };
         for endpoint in &endpoints {
+            let plain = || attempt(&config, endpoint, None, WireSslMode::Disable, timeout);
             let result = match (&connector, plan.tls) {
-                (None, _) | (Some(_), SslMode::Disable) => {
-                    attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await
-                }
-                (Some(c), SslMode::Allow) => {
-                    match attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await {
-                        Err(Failure::Server(_, first)) => {
-                            messages.push(first);
-                            attempt(&config, endpoint, Some(c), WireSslMode::Require, timeout).await
-                        }
-                        other => other,
+                (None, _) | (Some(_), SslMode::Disable) => plain().await,
+                (Some(c), SslMode::Allow) => match plain().await {
+                    // Refused in plain text: libpq tries again, asking for TLS (and carrying
+                    // on in plain if the server says no).
+                    Err(first @ Failure::Server { login: true, .. }) => {
+                        messages.push(first.message());
+                        attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await
                     }
-                }
+                    other => other,
+                },
                 (Some(c), SslMode::Prefer) => {
                     match attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await {
-                        Err(first @ (Failure::Tls(..) | Failure::Server(..))) => {
+                        // The TLS attempt failed, or the login over TLS was refused: libpq
+                        // tries once more in plain text.
+                        Err(
+                            first @ (Failure::Tls(..)
+                            | Failure::Server {
+                                login: true,
+                                tls: true,
+                                ..
+                            }),
+                        ) => {
                             messages.push(first.message());
-                            attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await
+                            plain().await
                         }
                         other => other,
                     }
@@ -550,13 +713,14 @@ pub async fn connect(
             };
             match result {
                 Ok(success) => {
-                    return finish(success, host, plan.tls_verify, started).await;
+                    return finish(success, host, plan.tls_verify, started, timeout).await;
                 }
                 Err(failure) => {
                     last_class = failure.class();
                     messages.push(failure.message());
-                    // A server that answered has decided: libpq does not try further hosts.
-                    if matches!(failure, Failure::Server(..)) {
+                    // Only a connection that could not be opened moves on; a server that was
+                    // reached has given its answer.
+                    if !matches!(failure, Failure::Unreachable(_)) {
                         return Err(ConnectError {
                             class: last_class,
                             messages,
@@ -575,17 +739,21 @@ pub async fn connect(
     })
 }
 
+/// How long the first query may take when no `connect_timeout` is set.
+const FIRST_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn finish(
     success: Success,
     host: &HostPort,
     verify: Verify,
     started: Instant,
+    timeout: Option<Duration>,
 ) -> Result<Connected, ConnectError> {
     let query_started = Instant::now();
-    let server_version = success
-        .client
-        .query_one("SHOW server_version", &[])
+    let query = success.client.query_one("SHOW server_version", &[]);
+    let server_version = tokio::time::timeout(timeout.unwrap_or(FIRST_QUERY_TIMEOUT), query)
         .await
+        .map_err(|_| ConnectError::new(ErrorClass::Other, "first query: timeout expired"))?
         .map(|row| row.get::<_, String>(0))
         .map_err(|e| ConnectError::new(ErrorClass::Other, format!("first query failed: {e}")))?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

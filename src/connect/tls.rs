@@ -109,14 +109,33 @@ impl ServerCertVerifier for LibpqVerifier {
             )
         };
         if let Err(e) = chain {
-            let class = match &e {
+            // WebPKI checks dates before the issuer: call a certificate expired only when it
+            // would be trusted inside its validity period, else it is untrusted anyway.
+            let dated = matches!(
+                &e,
                 TlsError::InvalidCertificate(
                     CertificateError::Expired
-                    | CertificateError::ExpiredContext { .. }
-                    | CertificateError::NotValidYet
-                    | CertificateError::NotValidYetContext { .. },
-                ) => ErrorClass::ExpiredCert,
-                _ => ErrorClass::UntrustedCert,
+                        | CertificateError::ExpiredContext { .. }
+                        | CertificateError::NotValidYet
+                        | CertificateError::NotValidYetContext { .. },
+                )
+            );
+            let trusted_when_valid = dated
+                && valid_moment(end_entity).is_some_and(|then| {
+                    pinned
+                        || verify_server_cert_signed_by_trust_anchor(
+                            &cert,
+                            &self.roots.store,
+                            intermediates,
+                            then,
+                            self.algorithms.all,
+                        )
+                        .is_ok()
+                });
+            let class = if trusted_when_valid {
+                ErrorClass::ExpiredCert
+            } else {
+                ErrorClass::UntrustedCert
             };
             return Err(self.refuse(
                 class,
@@ -185,6 +204,15 @@ impl Default for Roots {
             certs: Vec::new(),
         }
     }
+}
+
+/// A moment inside the certificate's validity period (its last second).
+fn valid_moment(cert: &CertificateDer<'_>) -> Option<UnixTime> {
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    let last = parsed.validity().not_after.timestamp().checked_sub(1)?;
+    Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(last).ok()?,
+    )))
 }
 
 fn within_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), TlsError> {

@@ -324,17 +324,23 @@ fn secret_source(
     let origin = &config.origin;
     let (backend, key) = match creds.source {
         SecretSource::Env => {
-            return Ok(match keys.iter().find(|k| env.var(k).is_some()) {
-                Some(name) => Source::Env(name.clone()),
-                None => {
-                    warnings.push(Warning {
-                        path: origin.path("credentials"),
-                        location: origin.location("credentials"),
-                        message: format!("none of {} is set here", keys.join(", ")),
-                    });
-                    Source::Env(keys[0].clone())
-                }
-            });
+            // Empty counts as unset, as when the credentials are resolved.
+            return Ok(
+                match keys
+                    .iter()
+                    .find(|k| env.var(k).is_some_and(|v| !v.is_empty()))
+                {
+                    Some(name) => Source::Env(name.clone()),
+                    None => {
+                        warnings.push(Warning {
+                            path: origin.path("credentials"),
+                            location: origin.location("credentials"),
+                            message: format!("none of {} is set here", keys.join(", ")),
+                        });
+                        Source::Env(keys[0].clone())
+                    }
+                },
+            );
         }
         SecretSource::Gcp => {
             let project = creds
