@@ -529,6 +529,7 @@ fn wire_config(
         .clone()
         .or_else(|| login.user.clone())
         .or_else(|| env.var("USER").filter(|u| !u.is_empty()))
+        .or_else(os_user)
         .ok_or_else(|| {
             ConnectError::new(
                 ErrorClass::Config,
@@ -564,6 +565,24 @@ fn wire_config(
     Ok(config)
 }
 
+/// The name of the process's effective user, as libpq's default user (Linux: the effective
+/// uid from `/proc/self/status`, looked up in `/etc/passwd`).
+fn os_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == euid).then(|| name.to_string())
+    })
+}
+
 fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError> {
     match plan.params.get("connect_timeout").map(str::trim) {
         None | Some("") => Ok(None),
@@ -583,8 +602,8 @@ fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError>
 }
 
 /// Connects by the plan, with libpq's TLS semantics. `env` gives `HOME` (for libpq's default
-/// client certificate and root certificate) and `USER` (the default user name), and says which
-/// files exist.
+/// client certificate and root certificate) and `USER` (the default user name, else the
+/// process's own user), and says which files exist.
 pub async fn connect(
     plan: &ConnectPlan,
     login: &Login,
@@ -777,4 +796,56 @@ async fn finish(
         tls,
         server_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_user_is_the_effective_user() {
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .expect("`id` runs");
+        let expected = String::from_utf8_lossy(&id.stdout).trim().to_string();
+        assert_eq!(os_user().as_deref(), Some(expected.as_str()));
+    }
+
+    #[test]
+    fn connect_timeout_follows_libpq() {
+        let plan_with = |value: &str| {
+            let env = crate::env::MapEnv::new()
+                .with_var("DSN", format!("host=h connect_timeout={value}"));
+            let config =
+                crate::config::load_str("connection_string: ${DSN}\n", "t", &env).expect("valid");
+            crate::provider::plan(&config, &env).expect("plannable")
+        };
+        assert_eq!(connect_timeout(&plan_with("0")).expect("valid"), None);
+        assert_eq!(connect_timeout(&plan_with("-3")).expect("valid"), None);
+        assert_eq!(
+            connect_timeout(&plan_with("1")).expect("valid"),
+            Some(MIN_CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            connect_timeout(&plan_with("7")).expect("valid"),
+            Some(Duration::from_secs(7))
+        );
+        let err = connect_timeout(&plan_with("abc")).expect_err("not an integer");
+        assert_eq!(err.class(), ErrorClass::Config);
+    }
+
+    #[test]
+    fn key_files_open_to_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("k.pem");
+        std::fs::write(&key, "x").expect("write");
+        let path = key.to_str().expect("utf-8");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(check_key_permissions(path).is_ok());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = check_key_permissions(path).expect_err("world-readable");
+        assert!(err.contains("has group or world access"), "{err}");
+    }
 }
