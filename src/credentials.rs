@@ -1,58 +1,143 @@
-//! Resolving the plan's user and password sources into a [`Login`].
+//! From the plan's user and password sources to a [`Login`], and a connection that survives a
+//! password rotated under it.
 //!
-//! Today this covers the sources that need no network: a literal in the configuration, the
-//! `env` backend (the lookup order of [`CredentialsConfig::lookup_keys`]), and none. The cloud
-//! secrets backends and IAM tokens are not implemented yet; asking for one is a `credentials`
-//! error that says so.
+//! Literal values come from the plan; `credentials` values from a secrets backend through a
+//! [`CachedSecrets`] ([`crate::secrets`]); IAM tokens are not implemented yet (a `credentials`
+//! error says so). [`connect_with_credentials`] refetches the secrets and retries once when a
+//! login with cached values fails: the password may have been rotated.
 
-use crate::config::{CredentialField, CredentialsConfig, SecretSource};
-use crate::connect::{ConnectError, Login};
+use std::sync::Arc;
+
+use crate::connect::{self, ConnectError, Connected, Login};
 use crate::env::Environment;
 use crate::error::ErrorClass;
 use crate::plan::{ConnectPlan, Source};
-use crate::secret::Secret;
+use crate::secrets::{
+    self, CachedSecrets, DEFAULT_TTL, SecretsBackend, SystemClock, create_secrets_backend,
+};
 
-fn env_value(
-    creds: &CredentialsConfig,
-    field: CredentialField,
-    env: &dyn Environment,
-) -> Result<String, ConnectError> {
-    let keys = creds.lookup_keys(field);
-    keys.iter()
-        .find_map(|k| env.var(k).filter(|v| !v.is_empty()))
-        .ok_or_else(|| {
-            ConnectError::new(
+/// A resolved login and where each part came from (for `resolve` and reports).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What to log in with.
+    pub login: Login,
+    /// Where the user name came from (`literal`, `env:NAME`, `secret:...`, `none`).
+    pub user_from: String,
+    /// Where the password came from.
+    pub password_from: String,
+    /// Whether a value was fetched by this call rather than taken from the cache.
+    pub fresh: bool,
+}
+
+/// Whether some part of the login comes from the `credentials` backend.
+fn from_backend(plan: &ConnectPlan) -> bool {
+    let backend = |s: &Source| matches!(s, Source::Env(_) | Source::Secret { .. });
+    plan.credentials.is_some()
+        && (backend(&plan.password_source) || (plan.user.is_none() && backend(&plan.user_source)))
+}
+
+fn credentials_error(e: secrets::SecretError) -> ConnectError {
+    ConnectError::new(ErrorClass::Credentials, e.to_string())
+}
+
+/// The secrets cache a plan needs: `None` when no value comes from a secrets backend.
+pub fn secrets_for(
+    plan: &ConnectPlan,
+    env: Arc<dyn Environment + Send + Sync>,
+) -> Result<Option<CachedSecrets>, ConnectError> {
+    let Some(credentials) = &plan.credentials else {
+        return Ok(None);
+    };
+    if !from_backend(plan) {
+        return Ok(None);
+    }
+    let backend = create_secrets_backend(credentials, env).map_err(credentials_error)?;
+    Ok(Some(CachedSecrets::new(
+        backend,
+        DEFAULT_TTL,
+        Arc::new(SystemClock),
+    )))
+}
+
+/// Resolves the login for `plan`, fetching from `secrets` where the plan says so.
+pub async fn resolve(
+    plan: &ConnectPlan,
+    secrets: Option<&CachedSecrets>,
+) -> Result<Resolved, ConnectError> {
+    for source in [&plan.user_source, &plan.password_source] {
+        if let Source::Iam(kind) = source {
+            return Err(ConnectError::new(
                 ErrorClass::Credentials,
-                format!("credentials (env): none of {} is set", keys.join(", ")),
-            )
-        })
+                format!(
+                    "IAM tokens (iam:{}) are not implemented in this build yet",
+                    kind.as_str()
+                ),
+            ));
+        }
+    }
+    let mut resolved = Resolved {
+        login: Login::default(),
+        user_from: plan.user_source.to_string(),
+        password_from: plan.password_source.to_string(),
+        fresh: false,
+    };
+    if !from_backend(plan) {
+        return Ok(resolved);
+    }
+    let (Some(credentials), Some(secrets)) = (&plan.credentials, secrets) else {
+        return Err(ConnectError::new(
+            ErrorClass::Credentials,
+            "the plan names a secrets backend but none was set up",
+        ));
+    };
+    let need_user = plan.user.is_none();
+    let found = secrets::resolve(credentials, secrets, need_user)
+        .await
+        .map_err(credentials_error)?;
+    let backend = secrets.name();
+    let label = |key: &str| {
+        if backend == "env" {
+            format!("env:{key}")
+        } else {
+            format!("secret:{backend}:{key}")
+        }
+    };
+    if let Some((user, key)) = found.user {
+        resolved.user_from = label(&key);
+        resolved.login.user = Some(user);
+    }
+    if let Some((password, key)) = found.password {
+        resolved.password_from = label(&key);
+        resolved.login.password = Some(password);
+    }
+    Ok(resolved)
 }
 
-fn unsupported(source: &Source) -> ConnectError {
-    ConnectError::new(
-        ErrorClass::Credentials,
-        format!(
-            "credentials from {source} are not implemented yet (secrets backends and IAM tokens come next)"
-        ),
-    )
-}
-
-/// The login for a plan, from the sources that need no network.
-pub fn resolve_static(plan: &ConnectPlan, env: &dyn Environment) -> Result<Login, ConnectError> {
-    let creds = plan.credentials.as_ref();
-    let from_env = |field| match creds {
-        Some(c) if c.source == SecretSource::Env => env_value(c, field, env).map(Some),
-        _ => Ok(None),
-    };
-    let user = match &plan.user_source {
-        Source::Env(_) if plan.user.is_none() => from_env(CredentialField::Username)?,
-        Source::None | Source::Literal | Source::Env(_) => None,
-        other => return Err(unsupported(other)),
-    };
-    let password = match &plan.password_source {
-        Source::Env(_) => from_env(CredentialField::Password)?.map(Secret::new),
-        Source::None | Source::Literal => None,
-        other => return Err(unsupported(other)),
-    };
-    Ok(Login { user, password })
+/// Connects by the plan with resolved credentials. When the login fails (`auth-failed`) with
+/// values that came from the cache, the cache is dropped, the secrets fetched again and the
+/// connection tried once more: a rotated password is picked up at the first failure, and one
+/// failure costs at most one refetch.
+pub async fn connect_with_credentials(
+    plan: &ConnectPlan,
+    env: &dyn Environment,
+    secrets: Option<&CachedSecrets>,
+) -> Result<Connected, ConnectError> {
+    let resolved = resolve(plan, secrets).await?;
+    match connect::connect(plan, &resolved.login, env).await {
+        Err(e) if e.class() == ErrorClass::AuthFailed && secrets.is_some() => {
+            let Some(secrets) = secrets else {
+                return Err(e);
+            };
+            secrets.invalidate().await;
+            let again = resolve(plan, Some(secrets)).await?;
+            if again.login.password == resolved.login.password
+                && again.login.user == resolved.login.user
+            {
+                // Nothing changed: the failure stands.
+                return Err(e);
+            }
+            connect::connect(plan, &again.login, env).await
+        }
+        other => other,
+    }
 }

@@ -48,6 +48,7 @@ pub mod error;
 pub mod plan;
 pub mod provider;
 pub mod secret;
+pub mod secrets;
 pub mod sslmode;
 pub mod vectors;
 pub mod yaml;

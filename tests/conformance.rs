@@ -84,6 +84,9 @@ fn main() {
     trials.push(Trial::test("edge_cases_agree_with_libpq", move || {
         edge_cases(&for_edges.0, &for_edges.1).map_err(Failed::from)
     }));
+    trials.push(Trial::test("rotated_password_is_refetched_once", || {
+        rotated_password().map_err(Failed::from)
+    }));
     let for_system = shared.clone();
     trials.push(Trial::test(
         "sslrootcert_system_this_library_alone",
@@ -277,6 +280,113 @@ fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> 
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// A secrets backend whose password can be changed under the cache, counting fetches.
+#[derive(Debug, Default)]
+struct Rotating {
+    password: std::sync::Mutex<String>,
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl tea_pgcloud::secrets::SecretsBackend for Rotating {
+    fn name(&self) -> &'static str {
+        "env"
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> tea_pgcloud::secrets::SecretFuture<'a> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let value = (key == "TEA_password")
+            .then(|| tea_pgcloud::secret::Secret::new(self.password.lock().expect("lock").clone()));
+        Box::pin(async move { Ok(value) })
+    }
+}
+
+/// The server's password rotates while the cache still holds the old one: the next connect
+/// fails once, drops the cache, fetches the new password and connects, with one extra fetch.
+/// A wrong password that does not change causes exactly one refetch and then fails.
+fn rotated_password() -> Result<(), String> {
+    use std::sync::atomic::Ordering;
+    use tea_pgcloud::credentials::connect_with_credentials;
+    use tea_pgcloud::secrets::{CachedSecrets, DEFAULT_TTL, SystemClock};
+
+    let server = PgServer::start(&Profile {
+        name: "rotation".into(),
+        tls: None,
+        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
+    })
+    .map_err(|e| e.to_string())?;
+    let backend = Arc::new(Rotating::default());
+    *backend.password.lock().map_err(|e| e.to_string())? = server.password().to_string();
+    let cache = CachedSecrets::new(backend.clone(), DEFAULT_TTL, Arc::new(SystemClock));
+    let env = tea_pgcloud::env::MapEnv::new();
+    let yaml = format!(
+        "host: 127.0.0.1\nport: {}\nuser: {}\ndatabase: postgres\nsslmode: disable\ncredentials:\n  source: env\n  prefix: TEA_\n",
+        server.port(),
+        server.user()
+    );
+    let config =
+        tea_pgcloud::config::load_str(&yaml, "rotation.yaml", &env).map_err(|e| e.to_string())?;
+    let plan = tea_pgcloud::provider::plan(&config, &env).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        connect_with_credentials(&plan, &env, Some(&cache))
+            .await
+            .map_err(|e| format!("first connect: {e}"))?;
+        let after_first = backend.fetches.load(Ordering::SeqCst);
+        connect_with_credentials(&plan, &env, Some(&cache))
+            .await
+            .map_err(|e| format!("cached connect: {e}"))?;
+        if backend.fetches.load(Ordering::SeqCst) != after_first {
+            return Err("the second connect fetched again instead of using the cache".to_string());
+        }
+        let rotated = "rotated-Pw-2";
+        server
+            .admin_sql(&format!(
+                "ALTER ROLE {} PASSWORD '{rotated}'",
+                server.user()
+            ))
+            .map_err(|e| e.to_string())?;
+        *backend.password.lock().map_err(|e| e.to_string())? = rotated.to_string();
+        connect_with_credentials(&plan, &env, Some(&cache))
+            .await
+            .map_err(|e| format!("connect after rotation: {e}"))?;
+        let after_rotation = backend.fetches.load(Ordering::SeqCst);
+        if after_rotation != after_first + 1 {
+            return Err(format!(
+                "expected one refetch after the rotation, saw {}",
+                after_rotation - after_first
+            ));
+        }
+        *backend.password.lock().map_err(|e| e.to_string())? = "wrong".to_string();
+        server
+            .admin_sql(&format!(
+                "ALTER ROLE {} PASSWORD 'other-Pw-3'",
+                server.user()
+            ))
+            .map_err(|e| e.to_string())?;
+        cache.invalidate().await;
+        match connect_with_credentials(&plan, &env, Some(&cache)).await {
+            Ok(_) => Err("a wrong password connected".to_string()),
+            Err(e) if e.class() != tea_pgcloud::error::ErrorClass::AuthFailed => {
+                Err(format!("expected auth-failed, got {e}"))
+            }
+            Err(_) => {
+                let spent = backend.fetches.load(Ordering::SeqCst) - after_rotation;
+                if spent == 2 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "expected the fetch and one refetch, saw {spent} fetches"
+                    ))
+                }
+            }
+        }
+    })
 }
 
 /// `sslrootcert=system` needs libpq 16, so libpq 15 cannot be the oracle: this library alone.

@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Resolve the credentials and say where each value came from; the password only with
+    /// --reveal.
+    Resolve {
+        /// A TEA agent YAML or a bare catalog; `-` for stdin.
+        file: String,
+        /// Print the password too.
+        #[arg(long)]
+        reveal: bool,
+    },
     /// Run the language-neutral vector files.
     Vectors {
         /// Directory of vector files.
@@ -103,6 +112,7 @@ pub fn run() -> i32 {
         Command::Check { file } => check(&file),
         Command::Plan { file, json } => show_plan(&file, json),
         Command::Ping { file, json, reveal } => ping::run(&file, json, reveal),
+        Command::Resolve { file, reveal } => ping::resolve_command(&file, reveal),
         #[cfg(feature = "conformance")]
         Command::Conformance {
             launcher,

@@ -2,8 +2,10 @@
 
 use serde_json::{Value, json};
 
-use tea_pgcloud::connect::{self, ConnectError, Connected};
-use tea_pgcloud::credentials::resolve_static;
+use std::sync::Arc;
+
+use tea_pgcloud::connect::{ConnectError, Connected};
+use tea_pgcloud::credentials::{connect_with_credentials, resolve, secrets_for};
 use tea_pgcloud::env::ProcessEnv;
 use tea_pgcloud::plan::{ConnectPlan, Source};
 
@@ -63,6 +65,56 @@ fn report(
     }
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `resolve`: the user name and where each value came from; the password only with
+/// `reveal`. Exit 0 when both resolve, 1 otherwise.
+pub fn resolve_command(file: &str, reveal: bool) -> i32 {
+    let plan = match super::load_plan(file) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let Some(runtime) = runtime() else {
+        return 1;
+    };
+    let resolved = runtime.block_on(async {
+        let secrets = secrets_for(&plan, Arc::new(ProcessEnv))?;
+        resolve(&plan, secrets.as_ref()).await
+    });
+    match resolved {
+        Ok(r) => {
+            let user = plan.user.clone().or(r.login.user.clone());
+            println!(
+                "user      {}  (from {})",
+                user.as_deref().unwrap_or("-"),
+                r.user_from
+            );
+            let password = match (plan.password.as_ref().or(r.login.password.as_ref()), reveal) {
+                (None, _) => "-".to_string(),
+                (Some(p), true) => p.expose().to_string(),
+                (Some(_), false) => "<redacted> (--reveal shows it)".to_string(),
+            };
+            println!("password  {password}  (from {})", r.password_from);
+            0
+        }
+        Err(e) => {
+            eprintln!("{file}: {}: {e}", e.class());
+            1
+        }
+    }
+}
+
 /// Runs `ping`: exit 0 when connected, 1 otherwise.
 pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
     let mut plan = match super::load_plan(file) {
@@ -76,27 +128,29 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
             .set("connect_timeout", DEFAULT_TIMEOUT_SECS.to_string());
     }
     let env = ProcessEnv;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = runtime() else {
+        return 1;
     };
-    let login = resolve_static(&plan, &env);
-    let password_used =
-        plan.password.is_some() || login.as_ref().is_ok_and(|l| l.password.is_some());
-    let user = plan
-        .user
-        .clone()
-        .or_else(|| login.as_ref().ok().and_then(|l| l.user.clone()));
-    let result = match &login {
-        Ok(login) => runtime.block_on(connect::connect(&plan, login, &env)),
-        Err(e) => Err(e.clone()),
-    };
+    let (result, password_used, user) = runtime.block_on(async {
+        let secrets = match secrets_for(&plan, Arc::new(ProcessEnv)) {
+            Ok(secrets) => secrets,
+            Err(e) => return (Err(e), false, None),
+        };
+        // Resolved here for the report; connect_with_credentials resolves again from the cache
+        // (no second fetch) and refetches only after a failed login.
+        let resolved = resolve(&plan, secrets.as_ref()).await;
+        let password_used =
+            plan.password.is_some() || resolved.as_ref().is_ok_and(|r| r.login.password.is_some());
+        let user = plan
+            .user
+            .clone()
+            .or_else(|| resolved.as_ref().ok().and_then(|r| r.login.user.clone()));
+        let result = match resolved {
+            Ok(_) => connect_with_credentials(&plan, &env, secrets.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        (result, password_used, user)
+    });
     let value = report(
         &plan,
         &result,
