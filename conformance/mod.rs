@@ -10,6 +10,7 @@ use std::fmt;
 use crate::error::ErrorClass;
 
 pub mod certs;
+pub mod emulators;
 pub mod launcher;
 pub mod matrix;
 pub mod oracle;

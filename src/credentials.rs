@@ -41,7 +41,7 @@ fn credentials_error(e: secrets::SecretError) -> ConnectError {
 }
 
 /// The secrets cache a plan needs: `None` when no value comes from a secrets backend.
-pub fn secrets_for(
+pub async fn secrets_for(
     plan: &ConnectPlan,
     env: Arc<dyn Environment + Send + Sync>,
 ) -> Result<Option<CachedSecrets>, ConnectError> {
@@ -51,7 +51,9 @@ pub fn secrets_for(
     if !from_backend(plan) {
         return Ok(None);
     }
-    let backend = create_secrets_backend(credentials, env).map_err(credentials_error)?;
+    let backend = create_secrets_backend(credentials, env)
+        .await
+        .map_err(credentials_error)?;
     Ok(Some(CachedSecrets::new(
         backend,
         DEFAULT_TTL,
@@ -95,11 +97,12 @@ pub async fn resolve(
         .await
         .map_err(credentials_error)?;
     let backend = secrets.name();
+    // The same form as the plan's sources: `env:NAME`, `secret:aws:prod/ltm#password`, ...
     let label = |key: &str| {
         if backend == "env" {
             format!("env:{key}")
         } else {
-            format!("secret:{backend}:{key}")
+            format!("secret:{backend}:{}", secrets.locate(key))
         }
     };
     if let Some((user, key)) = found.user {

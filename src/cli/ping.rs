@@ -89,7 +89,7 @@ pub fn resolve_command(file: &str, reveal: bool) -> i32 {
         return 1;
     };
     let resolved = runtime.block_on(async {
-        let secrets = secrets_for(&plan, Arc::new(ProcessEnv))?;
+        let secrets = secrets_for(&plan, Arc::new(ProcessEnv)).await?;
         resolve(&plan, secrets.as_ref()).await
     });
     match resolved {
@@ -132,7 +132,7 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
         return 1;
     };
     let (result, password_used, user) = runtime.block_on(async {
-        let secrets = match secrets_for(&plan, Arc::new(ProcessEnv)) {
+        let secrets = match secrets_for(&plan, Arc::new(ProcessEnv)).await {
             Ok(secrets) => secrets,
             Err(e) => return (Err(e), false, None),
         };

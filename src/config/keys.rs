@@ -310,6 +310,27 @@ pub const CREDENTIAL_KEYS: &[CredentialKeySpec] = &[
         notes: "",
     },
     CredentialKeySpec {
+        name: "version",
+        sources: &[SGcp],
+        kind: "string",
+        default: "latest",
+        notes: "the secret version to read",
+    },
+    CredentialKeySpec {
+        name: "endpoint",
+        sources: &[SGcp],
+        kind: "URL",
+        default: "Google's",
+        notes: "another Secret Manager endpoint (a private one, an emulator)",
+    },
+    CredentialKeySpec {
+        name: "endpoint_url",
+        sources: &[SAws],
+        kind: "URL",
+        default: "AWS's",
+        notes: "another Secrets Manager endpoint (LocalStack, a VPC endpoint)",
+    },
+    CredentialKeySpec {
         name: "vault_url",
         sources: &[SAzure],
         kind: "`https://NAME.vault.azure.net`",

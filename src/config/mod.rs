@@ -166,6 +166,12 @@ pub struct CredentialsConfig {
     pub region: Option<String>,
     /// azure: `https://NAME.vault.azure.net`.
     pub vault_url: Option<String>,
+    /// gcp: the secret version (default `latest`).
+    pub version: Option<String>,
+    /// gcp: another Secret Manager endpoint.
+    pub endpoint: Option<String>,
+    /// aws: another Secrets Manager endpoint.
+    pub endpoint_url: Option<String>,
 }
 
 /// Which of the two credentials a lookup is for.
@@ -459,6 +465,9 @@ mod tests {
             secret_name: None,
             region: None,
             vault_url: None,
+            version: None,
+            endpoint: None,
+            endpoint_url: None,
         }
     }
 

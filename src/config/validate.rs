@@ -538,6 +538,9 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
         secret_name: opt(reader, "secret_name")?,
         region: opt(reader, "region")?,
         vault_url: opt(reader, "vault_url")?,
+        version: opt(reader, "version")?,
+        endpoint: opt(reader, "endpoint")?,
+        endpoint_url: opt(reader, "endpoint_url")?,
     };
     check_secret_names(reader, node, &config)?;
     Ok(config)

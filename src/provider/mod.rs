@@ -258,7 +258,8 @@ fn finish(
         });
     }
 
-    let credentials = config.credentials.as_ref();
+    let credentials = credentials_with_defaults(config, target.region.as_deref(), env);
+    let credentials = credentials.as_ref();
     let password_source = match (target.iam, credentials, &target.password) {
         (Some(kind), _, _) => Source::Iam(kind),
         (None, _, Some(_)) => Source::Literal,
@@ -300,7 +301,7 @@ fn finish(
         params: target.params.clone(),
         password: target.password.clone(),
         sslpassword: target.sslpassword.clone(),
-        credentials: config.credentials.clone(),
+        credentials: credentials.cloned(),
         pool: config.pool,
         warnings: std::mem::take(&mut target.warnings),
     })
@@ -309,6 +310,39 @@ fn finish(
 /// Where a credential is looked up, as the plan shows it. For `env` the first variable of the
 /// lookup order that is set (else the first one, with a warning); for the cloud backends the
 /// secret that will be read first.
+/// The credentials block with the defaults that depend on the rest of the configuration
+/// filled in: the GCP project (the catalog's `project`, or `connection_name`'s, else
+/// `GOOGLE_CLOUD_PROJECT`) and the AWS region (the catalog's region, else `AWS_REGION`).
+fn credentials_with_defaults(
+    config: &CatalogConfig,
+    region: Option<&str>,
+    env: &dyn Environment,
+) -> Option<CredentialsConfig> {
+    let mut creds = config.credentials.clone()?;
+    match creds.source {
+        SecretSource::Gcp if creds.project_id.is_none() => {
+            creds.project_id = config
+                .project
+                .clone()
+                .or_else(|| {
+                    config
+                        .connection_name
+                        .as_deref()
+                        .and_then(gcp::split_connection_name)
+                        .map(|(p, _, _)| p.to_string())
+                })
+                .or_else(|| env.var("GOOGLE_CLOUD_PROJECT").filter(|p| !p.is_empty()));
+        }
+        SecretSource::Aws if creds.region.is_none() => {
+            creds.region = region
+                .map(str::to_string)
+                .or_else(|| env.var("AWS_REGION").filter(|r| !r.is_empty()));
+        }
+        _ => {}
+    }
+    Some(creds)
+}
+
 fn secret_source(
     config: &CatalogConfig,
     creds: &CredentialsConfig,
@@ -343,29 +377,18 @@ fn secret_source(
             );
         }
         SecretSource::Gcp => {
-            let project = creds
-                .project_id
-                .clone()
-                .or_else(|| config.project.clone())
-                .or_else(|| {
-                    config
-                        .connection_name
-                        .as_deref()
-                        .and_then(gcp::split_connection_name)
-                        .map(|(p, _, _)| p.to_string())
-                })
-                .or_else(|| env.var("GOOGLE_CLOUD_PROJECT").filter(|p| !p.is_empty()))
-                .ok_or_else(|| {
-                    origin.error(
-                        "credentials.project_id",
-                        ErrorKind::Missing,
-                        "credentials.source gcp needs project_id (or the catalog's project, or GOOGLE_CLOUD_PROJECT)",
-                    )
-                })?;
+            let project = creds.project_id.as_deref().ok_or_else(|| {
+                origin.error(
+                    "credentials.project_id",
+                    ErrorKind::Missing,
+                    "credentials.source gcp needs project_id (or the catalog's project, or GOOGLE_CLOUD_PROJECT)",
+                )
+            })?;
+            let version = creds.version.as_deref().unwrap_or("latest");
             let resource = match &creds.secret_name {
-                Some(name) => format!("projects/{project}/secrets/{name}/versions/latest#{key}"),
+                Some(name) => format!("projects/{project}/secrets/{name}/versions/{version}#{key}"),
                 None => format!(
-                    "projects/{project}/secrets/{}{key}/versions/latest",
+                    "projects/{project}/secrets/{}{key}/versions/{version}",
                     creds.secret_prefix.as_deref().unwrap_or("")
                 ),
             };

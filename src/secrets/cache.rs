@@ -106,6 +106,10 @@ impl SecretsBackend for CachedSecrets {
     fn get<'a>(&'a self, key: &'a str) -> SecretFuture<'a> {
         Box::pin(async move { self.get_fresh(key).await.map(|(value, _)| value) })
     }
+
+    fn locate(&self, key: &str) -> String {
+        self.backend.locate(key)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+//! GCP Secret Manager emulator (not written yet).

@@ -1,0 +1,9 @@
+//! HTTP emulators of the cloud APIs (wiremock), speaking each service's wire format so that
+//! the official SDKs run for real in tests, with faults injected.
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;

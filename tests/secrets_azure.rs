@@ -1,0 +1,1 @@
+//! Azure Key Vault backend tests (not written yet).

@@ -1,0 +1,1 @@
+//! GCP Secret Manager backend tests (not written yet).
