@@ -143,6 +143,77 @@ async fn exercise() -> String {
             Err(e) => shown.push_str(&format!("{e} {e:?}")),
         }
     }
+    shown.push_str(&gcp_paths().await);
+    shown
+}
+
+/// GCP Secret Manager: success in both layouts and every fault.
+async fn gcp_paths() -> String {
+    use tea_pgcloud::conformance::emulators::gcp::GcpSecretManager;
+    use tea_pgcloud::secrets::gcp::{GcpAuth, GcpBackend, GcpPolicy, SecretLayout};
+    let project = "redaction";
+    let sm = GcpSecretManager::start().await;
+    sm.put(project, "pw", CANARY).await;
+    sm.put_json(
+        project,
+        "json",
+        json!({"username": "u", "password": CANARY}),
+    )
+    .await;
+    sm.put_json(project, "wrong-type", json!({"password": [CANARY]}))
+        .await;
+    sm.put(project, "not-json", CANARY).await;
+    sm.put(project, "broken", CANARY).await;
+    sm.malformed("broken").await;
+    sm.put(project, "bad-crc", CANARY).await;
+    sm.bad_crc("bad-crc").await;
+    sm.put(project, "slow", CANARY).await;
+    sm.slow("slow", Duration::from_secs(2)).await;
+    sm.fail_with("denied", 403, "PERMISSION_DENIED").await;
+    sm.fail_with("throttled", 429, "RESOURCE_EXHAUSTED").await;
+    sm.fail_with("down", 503, "UNAVAILABLE").await;
+    let policy = GcpPolicy {
+        request_timeout: Duration::from_millis(300),
+        max_attempts: 2,
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(10),
+        deadline: Duration::from_secs(3),
+    };
+    let build = |layout| {
+        GcpBackend::builder(project, layout)
+            .endpoint(sm.uri())
+            .auth(GcpAuth::Anonymous)
+            .policy(policy)
+            .build()
+    };
+    let mut shown = String::new();
+    let prefixed = build(SecretLayout::Prefix(String::new()))
+        .await
+        .expect("client");
+    for id in [
+        "pw",
+        "broken",
+        "bad-crc",
+        "slow",
+        "denied",
+        "throttled",
+        "down",
+        "absent",
+    ] {
+        match prefixed.get(id).await {
+            Ok(value) => shown.push_str(&format!("{value:?}")),
+            Err(e) => shown.push_str(&format!("{e} {e:?}")),
+        }
+    }
+    for secret in ["json", "wrong-type", "not-json"] {
+        let backend = build(SecretLayout::Json(secret.into()))
+            .await
+            .expect("client");
+        match backend.get("password").await {
+            Ok(value) => shown.push_str(&format!("{value:?}")),
+            Err(e) => shown.push_str(&format!("{e} {e:?}")),
+        }
+    }
     shown
 }
 
