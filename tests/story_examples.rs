@@ -44,7 +44,12 @@ async fn connection_string_example_uses_its_own_password() {
     );
     let config = load_file(&example("connection-string.yaml"), &env).expect("valid");
     let plan = plan(&config, &env).expect("plannable");
-    assert!(secrets_for(&plan, Arc::new(env.clone())).await.expect("none").is_none());
+    assert!(
+        secrets_for(&plan, Arc::new(env.clone()))
+            .await
+            .expect("none")
+            .is_none()
+    );
     let resolved = resolve(&plan, None).await.expect("nothing to fetch");
     assert_eq!(resolved.password_from, "literal");
     assert_eq!(plan.password.as_ref().map(|p| p.expose()), Some("story@pw"));
