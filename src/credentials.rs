@@ -144,3 +144,60 @@ pub async fn connect_with_credentials(
         other => other,
     }
 }
+
+/// The story's entry point, under the name other TEA ports use: the user name and password a
+/// `credentials` block resolves to, by the lookup order, from its backend. Give it the block of
+/// a plan ([`ConnectPlan::credentials`]), where the GCP project and AWS region defaults are
+/// filled in.
+pub async fn resolve_catalog_credentials(
+    credentials: &crate::config::CredentialsConfig,
+    env: Arc<dyn Environment + Send + Sync>,
+) -> Result<(String, crate::secret::Secret), secrets::SecretError> {
+    let backend = create_secrets_backend(credentials, env).await?;
+    let found = secrets::resolve(credentials, backend.as_ref(), true).await?;
+    match (found.user, found.password) {
+        (Some((user, _)), Some((password, _))) => Ok((user, password)),
+        // `resolve` reports a missing user or password itself; this is unreachable in practice.
+        _ => Err(secrets::SecretError::new(
+            backend.name(),
+            secrets::SecretErrorKind::Missing,
+            "no user name or password",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CredentialsConfig, SecretSource};
+    use crate::env::MapEnv;
+
+    #[tokio::test]
+    async fn the_story_function_resolves_user_and_password() {
+        let credentials = CredentialsConfig {
+            source: SecretSource::Env,
+            username_key: "username".into(),
+            password_key: "password".into(),
+            prefix: Some("POSTGRES_".into()),
+            project_id: None,
+            secret_prefix: None,
+            secret_name: None,
+            region: None,
+            vault_url: None,
+            version: None,
+            endpoint: None,
+            endpoint_url: None,
+        };
+        let env = MapEnv::new()
+            .with_var("POSTGRES_USER", "ltm")
+            .with_var("POSTGRES_PASSWORD", "pw");
+        let (user, password) = resolve_catalog_credentials(&credentials, Arc::new(env))
+            .await
+            .expect("resolves");
+        assert_eq!((user.as_str(), password.expose()), ("ltm", "pw"));
+        let err = resolve_catalog_credentials(&credentials, Arc::new(MapEnv::new()))
+            .await
+            .expect_err("nothing set");
+        assert_eq!(err.kind(), secrets::SecretErrorKind::Missing);
+    }
+}
