@@ -25,8 +25,6 @@ pub struct Resolved {
     pub user_from: String,
     /// Where the password came from.
     pub password_from: String,
-    /// Whether a value was fetched by this call rather than taken from the cache.
-    pub fresh: bool,
 }
 
 /// Whether some part of the login comes from the `credentials` backend.
@@ -81,7 +79,6 @@ pub async fn resolve(
         login: Login::default(),
         user_from: plan.user_source.to_string(),
         password_from: plan.password_source.to_string(),
-        fresh: false,
     };
     if !from_backend(plan) {
         return Ok(resolved);
