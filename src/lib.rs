@@ -45,6 +45,7 @@ pub mod conninfo;
 pub mod credentials;
 pub mod env;
 pub mod error;
+pub mod iam;
 pub mod plan;
 pub mod provider;
 pub mod secret;

@@ -10,6 +10,7 @@
 //! | `plan`, `error` | `{"plan": <plan JSON>}` | `{"error": {"class", "kind", "path", "message", "line", "col"}}` |
 //! | `conninfo` | `{"map": {keyword: value}, "keyword_value": str, "uri": str}` | `{"error": {"class", "kind", "message"}}` |
 //! | `expand` | `{"value": str}` | `{"error": {"class", "kind", "message"}}` |
+//! | `rds-token` | `{"token": str, "canonical": str}` (query parameters sorted) | `{"error": {"class", "kind", "message"}}` |
 //!
 //! Matching: every key of `expect` must be in the result with a matching value (objects
 //! recursively, lists element by element and of the same length, scalars equal), except that
@@ -222,12 +223,102 @@ pub fn run_case(
             Ok(value) => json!({"value": value}),
             Err(e) => simple_error("expansion", e.message),
         },
-        "rds-token" => simple_error(
-            "unsupported",
-            "rds-token vectors are not implemented yet (IAM issue)".into(),
-        ),
+        "rds-token" => rds_token_case(input),
         other => simple_error("vector", format!("unknown kind `{other}`")),
     }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2024-08-26T22:00:00Z`).
+#[cfg(feature = "aws")]
+fn parse_utc(text: &str) -> Option<u64> {
+    let t = text.strip_suffix('Z')?;
+    let (date, clock) = t.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (c.next()??, c.next()??, c.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+#[cfg(feature = "aws")]
+fn rds_token_case(input: &Value) -> Value {
+    use crate::iam::aws::{TokenRequest, rds_auth_token};
+    let field = |k: &str| input.get(k).and_then(Value::as_str);
+    let (Some(host), Some(region), Some(user), Some(akid), Some(secret), Some(time)) = (
+        field("host"),
+        field("region"),
+        field("user"),
+        field("access_key_id"),
+        field("secret_access_key"),
+        field("time"),
+    ) else {
+        return simple_error(
+            "vector",
+            "rds-token input needs host, port, region, user, access_key_id, secret_access_key, time".into(),
+        );
+    };
+    let Some(port) = input
+        .get("port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+    else {
+        return simple_error("vector", "rds-token input needs a numeric port".into());
+    };
+    let Some(secs) = parse_utc(time) else {
+        return simple_error("vector", format!("time `{time}` is not RFC 3339 UTC (…Z)"));
+    };
+    let creds = aws_credential_types::Credentials::new(
+        akid,
+        secret,
+        field("session_token").map(str::to_string),
+        None,
+        "vector",
+    );
+    let request = TokenRequest {
+        host,
+        port,
+        user,
+        region,
+    };
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    match rds_auth_token(&request, &creds, when) {
+        // A vector's token is test data signed with example keys, not a secret.
+        Ok(token) => json!({"token": token.expose(), "canonical": canonical_token(token.expose())}),
+        Err(e) => simple_error("iam", e.to_string()),
+    }
+}
+
+/// A token with its query parameters sorted: SigV4 signs the sorted query, so two tokens that
+/// differ only in parameter order (botocore puts `X-Amz-Security-Token` before the signature,
+/// aws-sigv4 after it) are the same token.
+pub fn canonical_token(token: &str) -> String {
+    match token.split_once('?') {
+        Some((base, query)) => {
+            let mut params: Vec<&str> = query.split('&').collect();
+            params.sort_unstable();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => token.to_string(),
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn rds_token_case(_input: &Value) -> Value {
+    simple_error(
+        "unsupported",
+        "rds-token vectors need the `aws` feature".into(),
+    )
 }
 
 /// Checks that `expect` is a subset of `actual` (see the module docs); on mismatch says where.
@@ -458,6 +549,16 @@ pub fn run_all(files: &[VectorFile], runner: &mut dyn Runner) -> Vec<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn utc_times_parse() {
+        assert_eq!(parse_utc("2024-08-26T22:00:00Z"), Some(1_724_709_600));
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2000-02-29T12:00:00Z"), Some(951_825_600));
+        assert_eq!(parse_utc("2024-08-26T22:00:00+02:00"), None);
+        assert_eq!(parse_utc("2024-13-01T00:00:00Z"), None);
+    }
 
     #[test]
     fn subset_matching() {
