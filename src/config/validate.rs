@@ -136,13 +136,23 @@ impl Reader<'_> {
     }
 }
 
-/// How an error message shows a value: quoted and shortened when written in the YAML, never
-/// when `${VAR}` expansion produced it (a misplaced `${DB_PASSWORD}` must not reach a log).
+/// How an error message shows a value: quoted when it is a short word written in the YAML (a
+/// typo worth showing, like `verify_full`); never when `${VAR}` expansion produced it (a
+/// misplaced `${DB_PASSWORD}`), and never when it is long or holds spaces, newlines, `=` or `@`
+/// (a connection string or a block of YAML swallowed by a mis-indented key may hold a
+/// password, and errors reach logs).
 fn shown(node: &Node) -> String {
+    let text = node.as_scalar().unwrap_or_default();
     if node.is_expanded() {
         "the value ${...} expanded to".to_string()
+    } else if text.chars().count() > 40
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c == '=' || c == '@')
+    {
+        format!("a {}-character value", text.chars().count())
     } else {
-        format!("`{}`", short(node.as_scalar().unwrap_or_default()))
+        format!("`{text}`")
     }
 }
 
