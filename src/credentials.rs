@@ -172,18 +172,8 @@ mod tests {
     #[tokio::test]
     async fn the_story_function_resolves_user_and_password() {
         let credentials = CredentialsConfig {
-            source: SecretSource::Env,
-            username_key: "username".into(),
-            password_key: "password".into(),
             prefix: Some("POSTGRES_".into()),
-            project_id: None,
-            secret_prefix: None,
-            secret_name: None,
-            region: None,
-            vault_url: None,
-            version: None,
-            endpoint: None,
-            endpoint_url: None,
+            ..CredentialsConfig::new(SecretSource::Env)
         };
         let env = MapEnv::new()
             .with_var("POSTGRES_USER", "ltm")

@@ -2,13 +2,9 @@
 //! distinctive secret value while a TRACE-level subscriber records everything the crate and the
 //! SDKs log; the value must appear in no log line, error message or `Debug` output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use serde_json::json;
 use tea_pgcloud::config::{CredentialsConfig, SecretSource, load_str};
 use tea_pgcloud::conformance::emulators::aws::AwsSecretsManager;
@@ -16,48 +12,16 @@ use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::secrets::aws::AwsBackend;
 use tea_pgcloud::secrets::{EnvBackend, SecretsBackend, resolve};
 
+mod common;
+
 const CANARY: &str = "ReDaCtIoN-CaNaRy-3141";
-
-/// Collects everything written by the subscriber.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 fn aws_creds(secret_name: Option<&str>, secret_prefix: Option<&str>) -> CredentialsConfig {
     CredentialsConfig {
-        source: SecretSource::Aws,
-        username_key: "username".into(),
-        password_key: "password".into(),
-        prefix: None,
-        project_id: None,
         secret_prefix: secret_prefix.map(str::to_string),
         secret_name: secret_name.map(str::to_string),
         region: Some("us-east-1".into()),
-        vault_url: None,
-        version: None,
-        endpoint: None,
-        endpoint_url: None,
+        ..CredentialsConfig::new(SecretSource::Aws)
     }
 }
 
@@ -104,29 +68,7 @@ async fn exercise() -> String {
     emulator.fail_with("down", 503, "ServiceUnavailable").await;
     emulator.malformed("broken").await;
     emulator.slow("slow", CANARY, Duration::from_secs(2)).await;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(tea_pgcloud::secrets::aws::http_client())
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "AKIDEXAMPLE",
-            "not-a-real-secret-key",
-            None,
-            None,
-            "tests",
-        ))
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(emulator.uri())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(2)
-                .with_initial_backoff(Duration::from_millis(5)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_millis(300))
-                .build(),
-        )
-        .load()
-        .await;
+    let sdk = common::aws_sdk(&emulator.uri(), 2, Duration::from_millis(300)).await;
     for secret in ["json", "plain", "wrong-type"] {
         let creds = aws_creds(Some(secret), None);
         let backend = AwsBackend::with_sdk_config(&sdk, &creds).expect("layout");
@@ -219,34 +161,6 @@ async fn gcp_paths() -> String {
 
 #[test]
 fn no_canary_in_logs_errors_or_debug() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let shown = tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(exercise())
-    });
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("capture")).into_owned();
-    assert!(
-        logs.lines().count() > 20,
-        "the subscriber saw too little to prove anything: {} lines",
-        logs.lines().count()
-    );
-    let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(CANARY)).collect();
-    assert!(
-        leaks.is_empty(),
-        "the canary is in {} log lines, e.g.:\n{}",
-        leaks.len(),
-        leaks.iter().take(3).copied().collect::<Vec<_>>().join("\n")
-    );
-    assert!(
-        !shown.contains(CANARY),
-        "the canary is in an error or Debug output:\n{shown}"
-    );
+    let (shown, logs) = common::under_trace(exercise());
+    common::assert_nowhere(CANARY, &logs, &shown);
 }

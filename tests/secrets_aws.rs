@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use serde_json::json;
 use tea_pgcloud::config::{CredentialsConfig, SecretSource, load_str};
 use tea_pgcloud::conformance::emulators::aws::AwsSecretsManager;
@@ -17,48 +14,21 @@ use tea_pgcloud::secrets::{
     CachedSecrets, DEFAULT_TTL, SecretErrorKind, SecretsBackend, SystemClock, resolve,
 };
 
+mod common;
+
 const CANARY: &str = "aws-CaNaRy-Pw-5519";
 
+/// The SDK, configured for `emulator`: 3 attempts of at most `attempt_timeout`.
 async fn sdk(emulator: &AwsSecretsManager, attempt_timeout: Duration) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(tea_pgcloud::secrets::aws::http_client())
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "tests",
-        ))
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(emulator.uri())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(5)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(attempt_timeout)
-                .build(),
-        )
-        .load()
-        .await
+    common::aws_sdk(&emulator.uri(), 3, attempt_timeout).await
 }
 
 fn creds(secret_name: Option<&str>, secret_prefix: Option<&str>) -> CredentialsConfig {
     CredentialsConfig {
-        source: SecretSource::Aws,
-        username_key: "username".into(),
-        password_key: "password".into(),
-        prefix: None,
-        project_id: None,
         secret_prefix: secret_prefix.map(str::to_string),
         secret_name: secret_name.map(str::to_string),
         region: Some("us-east-1".into()),
-        vault_url: None,
-        version: None,
-        endpoint: None,
-        endpoint_url: None,
+        ..CredentialsConfig::new(SecretSource::Aws)
     }
 }
 
@@ -282,18 +252,8 @@ async fn the_story_example_resolves_against_the_emulator() {
 
 #[test]
 fn a_launched_server_accepts_the_password_from_the_emulator() {
-    use tea_pgcloud::conformance::launcher::{PgServer, Profile};
-    let server = PgServer::start(&Profile {
-        name: "aws-live".into(),
-        tls: None,
-        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .expect("server");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    let server = common::plain_server("aws-live");
+    common::block_on(async {
         let emulator = AwsSecretsManager::start().await;
         emulator
             .put_json(
@@ -301,22 +261,14 @@ fn a_launched_server_accepts_the_password_from_the_emulator() {
                 json!({"username": server.user(), "password": server.password()}),
             )
             .await;
-        let yaml = format!(
+        let plan = common::plan_of(&format!(
             "provider: self-hosted\nhost: 127.0.0.1\nport: {}\ndatabase: postgres\nsslmode: disable\ncredentials:\n  source: aws\n  secret_name: prod/ltm/postgres\n  region: us-east-1\n",
             server.port()
-        );
-        let env = MapEnv::new();
-        let config = load_str(&yaml, "live.yaml", &env).expect("valid");
-        let plan = plan(&config, &env).expect("plannable");
+        ));
         let creds = plan.credentials.clone().expect("credentials");
         let backend =
             AwsBackend::with_sdk_config(&sdk(&emulator, Duration::from_secs(2)).await, &creds)
                 .expect("layout");
-        let cache = CachedSecrets::new(Arc::new(backend), DEFAULT_TTL, Arc::new(SystemClock));
-        let connected =
-            tea_pgcloud::credentials::connect_with_credentials(&plan, &env, Some(&cache))
-                .await
-                .expect("connects with the emulator's password");
-        assert!(connected.server_version.starts_with("15") || !connected.server_version.is_empty());
+        common::assert_connects_as_server_user(&server, &plan, Arc::new(backend)).await;
     });
 }

@@ -4,8 +4,7 @@
 //! 401-challenge flow and client-credentials token request; an emulator transport carries the
 //! bytes to wiremock.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tea_pgcloud::config::{CredentialsConfig, SecretSource};
@@ -17,22 +16,15 @@ use tea_pgcloud::secrets::azure::{AzureBackend, AzureTimeouts};
 use tea_pgcloud::secrets::{SecretError, SecretErrorKind, SecretsBackend, resolve};
 
 /// A distinctive value that must never appear in an error or `Debug` output.
+mod common;
+
 const CANARY: &str = "canary-kv-7f3a9c-do-not-print";
 
 fn creds(vault_url: &str, secret_prefix: Option<&str>) -> CredentialsConfig {
     CredentialsConfig {
-        source: SecretSource::Azure,
-        username_key: "username".into(),
-        password_key: "password".into(),
-        prefix: None,
-        project_id: None,
         secret_prefix: secret_prefix.map(str::to_string),
-        secret_name: None,
-        region: None,
         vault_url: Some(vault_url.into()),
-        version: None,
-        endpoint: None,
-        endpoint_url: None,
+        ..CredentialsConfig::new(SecretSource::Azure)
     }
 }
 
@@ -346,32 +338,6 @@ async fn an_invalid_secret_name_is_a_clear_error_without_a_request() {
     assert!(emulator.requests().is_empty());
 }
 
-/// Collects what the tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Every success and failure path; returns what errors and `Debug` show.
 async fn exercise_every_path() -> String {
     let emulator = KeyVaultEmulator::start().await;
@@ -435,37 +401,9 @@ async fn exercise_every_path() -> String {
 
 #[test]
 fn no_log_line_error_or_debug_output_holds_a_value_or_a_token() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let shown = tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(exercise_every_path())
-    });
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("capture")).into_owned();
-    assert!(
-        logs.lines().count() > 20,
-        "the subscriber saw too little to prove anything: {} lines",
-        logs.lines().count()
-    );
+    let (shown, logs) = common::under_trace(exercise_every_path());
     for needle in [CANARY, CLIENT_SECRET, "emulator-access-token"] {
-        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
-        assert!(
-            leaks.is_empty(),
-            "{needle} is in {} log lines, e.g.:\n{}",
-            leaks.len(),
-            leaks.iter().take(3).copied().collect::<Vec<_>>().join("\n")
-        );
-        assert!(
-            !shown.contains(needle),
-            "{needle} is in an error or Debug output:\n{shown}"
-        );
+        common::assert_nowhere(needle, &logs, &shown);
     }
 }
 
@@ -534,38 +472,19 @@ async fn from_config_builds_a_production_backend_without_network() {
 
 #[test]
 fn a_launched_server_accepts_the_password_from_the_emulator() {
-    use tea_pgcloud::conformance::launcher::{PgServer, Profile};
-    use tea_pgcloud::secrets::{CachedSecrets, DEFAULT_TTL, SystemClock};
-    let server = PgServer::start(&Profile {
-        name: "azure-live".into(),
-        tls: None,
-        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .expect("server");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    let server = common::plain_server("azure-live");
+    common::block_on(async {
         let vault = "https://live-vault.vault.azure.net";
         let emulator = KeyVaultEmulator::start_as(vault).await;
         emulator.put("ltm-password", server.password());
-        let yaml = format!(
+        let plan = common::plan_of(&format!(
             "provider: azure\nhost: 127.0.0.1\nport: {}\ndatabase: postgres\nuser: {}\nsslmode: prefer\ncredentials:\n  source: azure\n  vault_url: {vault}\n  secret_prefix: ltm-\n",
             server.port(),
             server.user()
-        );
-        let env = MapEnv::new();
-        let config = tea_pgcloud::config::load_str(&yaml, "live.yaml", &env).expect("valid");
-        let plan = tea_pgcloud::provider::plan(&config, &env).expect("plannable");
+        ));
         let credentials = plan.credentials.clone().expect("credentials");
         let backend =
             AzureBackend::for_emulator(&credentials, &emulator.uri(), fast()).expect("backend");
-        let cache = CachedSecrets::new(Arc::new(backend), DEFAULT_TTL, Arc::new(SystemClock));
-        let connected =
-            tea_pgcloud::credentials::connect_with_credentials(&plan, &env, Some(&cache))
-                .await
-                .expect("connects with the emulator's password");
-        assert!(!connected.server_version.is_empty());
+        common::assert_connects_as_server_user(&server, &plan, Arc::new(backend)).await;
     });
 }

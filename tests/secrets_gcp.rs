@@ -13,6 +13,8 @@ use tea_pgcloud::provider::plan;
 use tea_pgcloud::secrets::gcp::{GcpAuth, GcpBackend, GcpPolicy, SecretLayout};
 use tea_pgcloud::secrets::{SecretError, SecretErrorKind, SecretsBackend, resolve};
 
+mod common;
+
 const PROJECT: &str = "test-project";
 const CANARY: &str = "gcp-CaNaRy-Pw-8086";
 const PREFIX: &str = "ltm-postgres-";
@@ -53,18 +55,10 @@ async fn json_layout(sm: &GcpSecretManager) -> GcpBackend {
 
 fn creds(secret_name: Option<&str>, secret_prefix: Option<&str>) -> CredentialsConfig {
     CredentialsConfig {
-        source: SecretSource::Gcp,
-        username_key: "username".into(),
-        password_key: "password".into(),
-        prefix: None,
         project_id: Some(PROJECT.into()),
         secret_prefix: secret_prefix.map(str::to_string),
         secret_name: secret_name.map(str::to_string),
-        region: None,
-        vault_url: None,
-        version: None,
-        endpoint: None,
-        endpoint_url: None,
+        ..CredentialsConfig::new(SecretSource::Gcp)
     }
 }
 
@@ -649,36 +643,18 @@ async fn the_story_example_resolves_against_the_emulator() {
 
 #[test]
 fn a_launched_server_accepts_the_password_from_the_emulator() {
-    use tea_pgcloud::conformance::launcher::{PgServer, Profile};
-    use tea_pgcloud::secrets::{CachedSecrets, DEFAULT_TTL, SystemClock};
-    let server = PgServer::start(&Profile {
-        name: "gcp-live".into(),
-        tls: None,
-        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .expect("server");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    let server = common::plain_server("gcp-live");
+    common::block_on(async {
         let sm = GcpSecretManager::start().await;
-        sm.put(PROJECT, "ltm-postgres-username", server.user()).await;
+        sm.put(PROJECT, "ltm-postgres-username", server.user())
+            .await;
         sm.put(PROJECT, "ltm-postgres-password", server.password())
             .await;
-        let yaml = format!(
+        let plan = common::plan_of(&format!(
             "host: 127.0.0.1\nport: {}\ndatabase: postgres\nsslmode: disable\ncredentials:\n  source: gcp\n  project_id: {PROJECT}\n  secret_prefix: ltm-postgres-\n",
             server.port()
-        );
-        let env = MapEnv::new();
-        let config = load_str(&yaml, "live.yaml", &env).expect("valid");
-        let plan = plan(&config, &env).expect("plannable");
+        ));
         let backend = backend_with(&sm, SecretLayout::Prefix(PREFIX.into()), fast()).await;
-        let cache = CachedSecrets::new(Arc::new(backend), DEFAULT_TTL, Arc::new(SystemClock));
-        let connected =
-            tea_pgcloud::credentials::connect_with_credentials(&plan, &env, Some(&cache))
-                .await
-                .expect("connects with the emulator's user and password");
-        assert!(!connected.server_version.is_empty());
+        common::assert_connects_as_server_user(&server, &plan, Arc::new(backend)).await;
     });
 }

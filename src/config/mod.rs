@@ -184,6 +184,34 @@ pub enum CredentialField {
 }
 
 impl CredentialsConfig {
+    /// A block for `source` with the defaults: keys `username` / `password`, no backend
+    /// options. Set the options a backend needs with struct update syntax.
+    ///
+    /// ```
+    /// use tea_pgcloud::config::{CredentialsConfig, SecretSource};
+    /// let creds = CredentialsConfig {
+    ///     prefix: Some("POSTGRES_".into()),
+    ///     ..CredentialsConfig::new(SecretSource::Env)
+    /// };
+    /// assert_eq!(creds.password_key, "password");
+    /// ```
+    pub fn new(source: SecretSource) -> Self {
+        Self {
+            source,
+            username_key: "username".into(),
+            password_key: "password".into(),
+            prefix: None,
+            project_id: None,
+            secret_prefix: None,
+            secret_name: None,
+            region: None,
+            vault_url: None,
+            version: None,
+            endpoint: None,
+            endpoint_url: None,
+        }
+    }
+
     /// The keys tried, in order, for one field: the configured key under the prefix, then the
     /// conventional `USER` / `PASSWORD` under a non-empty prefix, then `POSTGRES_USER` /
     /// `POSTGRES_PASSWORD`; duplicates removed. The bare `USER` is never tried: in an
@@ -456,18 +484,8 @@ mod tests {
 
     fn creds(prefix: Option<&str>) -> CredentialsConfig {
         CredentialsConfig {
-            source: SecretSource::Env,
-            username_key: "username".into(),
-            password_key: "password".into(),
             prefix: prefix.map(str::to_string),
-            project_id: None,
-            secret_prefix: None,
-            secret_name: None,
-            region: None,
-            vault_url: None,
-            version: None,
-            endpoint: None,
-            endpoint_url: None,
+            ..CredentialsConfig::new(SecretSource::Env)
         }
     }
 

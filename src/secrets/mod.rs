@@ -278,18 +278,8 @@ mod tests {
 
     fn creds(prefix: &str) -> CredentialsConfig {
         CredentialsConfig {
-            source: SecretSource::Env,
-            username_key: "username".into(),
-            password_key: "password".into(),
             prefix: Some(prefix.into()),
-            project_id: None,
-            secret_prefix: None,
-            secret_name: None,
-            region: None,
-            vault_url: None,
-            version: None,
-            endpoint: None,
-            endpoint_url: None,
+            ..CredentialsConfig::new(SecretSource::Env)
         }
     }
 
