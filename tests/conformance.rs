@@ -11,6 +11,8 @@ use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
 use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
 use tea_pgcloud::conformance::matrix::{self, ClientFiles, PROFILES, RECORDING, Recording};
 
+mod common;
+
 fn main() {
     let args = Arguments::from_args();
     let setup = || -> Result<_, String> {
@@ -174,12 +176,7 @@ fn client_certificate_auth(factory: &CertFactory) -> Result<(), String> {
 /// opened), wrong passwords under every sslmode (the allow / prefer retries), a unix socket,
 /// an error after login, channel binding.
 fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> {
-    let plain = PgServer::start(&Profile {
-        name: "edge-plain".into(),
-        tls: None,
-        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .map_err(|e| e.to_string())?;
+    let plain = common::plain_server("edge-plain");
     let tls = tls_server(factory, "host all all 127.0.0.1/32 scram-sha-256", false)?;
     let refused = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -311,12 +308,7 @@ fn rotated_password() -> Result<(), String> {
     use tea_pgcloud::credentials::connect_with_credentials;
     use tea_pgcloud::secrets::{CachedSecrets, DEFAULT_TTL, SystemClock};
 
-    let server = PgServer::start(&Profile {
-        name: "rotation".into(),
-        tls: None,
-        hba: vec!["host all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .map_err(|e| e.to_string())?;
+    let server = common::plain_server("rotation");
     let backend = Arc::new(Rotating::default());
     *backend.password.lock().map_err(|e| e.to_string())? = server.password().to_string();
     let cache = CachedSecrets::new(backend.clone(), DEFAULT_TTL, Arc::new(SystemClock));
