@@ -3,7 +3,13 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_creds;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "azure")]
+pub mod azure_token;
 #[cfg(feature = "gcp")]
 pub mod gcp;
+#[cfg(feature = "gcp")]
+pub mod gcp_token;

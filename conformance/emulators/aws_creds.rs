@@ -1,0 +1,1 @@
+//! Token endpoint emulator (to be written).

@@ -1,0 +1,1 @@
+//! Azure Entra ID database tokens (to be written).

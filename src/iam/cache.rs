@@ -1,0 +1,1 @@
+//! The token cache (to be written).

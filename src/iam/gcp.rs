@@ -1,0 +1,1 @@
+//! Google Cloud SQL IAM database tokens (to be written).

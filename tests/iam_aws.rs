@@ -1,0 +1,1 @@
+//! IAM token tests (to be written).
