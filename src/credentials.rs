@@ -2,15 +2,16 @@
 //! password rotated under it.
 //!
 //! Literal values come from the plan; `credentials` values from a secrets backend through a
-//! [`CachedSecrets`] ([`crate::secrets`]); IAM tokens are not implemented yet (a `credentials`
-//! error says so). [`connect_with_credentials`] refetches the secrets and retries once when a
-//! login with cached values fails: the password may have been rotated.
+//! [`CachedSecrets`] ([`crate::secrets`]); IAM / Entra tokens from a [`TokenSource`]
+//! ([`crate::iam`]). [`connect_with`] retries once when a login fails with a cached value: it
+//! refetches the secrets (the password may have been rotated) or replaces the refused token.
 
 use std::sync::Arc;
 
 use crate::connect::{self, ConnectError, Connected, Login};
 use crate::env::Environment;
 use crate::error::ErrorClass;
+use crate::iam::{TokenError, TokenSource};
 use crate::plan::{ConnectPlan, Source};
 use crate::secrets::{
     self, CachedSecrets, DEFAULT_TTL, SecretsBackend, SystemClock, create_secrets_backend,
@@ -59,22 +60,55 @@ pub async fn secrets_for(
     )))
 }
 
-/// Resolves the login for `plan`, fetching from `secrets` where the plan says so.
+/// Resolves the login for `plan`, fetching from `secrets` where the plan says so. A plan whose
+/// password is an IAM token needs [`resolve_login`] and a token source.
 pub async fn resolve(
     plan: &ConnectPlan,
     secrets: Option<&CachedSecrets>,
 ) -> Result<Resolved, ConnectError> {
+    resolve_login(plan, secrets, None).await
+}
+
+/// A token error as a connection error (class `credentials`).
+pub fn token_error(e: TokenError) -> ConnectError {
+    ConnectError::new(ErrorClass::Credentials, e.to_string())
+}
+
+/// Resolves the login for `plan`: secrets from `secrets`, the password from `tokens` when the
+/// plan's password is an IAM token.
+pub async fn resolve_login(
+    plan: &ConnectPlan,
+    secrets: Option<&CachedSecrets>,
+    tokens: Option<&TokenSource>,
+) -> Result<Resolved, ConnectError> {
+    let mut token = None;
     for source in [&plan.user_source, &plan.password_source] {
         if let Source::Iam(kind) = source {
-            return Err(ConnectError::new(
-                ErrorClass::Credentials,
-                format!(
-                    "IAM tokens (iam:{}) are not implemented in this build yet",
-                    kind.as_str()
-                ),
-            ));
+            let Some(tokens) = tokens else {
+                return Err(ConnectError::new(
+                    ErrorClass::Credentials,
+                    format!(
+                        "the plan logs in with an IAM token (iam:{}) but no token provider was set up",
+                        kind.as_str()
+                    ),
+                ));
+            };
+            if token.is_none() {
+                token = Some(tokens.token().await.map_err(token_error)?);
+            }
         }
     }
+    let mut resolved = resolve_secrets(plan, secrets).await?;
+    if let Some(token) = token {
+        resolved.login.password = Some(token.secret);
+    }
+    Ok(resolved)
+}
+
+async fn resolve_secrets(
+    plan: &ConnectPlan,
+    secrets: Option<&CachedSecrets>,
+) -> Result<Resolved, ConnectError> {
     let mut resolved = Resolved {
         login: Login::default(),
         user_from: plan.user_source.to_string(),
@@ -113,23 +147,57 @@ pub async fn resolve(
     Ok(resolved)
 }
 
-/// Connects by the plan with resolved credentials. When the login fails (`auth-failed`) with
-/// values that came from the cache, the cache is dropped, the secrets fetched again and the
-/// connection tried once more: a rotated password is picked up at the first failure, and one
-/// failure costs at most one refetch.
+/// Connects by the plan with resolved credentials (no IAM token source; see
+/// [`connect_with`]).
 pub async fn connect_with_credentials(
     plan: &ConnectPlan,
-    env: &dyn Environment,
+    env: &(dyn Environment + Sync),
     secrets: Option<&CachedSecrets>,
 ) -> Result<Connected, ConnectError> {
-    let resolved = resolve(plan, secrets).await?;
-    match connect::connect(plan, &resolved.login, env).await {
-        Err(e) if e.class() == ErrorClass::AuthFailed && secrets.is_some() => {
+    connect_with(plan, env, secrets, None).await
+}
+
+/// Whether a failed login is worth one more try with a fresh token: the server refused the
+/// password (`28P01`, class `auth-failed`) or the role (`28000`, class `rejected`).
+fn token_refused(e: &ConnectError) -> bool {
+    matches!(e.class(), ErrorClass::AuthFailed | ErrorClass::Rejected)
+}
+
+/// Connects by the plan with resolved credentials, retrying once after a refused login:
+///
+/// - with an IAM token: the refused token is replaced ([`TokenSource::after_refusal`]: the
+///   cache's newer token, or a fresh fetch) and the connection tried again;
+/// - with values from the secrets cache (`auth-failed`): the cache is dropped, the secrets
+///   fetched again and, if they changed, the connection tried again.
+///
+/// One failure costs at most one refetch; a second refusal is the error returned.
+pub async fn connect_with(
+    plan: &ConnectPlan,
+    env: &(dyn Environment + Sync),
+    secrets: Option<&CachedSecrets>,
+    tokens: Option<&TokenSource>,
+) -> Result<Connected, ConnectError> {
+    let resolved = resolve_login(plan, secrets, tokens).await?;
+    let iam = matches!(plan.password_source, Source::Iam(_));
+    let first = connect::connect(plan, &resolved.login, env).await;
+    match (first, tokens, &resolved.login.password) {
+        (Err(e), Some(tokens), Some(refused)) if iam && token_refused(&e) => {
+            let fresh = tokens.after_refusal(refused).await.map_err(token_error)?;
+            if fresh.secret == *refused {
+                return Err(e);
+            }
+            let login = Login {
+                password: Some(fresh.secret),
+                ..resolved.login
+            };
+            connect::connect(plan, &login, env).await
+        }
+        (Err(e), _, _) if e.class() == ErrorClass::AuthFailed && secrets.is_some() && !iam => {
             let Some(secrets) = secrets else {
                 return Err(e);
             };
             secrets.invalidate().await;
-            let again = resolve(plan, Some(secrets)).await?;
+            let again = resolve_login(plan, Some(secrets), tokens).await?;
             if again.login.password == resolved.login.password
                 && again.login.user == resolved.login.user
             {
@@ -138,7 +206,7 @@ pub async fn connect_with_credentials(
             }
             connect::connect(plan, &again.login, env).await
         }
-        other => other,
+        (other, _, _) => other,
     }
 }
 

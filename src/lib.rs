@@ -47,6 +47,7 @@ pub mod env;
 pub mod error;
 pub mod iam;
 pub mod plan;
+pub mod pool;
 pub mod provider;
 pub mod secret;
 pub mod secrets;

@@ -195,7 +195,7 @@ enum Endpoint {
 
 async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, Failure> {
     match endpoint {
-        Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(addr)
+        Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(*addr)
             .await
             .map(|s| {
                 let _ = s.set_nodelay(true);
@@ -204,7 +204,7 @@ async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, Failure> {
             .map_err(|e| {
                 Failure::Unreachable(format!("connection to server at {addr} failed: {e}"))
             }),
-        Endpoint::Unix(path) => tokio::net::UnixStream::connect(path)
+        Endpoint::Unix(path) => tokio::net::UnixStream::connect(path.clone())
             .await
             .map(|s| Box::new(s) as Box<dyn Stream>)
             .map_err(|e| {
@@ -220,7 +220,7 @@ async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, Failure> {
 /// address as in libpq.
 async fn within<T>(
     limit: Option<Duration>,
-    fut: impl std::future::Future<Output = Result<T, Failure>>,
+    fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Failure>> + Send + '_>>,
 ) -> Result<T, Failure> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, fut)
@@ -293,7 +293,7 @@ async fn attempt(
     wire: WireSslMode,
     timeout: Option<Duration>,
 ) -> Result<Success, Failure> {
-    within(timeout, async {
+    within(timeout, Box::pin(async {
         let started = Instant::now();
         let stream = open(endpoint).await?;
         let connect = started.elapsed();
@@ -303,7 +303,12 @@ async fn attempt(
             Some(connector) => {
                 config.ssl_mode(wire);
                 connector.reset();
-                match config.connect_raw(stream, connector.clone()).await {
+                // Boxed as `Send` here, where the compiler can prove it: the generic `connect_raw`
+                // future defeats that proof in callers (rust-lang/rust#64552), and the pool
+                // needs a `Send` connect.
+                let raw: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                    Box::pin(config.connect_raw(stream, connector.clone()));
+                match raw.await {
                     Ok((client, connection)) => {
                         tokio::spawn(connection);
                         (client, Some(connector.report()))
@@ -313,7 +318,9 @@ async fn attempt(
             }
             None => {
                 config.ssl_mode(WireSslMode::Disable);
-                match config.connect_raw(stream, NoTls).await {
+                let raw: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                    Box::pin(config.connect_raw(stream, NoTls));
+                match raw.await {
                     Ok((client, connection)) => {
                         tokio::spawn(connection);
                         (client, None)
@@ -333,7 +340,7 @@ async fn attempt(
             connect,
             startup: startup_started.elapsed(),
         })
-    })
+    }))
     .await
 }
 
@@ -607,7 +614,7 @@ fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError>
 pub async fn connect(
     plan: &ConnectPlan,
     login: &Login,
-    env: &dyn Environment,
+    env: &(dyn Environment + Sync),
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
     // libpq 17's direct TLS (no SSLRequest) needs a PostgreSQL 17 server to be tested against;
@@ -652,7 +659,7 @@ pub async fn connect(
 
     let mut messages = Vec::new();
     let mut last_class = ErrorClass::Unreachable;
-    for host in &plan.hosts {
+    for host in plan.hosts.clone() {
         let endpoints: Vec<Endpoint> = if host.is_socket() {
             vec![Endpoint::Unix(
                 Path::new(&host.host).join(format!(".s.PGSQL.{}", host.port)),
@@ -668,7 +675,7 @@ pub async fn connect(
                 }
             }
         } else {
-            match tokio::net::lookup_host((host.host.as_str(), host.port)).await {
+            match tokio::net::lookup_host((host.host.clone(), host.port)).await {
                 Ok(addrs) => addrs.map(Endpoint::Tcp).collect(),
                 Err(e) => {
                     messages.push(format!(
@@ -695,11 +702,11 @@ pub async fn connect(
                 None => connector,
             })
         };
-        for endpoint in &endpoints {
-            let plain = || attempt(&config, endpoint, None, WireSslMode::Disable, timeout);
+        for endpoint in endpoints {
+            let endpoint = &endpoint;
             let result = match (&connector, plan.tls) {
-                (None, _) | (Some(_), SslMode::Disable) => plain().await,
-                (Some(c), SslMode::Allow) => match plain().await {
+                (None, _) | (Some(_), SslMode::Disable) => attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await,
+                (Some(c), SslMode::Allow) => match attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await {
                     // Refused in plain text: libpq tries again, asking for TLS (and carrying
                     // on in plain if the server says no).
                     Err(first @ Failure::Server { login: true, .. }) => {
@@ -721,7 +728,7 @@ pub async fn connect(
                             }),
                         ) => {
                             messages.push(first.message());
-                            plain().await
+                            attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await
                         }
                         other => other,
                     }
@@ -763,7 +770,7 @@ const FIRST_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn finish(
     success: Success,
-    host: &HostPort,
+    host: HostPort,
     verify: Verify,
     started: Instant,
     timeout: Option<Duration>,
@@ -785,7 +792,7 @@ async fn finish(
     });
     Ok(Connected {
         client: success.client,
-        host: host.clone(),
+        host,
         timings: Timings {
             connect_ms: ms(success.connect),
             tls_ms: success.tls.as_ref().and_then(|r| r.handshake).map(ms),

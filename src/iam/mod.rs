@@ -17,6 +17,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::secret::Secret;
@@ -180,6 +181,71 @@ pub struct SystemWallClock;
 impl WallClock for SystemWallClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+}
+
+/// Where a pool or a connection gets its tokens.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// Through a shared, refreshing cache (the normal case).
+    Cached(Arc<cache::CachedProvider>),
+    /// Straight from the provider at every connection: no cache. What a naive integration
+    /// does; kept for comparison in benches and for debugging.
+    PerConnect(Arc<dyn CredentialProvider>),
+}
+
+impl TokenSource {
+    /// The provider's name (`iam:aws-rds`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Cached(c) => c.name(),
+            Self::PerConnect(p) => p.name(),
+        }
+    }
+
+    /// A token to connect with.
+    pub async fn token(&self) -> Result<Token, TokenError> {
+        match self {
+            Self::Cached(c) => c.token().await,
+            Self::PerConnect(p) => p.fetch().await,
+        }
+    }
+
+    /// A replacement for a token the server refused (see
+    /// [`cache::CachedProvider::refresh_after_failure`]).
+    pub async fn after_refusal(&self, refused: &Secret) -> Result<Token, TokenError> {
+        match self {
+            Self::Cached(c) => c.refresh_after_failure(refused).await,
+            Self::PerConnect(p) => p.fetch().await,
+        }
+    }
+}
+
+/// The token provider a plan names (its `password_source` is `iam:...`), set up from `env`.
+pub async fn provider_for(
+    plan: &crate::plan::ConnectPlan,
+    env: Arc<dyn crate::env::Environment + Send + Sync>,
+) -> Result<Arc<dyn CredentialProvider>, TokenError> {
+    use crate::plan::{IamKind, Source};
+    let _ = &env;
+    let Source::Iam(kind) = plan.password_source else {
+        return Err(TokenError::new(
+            "iam",
+            TokenErrorKind::Config,
+            "the plan does not log in with an IAM token",
+        ));
+    };
+    let unavailable = |name: &'static str, feature: &str| {
+        TokenError::new(
+            name,
+            TokenErrorKind::Config,
+            format!("this build has no {feature} support (cargo feature `{feature}`)"),
+        )
+    };
+    match kind {
+        IamKind::AwsRds => Err(unavailable("iam:aws-rds", "aws")),
+        IamKind::Gcp => Err(unavailable("iam:gcp", "gcp")),
+        IamKind::Azure => Err(unavailable("iam:azure", "azure")),
     }
 }
 

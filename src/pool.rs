@@ -1,0 +1,458 @@
+//! A connection pool that keeps working while IAM tokens rotate.
+//!
+//! A pool that holds one fixed password breaks when that password is a short-lived token.
+//! Here the deadpool manager asks the credential source at **every new physical connection**:
+//! a token from the cache ([`crate::iam::cache`]), refreshed ahead of its expiry, or the
+//! secrets cache. Connections already open are kept when their token expires (the servers
+//! check a token only at login); they are replaced when they reach the maximum lifetime or fail
+//! the health check on recycle. A login refused with a cached token is retried once with a
+//! fresh one ([`crate::credentials::connect_with`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tea_pgcloud::{config, env::ProcessEnv, pool::Pool, provider};
+//! let env = Arc::new(ProcessEnv);
+//! let config = config::load_file("agent.yaml", env.as_ref())?;
+//! let plan = provider::plan(&config, env.as_ref())?;
+//! let pool = Pool::builder(plan, env).build().await?;
+//! let client = pool.get().await?;
+//! let row = client.query_one("select current_user", &[]).await?;
+//! # let _ = row;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio_postgres::Client;
+
+use crate::config::PoolConfig;
+use crate::connect::ConnectError;
+use crate::credentials::{self, token_error};
+use crate::env::Environment;
+use crate::error::ErrorClass;
+use crate::iam::TokenSource;
+use crate::iam::cache::{CacheOptions, TokenCaches};
+use crate::plan::{ConnectPlan, Source};
+use crate::secrets::CachedSecrets;
+
+/// The default maximum lifetime of a connection: 30 minutes. Connections are replaced after
+/// it (on their next recycle), so that load spreads to new replicas and no connection outlives
+/// a credential by much.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// How long [`Pool::get`] waits for a free connection by default.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What is checked of an idle connection before it is handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HealthCheck {
+    /// Only that the connection is not known to be closed (no round trip).
+    Fast,
+    /// A round trip (an empty query): a connection the server dropped is found and replaced
+    /// before the caller sees it.
+    #[default]
+    Verified,
+}
+
+/// Pool sizing and recycling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections opened when the pool is built (and so kept ready at start).
+    pub min_size: usize,
+    /// Connections at most.
+    pub max_size: usize,
+    /// A connection older than this is closed instead of being handed out again; `None` keeps
+    /// connections for as long as they work.
+    pub max_lifetime: Option<Duration>,
+    /// The check on recycle.
+    pub health_check: HealthCheck,
+    /// How long [`Pool::get`] waits for a connection (`None`: forever).
+    pub wait_timeout: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self::from_config(&PoolConfig::default())
+    }
+}
+
+impl PoolOptions {
+    /// The options a catalog's `pool` block asks for, with the defaults above.
+    pub fn from_config(config: &PoolConfig) -> Self {
+        let max_size = config.max_size.max(1) as usize;
+        Self {
+            min_size: (config.min_size as usize).min(max_size),
+            max_size,
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
+            health_check: HealthCheck::Verified,
+            wait_timeout: Some(DEFAULT_WAIT_TIMEOUT),
+        }
+    }
+}
+
+/// What the pool has done, for tests, benches and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Physical connections opened.
+    pub connections_opened: u64,
+    /// Connection attempts that failed (after the retry).
+    pub connect_failures: u64,
+    /// Connections closed on recycle because they reached the maximum lifetime.
+    pub expired: u64,
+    /// Connections closed on recycle because the health check failed.
+    pub unhealthy: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    opened: AtomicU64,
+    failures: AtomicU64,
+    expired: AtomicU64,
+    unhealthy: AtomicU64,
+}
+
+/// The deadpool manager: opens connections by the plan with credentials resolved at each
+/// connection, and recycles them by lifetime and health.
+pub struct Manager {
+    shared: Arc<Shared>,
+    options: PoolOptions,
+    counters: Counters,
+}
+
+/// What every connection is made from.
+struct Shared {
+    plan: ConnectPlan,
+    env: Arc<dyn Environment + Send + Sync>,
+    secrets: Option<CachedSecrets>,
+    tokens: Option<TokenSource>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("plan", &self.shared.plan)
+            .field("tokens", &self.shared.tokens)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = Client;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<Client, ConnectError> {
+        let shared = &self.shared;
+        let connected = credentials::connect_with(
+            &shared.plan,
+            shared.env.as_ref(),
+            shared.secrets.as_ref(),
+            shared.tokens.as_ref(),
+        )
+        .await;
+        match connected {
+            Ok(c) => {
+                self.counters.opened.fetch_add(1, Ordering::Relaxed);
+                Ok(c.client)
+            }
+            Err(e) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn recycle(&self, client: &mut Client, metrics: &Metrics) -> RecycleResult<ConnectError> {
+        if let Some(max) = self.options.max_lifetime
+            && metrics.age() >= max
+        {
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            return Err(RecycleError::message("the connection reached its maximum lifetime"));
+        }
+        if client.is_closed() {
+            self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
+            return Err(RecycleError::message("the connection is closed"));
+        }
+        if self.options.health_check == HealthCheck::Verified
+            && let Err(e) = client.simple_query("").await
+        {
+            self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
+            return Err(RecycleError::Backend(ConnectError::new(
+                ErrorClass::Unreachable,
+                format!("health check failed: {e}"),
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A connection from the pool; it goes back when dropped. Derefs to [`tokio_postgres::Client`].
+pub type PooledClient = managed::Object<Manager>;
+
+/// Why [`Pool::get`] failed.
+#[derive(Debug)]
+pub enum PoolError {
+    /// Opening a new connection failed (credentials, TLS, login, ...).
+    Connect(ConnectError),
+    /// No connection became free within the wait timeout.
+    Timeout,
+    /// The pool was closed.
+    Closed,
+}
+
+impl PoolError {
+    /// The error class (the contract's classes; a timeout is `unreachable`).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Connect(e) => e.class(),
+            Self::Timeout => ErrorClass::Unreachable,
+            Self::Closed => ErrorClass::Other,
+        }
+    }
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "{e}"),
+            Self::Timeout => f.write_str("timed out waiting for a pooled connection"),
+            Self::Closed => f.write_str("the pool is closed"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+impl From<managed::PoolError<ConnectError>> for PoolError {
+    fn from(e: managed::PoolError<ConnectError>) -> Self {
+        match e {
+            managed::PoolError::Backend(e) => Self::Connect(e),
+            managed::PoolError::Timeout(_) => Self::Timeout,
+            managed::PoolError::Closed => Self::Closed,
+            managed::PoolError::NoRuntimeSpecified => Self::Connect(ConnectError::new(
+                ErrorClass::Other,
+                "the pool has no runtime for its timeouts",
+            )),
+            managed::PoolError::PostCreateHook(e) => {
+                Self::Connect(ConnectError::new(ErrorClass::Other, e.to_string()))
+            }
+        }
+    }
+}
+
+/// Builds a [`Pool`]: by default the credential sources the plan names, set up from `env`.
+pub struct PoolBuilder {
+    plan: ConnectPlan,
+    env: Arc<dyn Environment + Send + Sync>,
+    options: PoolOptions,
+    tokens: Option<TokenSource>,
+    secrets: Option<CachedSecrets>,
+    cache_options: CacheOptions,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("plan", &self.plan)
+            .field("options", &self.options)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolBuilder {
+    /// Sizes and recycling (default: from the plan's `pool` block).
+    pub fn options(mut self, options: PoolOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Where tokens come from, instead of the provider the plan names (tests, benches, a
+    /// provider of the caller's own).
+    pub fn tokens(mut self, tokens: TokenSource) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The token cache's behaviour when the builder makes the cache (default:
+    /// [`CacheOptions::default`]).
+    pub fn cache_options(mut self, options: CacheOptions) -> Self {
+        self.cache_options = options;
+        self
+    }
+
+    /// The secrets cache to use instead of one made from the plan's `credentials`.
+    pub fn secrets(mut self, secrets: CachedSecrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// Sets up the credential sources, builds the pool and opens `min_size` connections. Fails
+    /// when a source cannot be set up or a first connection fails.
+    pub async fn build(self) -> Result<Pool, PoolError> {
+        let Self {
+            plan,
+            env,
+            options,
+            mut tokens,
+            mut secrets,
+            cache_options,
+        } = self;
+        if tokens.is_none()
+            && let Source::Iam(_) = plan.password_source
+        {
+            let provider = crate::iam::provider_for(&plan, Arc::clone(&env))
+                .await
+                .map_err(|e| PoolError::Connect(token_error(e)))?;
+            let cache = TokenCaches::global().get_or_insert(
+                provider,
+                cache_options,
+                Arc::new(crate::iam::SystemWallClock),
+            );
+            tokens = Some(TokenSource::Cached(cache));
+        }
+        if let Some(TokenSource::Cached(cache)) = &tokens {
+            cache.start();
+        }
+        if secrets.is_none() {
+            secrets = credentials::secrets_for(&plan, Arc::clone(&env))
+                .await
+                .map_err(PoolError::Connect)?;
+        }
+        let manager = Manager {
+            shared: Arc::new(Shared {
+                plan,
+                env,
+                secrets,
+                tokens,
+            }),
+            options,
+            counters: Counters::default(),
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(options.max_size.max(1))
+            .wait_timeout(options.wait_timeout)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolError::Connect(ConnectError::new(ErrorClass::Other, e.to_string())))?;
+        let pool = Pool { inner };
+        pool.warm(options.min_size).await?;
+        Ok(pool)
+    }
+}
+
+/// A pool of connections made by one plan. Cheap to clone (clones share the connections).
+#[derive(Clone)]
+pub struct Pool {
+    inner: managed::Pool<Manager>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("status", &self.inner.status())
+            .field("manager", self.inner.manager())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A builder for `plan`, reading `env` for credentials and files.
+    pub fn builder(plan: ConnectPlan, env: Arc<dyn Environment + Send + Sync>) -> PoolBuilder {
+        let options = PoolOptions::from_config(&plan.pool);
+        PoolBuilder {
+            plan,
+            env,
+            options,
+            tokens: None,
+            secrets: None,
+            cache_options: CacheOptions::default(),
+        }
+    }
+
+    /// A connection: an idle one that passes the recycle checks, or a new one (with fresh
+    /// credentials).
+    pub async fn get(&self) -> Result<PooledClient, PoolError> {
+        self.inner.get().await.map_err(PoolError::from)
+    }
+
+    /// Opens connections until `n` are open (at most `max_size`), concurrently.
+    pub async fn warm(&self, n: usize) -> Result<(), PoolError> {
+        let n = n.min(self.inner.status().max_size);
+        let mut held = Vec::with_capacity(n);
+        let mut pending = Vec::with_capacity(n);
+        for _ in 0..n.saturating_sub(self.inner.status().size) {
+            pending.push(self.get());
+        }
+        for result in futures_join_all(pending).await {
+            held.push(result?);
+        }
+        drop(held);
+        Ok(())
+    }
+
+    /// Sizes: open connections, idle ones, callers waiting.
+    pub fn status(&self) -> managed::Status {
+        self.inner.status()
+    }
+
+    /// What the pool has done so far.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.inner.manager().counters;
+        PoolStats {
+            connections_opened: c.opened.load(Ordering::Relaxed),
+            connect_failures: c.failures.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            unhealthy: c.unhealthy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Where the pool's tokens come from, if it logs in with IAM tokens.
+    pub fn tokens(&self) -> Option<&TokenSource> {
+        self.inner.manager().shared.tokens.as_ref()
+    }
+
+    /// The options in effect.
+    pub fn options(&self) -> PoolOptions {
+        self.inner.manager().options
+    }
+
+    /// Closes the pool: idle connections are dropped, waiting callers get [`PoolError::Closed`].
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Runs the futures concurrently on this task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::with_capacity(futures.len());
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..futures.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, slot) in futures.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => {
+                        outputs[i] = Some(out);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    set.extend(outputs.into_iter().flatten());
+    set
+}
