@@ -14,6 +14,7 @@ pub mod emulators;
 pub mod launcher;
 pub mod matrix;
 pub mod oracle;
+pub mod rotation;
 
 /// What a connection attempt came to, in the classes shared by this library and the oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -172,7 +172,9 @@ impl managed::Manager for Manager {
             && metrics.age() >= max
         {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
-            return Err(RecycleError::message("the connection reached its maximum lifetime"));
+            return Err(RecycleError::message(
+                "the connection reached its maximum lifetime",
+            ));
         }
         if client.is_closed() {
             self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);

@@ -293,54 +293,57 @@ async fn attempt(
     wire: WireSslMode,
     timeout: Option<Duration>,
 ) -> Result<Success, Failure> {
-    within(timeout, Box::pin(async {
-        let started = Instant::now();
-        let stream = open(endpoint).await?;
-        let connect = started.elapsed();
-        let mut config = config.clone();
-        let startup_started = Instant::now();
-        let (client, report) = match connector {
-            Some(connector) => {
-                config.ssl_mode(wire);
-                connector.reset();
-                // Boxed as `Send` here, where the compiler can prove it: the generic `connect_raw`
-                // future defeats that proof in callers (rust-lang/rust#64552), and the pool
-                // needs a `Send` connect.
-                let raw: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
-                    Box::pin(config.connect_raw(stream, connector.clone()));
-                match raw.await {
-                    Ok((client, connection)) => {
-                        tokio::spawn(connection);
-                        (client, Some(connector.report()))
-                    }
-                    Err(e) => return Err(tls_failure(&e, &connector.report())),
-                }
-            }
-            None => {
-                config.ssl_mode(WireSslMode::Disable);
-                let raw: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
-                    Box::pin(config.connect_raw(stream, NoTls));
-                match raw.await {
-                    Ok((client, connection)) => {
-                        tokio::spawn(connection);
-                        (client, None)
-                    }
-                    Err(e) => {
-                        return Err(server_failure(&e, false)
-                            .unwrap_or_else(|| Failure::Broken(broken_message(&e))));
+    within(
+        timeout,
+        Box::pin(async {
+            let started = Instant::now();
+            let stream = open(endpoint).await?;
+            let connect = started.elapsed();
+            let mut config = config.clone();
+            let startup_started = Instant::now();
+            let (client, report) = match connector {
+                Some(connector) => {
+                    config.ssl_mode(wire);
+                    connector.reset();
+                    // Boxed as `Send` here, where the compiler can prove it: the generic `connect_raw`
+                    // future defeats that proof in callers (rust-lang/rust#64552), and the pool
+                    // needs a `Send` connect.
+                    let raw: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                        Box::pin(config.connect_raw(stream, connector.clone()));
+                    match raw.await {
+                        Ok((client, connection)) => {
+                            tokio::spawn(connection);
+                            (client, Some(connector.report()))
+                        }
+                        Err(e) => return Err(tls_failure(&e, &connector.report())),
                     }
                 }
-            }
-        };
-        // Under `prefer` the server may have said no to TLS: the connection is then plain.
-        let tls = report.filter(|r| r.negotiated.is_some());
-        Ok(Success {
-            client,
-            tls,
-            connect,
-            startup: startup_started.elapsed(),
-        })
-    }))
+                None => {
+                    config.ssl_mode(WireSslMode::Disable);
+                    let raw: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                        Box::pin(config.connect_raw(stream, NoTls));
+                    match raw.await {
+                        Ok((client, connection)) => {
+                            tokio::spawn(connection);
+                            (client, None)
+                        }
+                        Err(e) => {
+                            return Err(server_failure(&e, false)
+                                .unwrap_or_else(|| Failure::Broken(broken_message(&e))));
+                        }
+                    }
+                }
+            };
+            // Under `prefer` the server may have said no to TLS: the connection is then plain.
+            let tls = report.filter(|r| r.negotiated.is_some());
+            Ok(Success {
+                client,
+                tls,
+                connect,
+                startup: startup_started.elapsed(),
+            })
+        }),
+    )
     .await
 }
 
@@ -705,16 +708,20 @@ pub async fn connect(
         for endpoint in endpoints {
             let endpoint = &endpoint;
             let result = match (&connector, plan.tls) {
-                (None, _) | (Some(_), SslMode::Disable) => attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await,
-                (Some(c), SslMode::Allow) => match attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await {
-                    // Refused in plain text: libpq tries again, asking for TLS (and carrying
-                    // on in plain if the server says no).
-                    Err(first @ Failure::Server { login: true, .. }) => {
-                        messages.push(first.message());
-                        attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await
+                (None, _) | (Some(_), SslMode::Disable) => {
+                    attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await
+                }
+                (Some(c), SslMode::Allow) => {
+                    match attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await {
+                        // Refused in plain text: libpq tries again, asking for TLS (and carrying
+                        // on in plain if the server says no).
+                        Err(first @ Failure::Server { login: true, .. }) => {
+                            messages.push(first.message());
+                            attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await
+                        }
+                        other => other,
                     }
-                    other => other,
-                },
+                }
                 (Some(c), SslMode::Prefer) => {
                     match attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await {
                         // The TLS attempt failed, or the login over TLS was refused: libpq

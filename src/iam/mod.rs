@@ -227,6 +227,7 @@ pub async fn provider_for(
     env: Arc<dyn crate::env::Environment + Send + Sync>,
 ) -> Result<Arc<dyn CredentialProvider>, TokenError> {
     use crate::plan::{IamKind, Source};
+    #[cfg(not(all(feature = "aws", feature = "gcp", feature = "azure")))]
     let _ = &env;
     let Source::Iam(kind) = plan.password_source else {
         return Err(TokenError::new(
@@ -243,6 +244,9 @@ pub async fn provider_for(
         )
     };
     match kind {
+        #[cfg(feature = "aws")]
+        IamKind::AwsRds => Ok(Arc::new(aws::RdsTokenProvider::from_plan(plan, env).await?)),
+        #[cfg(not(feature = "aws"))]
         IamKind::AwsRds => Err(unavailable("iam:aws-rds", "aws")),
         IamKind::Gcp => Err(unavailable("iam:gcp", "gcp")),
         IamKind::Azure => Err(unavailable("iam:azure", "azure")),
