@@ -268,9 +268,7 @@ impl CachedProvider {
                     return match self.fetch_if_unchanged(generation).await {
                         Ok(token) => Ok(token),
                         // Still valid: use it, and try again after the backoff.
-                        Err(_) if self.clock.now() < current.token.expires_at => {
-                            Ok(current.token)
-                        }
+                        Err(_) if self.clock.now() < current.token.expires_at => Ok(current.token),
                         Err(e) => Err(e),
                     };
                 }
@@ -558,7 +556,11 @@ mod tests {
         }
     }
 
-    fn cache(issuer: &Arc<Issuer>, clock: &Arc<ManualClock>, mode: RefreshMode) -> Arc<CachedProvider> {
+    fn cache(
+        issuer: &Arc<Issuer>,
+        clock: &Arc<ManualClock>,
+        mode: RefreshMode,
+    ) -> Arc<CachedProvider> {
         CachedProvider::new(
             Arc::clone(issuer) as Arc<dyn CredentialProvider>,
             CacheOptions {
@@ -576,7 +578,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let s = Duration::from_secs;
         // Long-lived: margin before expiry.
-        assert_eq!(refresh_at(now, now + s(3600), REFRESH_MARGIN), now + s(3300));
+        assert_eq!(
+            refresh_at(now, now + s(3600), REFRESH_MARGIN),
+            now + s(3300)
+        );
         // Exactly twice the margin: half-life.
         assert_eq!(refresh_at(now, now + s(600), REFRESH_MARGIN), now + s(300));
         // Short: half-life.
@@ -618,7 +623,10 @@ mod tests {
         assert_eq!(cache.token().await.expect("first").secret.expose(), "tok-1");
         // Not due yet: no fetch.
         clock.advance(Duration::from_secs(599));
-        assert_eq!(cache.token().await.expect("cached").secret.expose(), "tok-1");
+        assert_eq!(
+            cache.token().await.expect("cached").secret.expose(),
+            "tok-1"
+        );
         assert_eq!(cache.stats().fetches, 1);
         // Due (600 s): the current token comes back at once, and a refresh starts.
         clock.advance(Duration::from_secs(2));
@@ -638,7 +646,10 @@ mod tests {
         let cache = cache(&issuer, &clock, RefreshMode::Lazy);
         assert_eq!(cache.token().await.expect("first").secret.expose(), "tok-1");
         clock.advance(Duration::from_secs(601));
-        assert_eq!(cache.token().await.expect("inline").secret.expose(), "tok-2");
+        assert_eq!(
+            cache.token().await.expect("inline").secret.expose(),
+            "tok-2"
+        );
         assert_eq!(cache.stats().waits, 2);
         // The timer does not run in lazy mode.
         cache.start();
@@ -654,13 +665,19 @@ mod tests {
         issuer.fail.store(true, Ordering::SeqCst);
         clock.advance(Duration::from_secs(700));
         // Due, the refresh fails, the old token is still valid until 900 s.
-        assert_eq!(cache.token().await.expect("fallback").secret.expose(), "tok-1");
+        assert_eq!(
+            cache.token().await.expect("fallback").secret.expose(),
+            "tok-1"
+        );
         assert_eq!(
             cache.last_error().map(|e| e.kind()),
             Some(TokenErrorKind::Unavailable)
         );
         // Within the backoff: no new attempt.
-        assert_eq!(cache.token().await.expect("backoff").secret.expose(), "tok-1");
+        assert_eq!(
+            cache.token().await.expect("backoff").secret.expose(),
+            "tok-1"
+        );
         assert_eq!(cache.stats().fetches, 2);
         // Past expiry with the issuer still down: the caller sees the error.
         clock.advance(Duration::from_secs(300));
@@ -668,7 +685,10 @@ mod tests {
         assert_eq!(err.kind(), TokenErrorKind::Unavailable);
         // The issuer recovers.
         issuer.fail.store(false, Ordering::SeqCst);
-        assert_eq!(cache.token().await.expect("recovered").secret.expose(), "tok-2");
+        assert_eq!(
+            cache.token().await.expect("recovered").secret.expose(),
+            "tok-2"
+        );
     }
 
     #[tokio::test]
@@ -705,7 +725,10 @@ mod tests {
         assert_eq!(cache.stats().fetches, 2);
         assert_eq!(cache.stats().refused, 50);
         // force_refresh always fetches.
-        assert_eq!(cache.force_refresh().await.expect("forced").secret.expose(), "tok-3");
+        assert_eq!(
+            cache.force_refresh().await.expect("forced").secret.expose(),
+            "tok-3"
+        );
     }
 
     #[tokio::test(start_paused = true)]

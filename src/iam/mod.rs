@@ -249,6 +249,9 @@ pub async fn provider_for(
         #[cfg(not(feature = "aws"))]
         IamKind::AwsRds => Err(unavailable("iam:aws-rds", "aws")),
         IamKind::Gcp => Err(unavailable("iam:gcp", "gcp")),
+        #[cfg(feature = "azure")]
+        IamKind::Azure => Ok(Arc::new(azure::EntraTokenProvider::from_plan(plan, env)?)),
+        #[cfg(not(feature = "azure"))]
         IamKind::Azure => Err(unavailable("iam:azure", "azure")),
     }
 }
