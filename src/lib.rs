@@ -49,6 +49,8 @@ pub mod iam;
 pub mod plan;
 pub mod pool;
 pub mod provider;
+#[cfg(feature = "aws")]
+pub mod rds_bundle;
 pub mod secret;
 pub mod secrets;
 pub mod sslmode;

@@ -248,6 +248,9 @@ pub async fn provider_for(
         IamKind::AwsRds => Ok(Arc::new(aws::RdsTokenProvider::from_plan(plan, env).await?)),
         #[cfg(not(feature = "aws"))]
         IamKind::AwsRds => Err(unavailable("iam:aws-rds", "aws")),
+        #[cfg(feature = "gcp")]
+        IamKind::Gcp => Ok(Arc::new(gcp::CloudSqlTokenProvider::from_plan(plan, env).await?)),
+        #[cfg(not(feature = "gcp"))]
         IamKind::Gcp => Err(unavailable("iam:gcp", "gcp")),
         #[cfg(feature = "azure")]
         IamKind::Azure => Ok(Arc::new(azure::EntraTokenProvider::from_plan(plan, env)?)),

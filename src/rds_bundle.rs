@@ -1,0 +1,1 @@
+//! The AWS RDS CA bundle (to be written).

@@ -1,0 +1,1 @@
+//! RDS bundle tests (to be written).
