@@ -5,8 +5,10 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use tea_pgcloud::connect::{ConnectError, Connected};
-use tea_pgcloud::credentials::{connect_with_credentials, resolve, secrets_for};
+use tea_pgcloud::credentials::{connect_with, resolve_login, secrets_for, token_error};
 use tea_pgcloud::env::ProcessEnv;
+use tea_pgcloud::iam::TokenSource;
+use tea_pgcloud::iam::cache::CachedProvider;
 use tea_pgcloud::plan::{ConnectPlan, Source};
 
 /// `ping`'s `connect_timeout` when the configuration sets none.
@@ -65,6 +67,19 @@ fn report(
     }
 }
 
+/// The token source a plan needs: `None` unless it logs in with an IAM token.
+async fn tokens_for(plan: &ConnectPlan) -> Result<Option<TokenSource>, ConnectError> {
+    if !matches!(plan.password_source, Source::Iam(_)) {
+        return Ok(None);
+    }
+    let provider = tea_pgcloud::iam::provider_for(plan, Arc::new(ProcessEnv))
+        .await
+        .map_err(token_error)?;
+    Ok(Some(TokenSource::Cached(CachedProvider::with_defaults(
+        provider,
+    ))))
+}
+
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,7 +105,8 @@ pub fn resolve_command(file: &str, reveal: bool) -> i32 {
     };
     let resolved = runtime.block_on(async {
         let secrets = secrets_for(&plan, Arc::new(ProcessEnv)).await?;
-        resolve(&plan, secrets.as_ref()).await
+        let tokens = tokens_for(&plan).await?;
+        resolve_login(&plan, secrets.as_ref(), tokens.as_ref()).await
     });
     match resolved {
         Ok(r) => {
@@ -136,9 +152,13 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
             Ok(secrets) => secrets,
             Err(e) => return (Err(e), false, None),
         };
-        // Resolved here for the report; connect_with_credentials resolves again from the cache
-        // (no second fetch) and refetches only after a failed login.
-        let resolved = resolve(&plan, secrets.as_ref()).await;
+        let tokens = match tokens_for(&plan).await {
+            Ok(tokens) => tokens,
+            Err(e) => return (Err(e), false, None),
+        };
+        // Resolved here for the report; connect_with resolves again from the caches (no
+        // second fetch) and refetches only after a failed login.
+        let resolved = resolve_login(&plan, secrets.as_ref(), tokens.as_ref()).await;
         let password_used =
             plan.password.is_some() || resolved.as_ref().is_ok_and(|r| r.login.password.is_some());
         let user = plan
@@ -146,7 +166,7 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
             .clone()
             .or_else(|| resolved.as_ref().ok().and_then(|r| r.login.user.clone()));
         let result = match resolved {
-            Ok(_) => connect_with_credentials(&plan, &env, secrets.as_ref()).await,
+            Ok(_) => connect_with(&plan, &env, secrets.as_ref(), tokens.as_ref()).await,
             Err(e) => Err(e),
         };
         (result, password_used, user)

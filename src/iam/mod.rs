@@ -236,6 +236,7 @@ pub async fn provider_for(
             "the plan does not log in with an IAM token",
         ));
     };
+    #[cfg(not(all(feature = "aws", feature = "gcp", feature = "azure")))]
     let unavailable = |name: &'static str, feature: &str| {
         TokenError::new(
             name,
@@ -249,7 +250,9 @@ pub async fn provider_for(
         #[cfg(not(feature = "aws"))]
         IamKind::AwsRds => Err(unavailable("iam:aws-rds", "aws")),
         #[cfg(feature = "gcp")]
-        IamKind::Gcp => Ok(Arc::new(gcp::CloudSqlTokenProvider::from_plan(plan, env).await?)),
+        IamKind::Gcp => Ok(Arc::new(
+            gcp::CloudSqlTokenProvider::from_plan(plan, env).await?,
+        )),
         #[cfg(not(feature = "gcp"))]
         IamKind::Gcp => Err(unavailable("iam:gcp", "gcp")),
         #[cfg(feature = "azure")]
