@@ -210,6 +210,32 @@ pub async fn connect_with(
     }
 }
 
+/// What must be on disk before connecting by `plan`: with `ssl_bundle: auto`, the RDS CA
+/// bundle is downloaded (or taken from its cache) and checked ([`crate::rds_bundle::ensure`]).
+/// A bundle that cannot be had is a `config` error (or `unreachable` when its server failed
+/// and no cached copy verifies).
+pub async fn prepare(plan: &ConnectPlan) -> Result<(), ConnectError> {
+    #[cfg(feature = "aws")]
+    if plan.rds_bundle.is_some() {
+        use crate::rds_bundle::{BundleErrorKind, ensure};
+        ensure(plan).await.map_err(|e| {
+            let class = match e.kind() {
+                BundleErrorKind::Unavailable => ErrorClass::Unreachable,
+                _ => ErrorClass::Config,
+            };
+            ConnectError::new(class, e.to_string())
+        })?;
+    }
+    #[cfg(not(feature = "aws"))]
+    if plan.rds_bundle.is_some() {
+        return Err(ConnectError::new(
+            ErrorClass::Config,
+            "ssl_bundle: auto needs the cargo feature `aws`",
+        ));
+    }
+    Ok(())
+}
+
 /// The story's entry point, under the name other TEA ports use: the user name and password a
 /// `credentials` block resolves to, by the lookup order, from its backend. Give it the block of
 /// a plan ([`ConnectPlan::credentials`]), where the GCP project and AWS region defaults are

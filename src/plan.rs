@@ -135,6 +135,21 @@ impl fmt::Display for Warning {
     }
 }
 
+/// `ssl_bundle: auto`: AWS's RDS CA bundle, to be downloaded (or taken from the cache) before
+/// connecting. Making the plan never touches the network: `rds_bundle::ensure` (cargo feature
+/// `aws`) puts a verified bundle at [`RdsBundle::path`], which is also the plan's
+/// `sslrootcert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsBundle {
+    /// Where the bundle is downloaded from (`ssl_bundle_url`, by default AWS's global bundle).
+    pub url: String,
+    /// The pinned SHA-256 of the file (`ssl_bundle_sha256`), 64 lower-case hex digits.
+    pub sha256: Option<String>,
+    /// The cache file: `$XDG_CACHE_HOME/tea-pgcloud/rds-global-bundle.pem`, else
+    /// `$HOME/.cache/tea-pgcloud/rds-global-bundle.pem`.
+    pub path: String,
+}
+
 /// Where and how to connect. Plain data; `Debug` never shows the password.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectPlan {
@@ -152,8 +167,12 @@ pub struct ConnectPlan {
     pub password_source: Source,
     /// The `sslmode` handed to libpq (written, or the preset's default).
     pub sslmode: SslMode,
-    /// The root certificate file in effect (written, or libpq's default file when it exists).
+    /// The root certificate file in effect (written, or libpq's default file when it exists;
+    /// with `ssl_bundle: auto` the bundle's cache file, [`RdsBundle::path`]).
     pub sslrootcert: Option<String>,
+    /// aws `ssl_bundle: auto`: the bundle to download or take from the cache before
+    /// connecting. Shown in the plan JSON as `ssl_bundle` (`{url, sha256, path}` or null).
+    pub rds_bundle: Option<RdsBundle>,
     /// The TLS behaviour after libpq's rules; `disable` when every host is a unix socket.
     pub tls: TlsPolicy,
     /// What is checked of the server certificate whenever TLS is used (a root certificate
@@ -227,6 +246,7 @@ impl ConnectPlan {
                 "lazy": self.pool.lazy,
             },
             "warnings": self.warnings.iter().map(|w| json!({"path": w.path, "message": w.message})).collect::<Vec<_>>(),
+            "ssl_bundle": self.rds_bundle.as_ref().map(|b| json!({"url": b.url, "sha256": b.sha256, "path": b.path})),
         })
     }
 }

@@ -305,6 +305,9 @@ impl PoolBuilder {
             mut secrets,
             cache_options,
         } = self;
+        credentials::prepare(&plan)
+            .await
+            .map_err(PoolError::Connect)?;
         if tokens.is_none()
             && let Source::Iam(_) = plan.password_source
         {

@@ -148,6 +148,9 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
         return 1;
     };
     let (result, password_used, user) = runtime.block_on(async {
+        if let Err(e) = tea_pgcloud::credentials::prepare(&plan).await {
+            return (Err(e), false, None);
+        }
         let secrets = match secrets_for(&plan, Arc::new(ProcessEnv)).await {
             Ok(secrets) => secrets,
             Err(e) => return (Err(e), false, None),

@@ -234,10 +234,26 @@ pub const CATALOG_KEYS: &[KeySpec] = &[
     KeySpec {
         name: "ssl_bundle",
         providers: &[Aws],
-        kind: "path",
+        kind: "path \\| `auto`",
         default: "",
         env: "",
-        notes: "the RDS CA bundle; a root certificate like `sslrootcert`",
+        notes: "the RDS CA bundle; a root certificate like `sslrootcert`; `auto`: AWS's global bundle, downloaded, verified and cached as `$XDG_CACHE_HOME/tea-pgcloud/rds-global-bundle.pem` (else under `$HOME/.cache`)",
+    },
+    KeySpec {
+        name: "ssl_bundle_url",
+        providers: &[Aws],
+        kind: "https URL",
+        default: "`https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem`",
+        env: "",
+        notes: "with `ssl_bundle: auto`: where the bundle is downloaded from; `http` only to a loopback address",
+    },
+    KeySpec {
+        name: "ssl_bundle_sha256",
+        providers: &[Aws],
+        kind: "64 hex digits",
+        default: "",
+        env: "",
+        notes: "with `ssl_bundle: auto`: the bundle file's SHA-256, checked on every download and cache hit",
     },
     KeySpec {
         name: "credentials",
@@ -481,6 +497,18 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), CATALOG_KEYS.len());
+    }
+
+    #[test]
+    fn bundle_url_default_is_the_one_used() {
+        let spec = CATALOG_KEYS
+            .iter()
+            .find(|k| k.name == "ssl_bundle_url")
+            .expect("listed");
+        assert_eq!(
+            spec.default,
+            format!("`{}`", crate::provider::aws::RDS_GLOBAL_BUNDLE_URL)
+        );
     }
 
     #[test]

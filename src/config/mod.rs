@@ -35,6 +35,10 @@ use crate::yaml::{self, Mark, Node};
 /// Where the catalog sits in a whole TEA agent file.
 pub const CATALOG_PATH: &str = "settings.ltm.catalog";
 
+/// The `ssl_bundle` value that asks for AWS's RDS global CA bundle, downloaded and cached,
+/// instead of a file path (write `./auto` for a file of that name).
+pub const SSL_BUNDLE_AUTO: &str = "auto";
+
 /// Which managed service (or none) the catalog database runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
@@ -361,8 +365,15 @@ pub struct CatalogConfig {
     pub socket_dir: Option<String>,
     /// gcp, aws, azure: log in with an IAM / Entra token instead of a password.
     pub iam_auth: bool,
-    /// aws: the RDS CA bundle (a root certificate file).
+    /// aws: the RDS CA bundle: a root certificate file, or [`SSL_BUNDLE_AUTO`] for AWS's global
+    /// bundle, downloaded and cached (see `rds_bundle`).
     pub ssl_bundle: Option<String>,
+    /// aws, with `ssl_bundle: auto`: where the bundle is downloaded from (https, or http to a
+    /// loopback address); `None` means AWS's documented URL.
+    pub ssl_bundle_url: Option<String>,
+    /// aws, with `ssl_bundle: auto`: the pinned SHA-256 of the bundle file, 64 lower-case hex
+    /// digits.
+    pub ssl_bundle_sha256: Option<String>,
     /// Where the user name and password come from.
     pub credentials: Option<CredentialsConfig>,
     /// Where each key was written.

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::keys::{self, CATALOG_KEYS, CREDENTIAL_KEYS};
-use super::{CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SecretSource};
+use super::{
+    CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SSL_BUNDLE_AUTO,
+    SecretSource,
+};
 use crate::error::{Error, ErrorKind};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
@@ -322,6 +325,24 @@ pub(super) fn validate(
             "both name the root certificate file; keep one",
         ));
     }
+    // The download settings mean nothing for a bundle that is a file already there.
+    let bundle_auto = get("ssl_bundle").and_then(Node::as_scalar) == Some(SSL_BUNDLE_AUTO);
+    for key in ["ssl_bundle_url", "ssl_bundle_sha256"] {
+        if get(key).is_some() && !bundle_auto {
+            let why = if get("ssl_bundle").is_some_and(|n| !n.is_null()) {
+                "here ssl_bundle names a file"
+            } else {
+                "ssl_bundle is not set"
+            };
+            return Err(reader.origin.error(
+                key,
+                ErrorKind::Conflict,
+                format!(
+                    "`{key}` applies only with `ssl_bundle: {SSL_BUNDLE_AUTO}` (the RDS bundle downloaded), and {why}"
+                ),
+            ));
+        }
+    }
 
     let opt_string = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {
         get(key).map(|n| reader.string(key, n)).transpose()
@@ -402,6 +423,32 @@ pub(super) fn validate(
         ));
     }
 
+    let ssl_bundle_url = opt_string(&reader, "ssl_bundle_url")?;
+    if let (Some(url), Some(node)) = (&ssl_bundle_url, get("ssl_bundle_url"))
+        && let Some(problem) = crate::provider::aws::bundle_url_problem(url)
+    {
+        return Err(reader.err(
+            "ssl_bundle_url",
+            node.mark,
+            ErrorKind::InvalidValue,
+            format!("{} {problem}", shown(node)),
+        ));
+    }
+    let ssl_bundle_sha256 = opt_string(&reader, "ssl_bundle_sha256")?;
+    if let (Some(pin), Some(node)) = (&ssl_bundle_sha256, get("ssl_bundle_sha256"))
+        && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(reader.err(
+            "ssl_bundle_sha256",
+            node.mark,
+            ErrorKind::InvalidValue,
+            format!(
+                "{} is not a SHA-256: expected 64 hex digits (as `sha256sum global-bundle.pem` prints)",
+                shown(node)
+            ),
+        ));
+    }
+
     let mut pool = PoolConfig::default();
     if let Some(n) = get("min_size") {
         pool.min_size = reader.integer("min_size", n, 0, 10_000)?;
@@ -471,6 +518,8 @@ pub(super) fn validate(
             .transpose()?
             .unwrap_or(false),
         ssl_bundle: opt_string(&reader, "ssl_bundle")?,
+        ssl_bundle_url,
+        ssl_bundle_sha256: ssl_bundle_sha256.map(|pin| pin.to_ascii_lowercase()),
         credentials,
         origin: Origin::default(),
     };

@@ -28,7 +28,8 @@ use crate::conninfo::ConnInfo;
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
 use crate::plan::{
-    ConnectPlan, HostPort, IamKind, LIBPQ_DEFAULT_SOCKET_DIR, PlanKind, Source, Warning, hosts_of,
+    ConnectPlan, HostPort, IamKind, LIBPQ_DEFAULT_SOCKET_DIR, PlanKind, RdsBundle, Source, Warning,
+    hosts_of,
 };
 use crate::secret::Secret;
 use crate::sslmode::{RootCert, SslMode, Verify, effective_tls, verification};
@@ -50,6 +51,8 @@ pub(crate) struct Target {
     pub write_sslmode: bool,
     /// The YAML key and path of a configured root certificate.
     pub root_cert: Option<(&'static str, String)>,
+    /// aws `ssl_bundle: auto`: the bundle put at `root_cert`'s path before connecting.
+    pub rds_bundle: Option<RdsBundle>,
     /// Where the user in `params` came from, when there is one.
     pub user_source: Source,
     /// A password written in a connection string.
@@ -78,6 +81,7 @@ impl Target {
             default_sslmode,
             write_sslmode: true,
             root_cert: None,
+            rds_bundle: None,
             user_source: Source::None,
             password: None,
             sslpassword: None,
@@ -193,6 +197,9 @@ fn finish(
     // means the OS store and demands verify-full.
     let (root, sslrootcert) = match &target.root_cert {
         Some((_, path)) if path == "system" => (RootCert::System, Some(path.clone())),
+        // The downloaded bundle: connecting fails unless `rds_bundle::ensure` put it there,
+        // so the plan is what libpq does with the file present, whether it is cached yet or not.
+        Some((_, path)) if target.rds_bundle.is_some() => (RootCert::File, Some(path.clone())),
         Some((key, path)) => {
             if env.is_file(path) {
                 (RootCert::File, Some(path.clone()))
@@ -293,6 +300,7 @@ fn finish(
         password_source,
         sslmode,
         sslrootcert,
+        rds_bundle: target.rds_bundle.clone(),
         tls,
         tls_verify,
         region: target.region.clone(),
