@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod config;
 #[cfg(feature = "conformance")]
 #[path = "../conformance/mod.rs"]

@@ -1,0 +1,1 @@
+//! The LTM catalog (to be written).
