@@ -244,6 +244,8 @@ impl ConnectPlan {
                 "max_size": self.pool.max_size,
                 "auto_migrate": self.pool.auto_migrate,
                 "lazy": self.pool.lazy,
+                "max_lifetime": self.pool.max_lifetime,
+                "token_refresh": self.pool.token_refresh.as_str(),
             },
             "warnings": self.warnings.iter().map(|w| json!({"path": w.path, "message": w.message})).collect::<Vec<_>>(),
             "ssl_bundle": self.rds_bundle.as_ref().map(|b| json!({"url": b.url, "sha256": b.sha256, "path": b.path})),

@@ -30,19 +30,19 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use tokio_postgres::Client;
 
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, TokenRefresh};
 use crate::connect::ConnectError;
 use crate::credentials::{self, token_error};
 use crate::env::Environment;
 use crate::error::ErrorClass;
 use crate::iam::TokenSource;
-use crate::iam::cache::{CacheOptions, TokenCaches};
+use crate::iam::cache::{CacheOptions, RefreshMode, TokenCaches};
 use crate::plan::{ConnectPlan, Source};
 use crate::secrets::CachedSecrets;
 
-/// The default maximum lifetime of a connection: 30 minutes. Connections are replaced after
-/// it (on their next recycle), so that load spreads to new replicas and no connection outlives
-/// a credential by much.
+/// The default maximum lifetime of a connection (`max_lifetime`: 1800 s, 30 minutes).
+/// Connections are replaced after it (on their next recycle), so that load spreads to new
+/// replicas and no connection outlives a credential by much.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 /// How long [`Pool::get`] waits for a free connection by default.
@@ -88,7 +88,10 @@ impl PoolOptions {
         Self {
             min_size: (config.min_size as usize).min(max_size),
             max_size,
-            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
+            max_lifetime: match config.max_lifetime {
+                0 => None,
+                secs => Some(Duration::from_secs(u64::from(secs))),
+            },
             health_check: HealthCheck::Verified,
             wait_timeout: Some(DEFAULT_WAIT_TIMEOUT),
         }
@@ -282,7 +285,7 @@ impl PoolBuilder {
     }
 
     /// The token cache's behaviour when the builder makes the cache (default:
-    /// [`CacheOptions::default`]).
+    /// [`CacheOptions::default`] with the plan's `token_refresh` mode).
     pub fn cache_options(mut self, options: CacheOptions) -> Self {
         self.cache_options = options;
         self
@@ -370,13 +373,20 @@ impl Pool {
     /// A builder for `plan`, reading `env` for credentials and files.
     pub fn builder(plan: ConnectPlan, env: Arc<dyn Environment + Send + Sync>) -> PoolBuilder {
         let options = PoolOptions::from_config(&plan.pool);
+        let mode = match plan.pool.token_refresh {
+            TokenRefresh::Ahead => RefreshMode::Ahead,
+            TokenRefresh::Lazy => RefreshMode::Lazy,
+        };
         PoolBuilder {
             plan,
             env,
             options,
             tokens: None,
             secrets: None,
-            cache_options: CacheOptions::default(),
+            cache_options: CacheOptions {
+                mode,
+                ..CacheOptions::default()
+            },
         }
     }
 

@@ -176,6 +176,22 @@ pub const CATALOG_KEYS: &[KeySpec] = &[
         notes: "open the pool on first use",
     },
     KeySpec {
+        name: "max_lifetime",
+        providers: &[],
+        kind: "seconds",
+        default: "1800",
+        env: "",
+        notes: "pool; a connection is replaced after it; 0 keeps it while it works",
+    },
+    KeySpec {
+        name: "token_refresh",
+        providers: &[Gcp, Aws, Azure],
+        kind: "ahead \\| lazy",
+        default: "`ahead`",
+        env: "",
+        notes: "with `iam_auth`: refresh tokens in the background before expiry, or only on connect (CPU-throttled serverless hosts)",
+    },
+    KeySpec {
         name: "project",
         providers: &[Gcp],
         kind: "string",

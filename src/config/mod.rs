@@ -136,6 +136,11 @@ pub struct PoolConfig {
     pub auto_migrate: bool,
     /// Open the pool on first use instead of at start (default false).
     pub lazy: bool,
+    /// Seconds a connection is kept before it is replaced; 0 keeps it while it works
+    /// (default 1800).
+    pub max_lifetime: u32,
+    /// When IAM tokens are refreshed (default ahead of expiry, in the background).
+    pub token_refresh: TokenRefresh,
 }
 
 impl Default for PoolConfig {
@@ -145,6 +150,29 @@ impl Default for PoolConfig {
             max_size: 10,
             auto_migrate: true,
             lazy: false,
+            max_lifetime: 1800,
+            token_refresh: TokenRefresh::Ahead,
+        }
+    }
+}
+
+/// When IAM / Entra tokens are refreshed (`token_refresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenRefresh {
+    /// Ahead of expiry, in the background: a connect never waits for the token endpoint.
+    #[default]
+    Ahead,
+    /// Only when a connection is made (for CPU-throttled serverless hosts, where background
+    /// work may not run).
+    Lazy,
+}
+
+impl TokenRefresh {
+    /// As written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ahead => "ahead",
+            Self::Lazy => "lazy",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::keys::{self, CATALOG_KEYS, CREDENTIAL_KEYS};
 use super::{
     CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SSL_BUNDLE_AUTO,
-    SecretSource,
+    SecretSource, TokenRefresh,
 };
 use crate::error::{Error, ErrorKind};
 use crate::secret::Secret;
@@ -483,6 +483,27 @@ pub(super) fn validate(
     }
     if let Some(n) = get("lazy") {
         pool.lazy = reader.boolean("lazy", n)?;
+    }
+    if let Some(n) = get("max_lifetime") {
+        pool.max_lifetime = reader.integer("max_lifetime", n, 0, 31_536_000)?;
+    }
+    if let Some(n) = get("token_refresh") {
+        let iam = match get("iam_auth") {
+            Some(node) => reader.boolean("iam_auth", node)?,
+            None => false,
+        };
+        if !iam {
+            return Err(reader.origin.error(
+                "token_refresh",
+                ErrorKind::Conflict,
+                "token_refresh applies to IAM tokens: set `iam_auth: true`, or remove it",
+            ));
+        }
+        pool.token_refresh = reader.choice(
+            "token_refresh",
+            n,
+            &[("ahead", TokenRefresh::Ahead), ("lazy", TokenRefresh::Lazy)],
+        )?;
     }
 
     let credentials = match catalog.get("credentials") {
