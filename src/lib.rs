@@ -28,11 +28,15 @@
 //! # Ok::<(), tea_pgcloud::error::Error>(())
 //! ```
 //!
-//! [`connect::connect`] then opens a connection by the plan with libpq's TLS semantics.
+//! [`connect::connect`] then opens a connection by the plan with libpq's TLS semantics;
+//! [`credentials`] resolves the user name and password (secrets backends, [`secrets`]) or an
+//! IAM / Entra token ([`iam`]), and [`pool::Pool`] keeps connections that survive token
+//! rotation: it asks for credentials at every new physical connection.
 //!
-//! The cargo feature `conformance` adds the live suite (`conformance`: launcher, certificate
-//! factory, libpq oracle, the TLS matrix). The features `aws`, `gcp`, `azure` and `docker` will
-//! carry the cloud SDK integrations and the container launcher; for now they add nothing.
+//! Cargo features: `aws`, `gcp` and `azure` (default) bring the official SDKs for the secrets
+//! backends and the IAM token providers; `conformance` adds the live suite (`conformance`:
+//! launcher, certificate factory, libpq oracle, the TLS matrix, the cloud emulators); `docker`
+//! is reserved for the container launcher and adds nothing yet.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
