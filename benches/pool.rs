@@ -104,6 +104,7 @@ fn options(min: usize, max: usize, lifetime: Option<Duration>) -> PoolOptions {
         max_lifetime: lifetime,
         health_check: HealthCheck::Verified,
         wait_timeout: Some(Duration::from_secs(60)),
+        ..PoolOptions::default()
     }
 }
 

@@ -158,7 +158,9 @@ pub async fn connect_with_credentials(
 }
 
 /// Whether a failed login is worth one more try with a fresh token: the server refused the
-/// password (`28P01`, class `auth-failed`) or the role (`28000`, class `rejected`).
+/// password (`28P01`, class `auth-failed`) or turned the login away (class `rejected`: a
+/// pg_hba.conf refusal, `28000`, which is also what some token integrations answer, and what a
+/// refused token over TLS turns into under `prefer` when the plain-text retry is refused).
 fn token_refused(e: &ConnectError) -> bool {
     matches!(e.class(), ErrorClass::AuthFailed | ErrorClass::Rejected)
 }
@@ -182,7 +184,16 @@ pub async fn connect_with(
     let first = connect::connect(plan, &resolved.login, env).await;
     match (first, tokens, &resolved.login.password) {
         (Err(e), Some(tokens), Some(refused)) if iam && token_refused(&e) => {
-            let fresh = tokens.after_refusal(refused).await.map_err(token_error)?;
+            let fresh = match tokens.after_refusal(refused).await {
+                Ok(fresh) => fresh,
+                // The refusal is the news; the failed refetch is context.
+                Err(te) => {
+                    return Err(ConnectError::new(
+                        e.class(),
+                        format!("{e}; and no fresh token could be had: {te}"),
+                    ));
+                }
+            };
             if fresh.secret == *refused {
                 return Err(e);
             }

@@ -48,6 +48,14 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How long [`Pool::get`] waits for a free connection by default.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long opening a new connection may take by default, credentials included (a token
+/// endpoint's retries, a secrets fetch, TLS, login).
+pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the recycle checks of an idle connection may take by default: a connection whose
+/// health check does not answer in time (a peer that vanished behind a NAT) is dropped.
+pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What is checked of an idle connection before it is handed out again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HealthCheck {
@@ -71,8 +79,14 @@ pub struct PoolOptions {
     pub max_lifetime: Option<Duration>,
     /// The check on recycle.
     pub health_check: HealthCheck,
-    /// How long [`Pool::get`] waits for a connection (`None`: forever).
+    /// How long [`Pool::get`] waits for a free slot when all `max_size` connections are in
+    /// use (`None`: forever).
     pub wait_timeout: Option<Duration>,
+    /// How long opening a new connection may take (`None`: forever).
+    pub create_timeout: Option<Duration>,
+    /// How long the recycle checks may take before the connection is dropped (`None`:
+    /// forever).
+    pub recycle_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -94,6 +108,8 @@ impl PoolOptions {
             },
             health_check: HealthCheck::Verified,
             wait_timeout: Some(DEFAULT_WAIT_TIMEOUT),
+            create_timeout: Some(DEFAULT_CREATE_TIMEOUT),
+            recycle_timeout: Some(DEFAULT_RECYCLE_TIMEOUT),
         }
     }
 }
@@ -237,6 +253,12 @@ impl From<managed::PoolError<ConnectError>> for PoolError {
     fn from(e: managed::PoolError<ConnectError>) -> Self {
         match e {
             managed::PoolError::Backend(e) => Self::Connect(e),
+            managed::PoolError::Timeout(managed::TimeoutType::Create) => {
+                Self::Connect(ConnectError::new(
+                    ErrorClass::Unreachable,
+                    "opening a connection (credentials, TLS and login) timed out",
+                ))
+            }
             managed::PoolError::Timeout(_) => Self::Timeout,
             managed::PoolError::Closed => Self::Closed,
             managed::PoolError::NoRuntimeSpecified => Self::Connect(ConnectError::new(
@@ -345,6 +367,8 @@ impl PoolBuilder {
         let inner = managed::Pool::builder(manager)
             .max_size(options.max_size.max(1))
             .wait_timeout(options.wait_timeout)
+            .create_timeout(options.create_timeout)
+            .recycle_timeout(options.recycle_timeout)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| PoolError::Connect(ConnectError::new(ErrorClass::Other, e.to_string())))?;

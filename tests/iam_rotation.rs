@@ -136,11 +136,13 @@ fn soak_ten_thousand_acquisitions_through_twenty_rotations() {
                 max_lifetime: Some(Duration::from_millis(150)),
                 health_check: HealthCheck::Verified,
                 wait_timeout: Some(Duration::from_secs(30)),
+                ..PoolOptions::default()
             })
             .build()
             .await
             .expect("a pool");
-        cache.start();
+        // Building the pool started the cache's refresher (not started here, so that a pool
+        // that forgot to would fail the waits check below).
         // Building the pool opened `min_size` connections together: one fetched the first
         // token, the other waited for it. From here on, nobody may wait.
         let waits_at_start = cache.stats().waits;
@@ -221,6 +223,8 @@ fn soak_ten_thousand_acquisitions_through_twenty_rotations() {
         progress.abort();
         latencies.sort();
         let elapsed = started.elapsed();
+        // No refresh may run between reading the counters below.
+        cache.stop().await;
         let stats = cache.stats();
         let pool_stats = pool.stats();
         let report = format!(
@@ -267,6 +271,9 @@ fn soak_ten_thousand_acquisitions_through_twenty_rotations() {
             (stats.fetches as f64) <= elapsed.as_secs_f64() / interval + 3.0,
             "more fetches than refreshes: {report}"
         );
+        // A token is refused only by a login that started before a rotation committed and
+        // finished after: at most one per connection being opened (max_size) per rotation.
+        assert!(stats.refused <= 8 * rotator.rotations(), "{report}");
         // Refresh-ahead: no acquisition ever waited for a token fetch.
         assert_eq!(stats.waits, waits_at_start, "{report}");
         drop(server);
@@ -291,6 +298,7 @@ fn lazy_mode_refreshes_on_connect_and_never_fails() {
                 max_lifetime: Some(Duration::from_millis(100)),
                 health_check: HealthCheck::Fast,
                 wait_timeout: Some(Duration::from_secs(30)),
+                ..PoolOptions::default()
             })
             .build()
             .await
@@ -308,6 +316,7 @@ fn lazy_mode_refreshes_on_connect_and_never_fails() {
             client.simple_query("SELECT 1").await.expect("a query");
             n += 1;
         }
+        cache.stop().await;
         let stats = cache.stats();
         assert!(n > 50, "{n} acquisitions");
         assert!(
@@ -318,6 +327,73 @@ fn lazy_mode_refreshes_on_connect_and_never_fails() {
         // In lazy mode, every fetch is made by a connecting caller.
         assert_eq!(stats.waits, stats.fetches, "{stats:?}");
         assert_eq!(oauth.requests() as u64, stats.fetches, "{stats:?}");
+        drop(server);
+    });
+}
+
+#[test]
+fn a_refused_token_is_replaced_without_a_failed_acquisition_and_the_timer_refreshes_when_idle() {
+    common::block_on_multi(async {
+        let Setup {
+            server,
+            rotator,
+            oauth,
+            cache,
+            plan,
+        } = setup("iam-refused", 2, RefreshMode::Ahead).await;
+        // The hook (the new password) runs before the emulator's delay: for 300 ms after each
+        // rotation the cache still hands out the old token, which the server now refuses.
+        oauth.set_delay(Duration::from_millis(300));
+        let pool = Pool::builder(plan, Arc::new(MapEnv::new()))
+            .tokens(TokenSource::Cached(Arc::clone(&cache)))
+            .options(PoolOptions {
+                min_size: 1,
+                max_size: 4,
+                max_lifetime: Some(Duration::from_millis(20)),
+                health_check: HealthCheck::Fast,
+                ..PoolOptions::default()
+            })
+            .build()
+            .await
+            .expect("a pool");
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut n = 0u32;
+                    while started.elapsed() < Duration::from_secs(5) {
+                        let client = pool.get().await.expect("no acquisition fails");
+                        client.simple_query("SELECT 1").await.expect("a query");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("a task");
+        }
+        let busy = cache.stats();
+        assert!(total > 100, "{total} acquisitions");
+        assert!(
+            rotator.rotations() >= 3,
+            "{} rotations",
+            rotator.rotations()
+        );
+        assert!(busy.refused > 0, "the retry path never ran: {busy:?}");
+        assert_eq!(pool.stats().connect_failures, 0, "{:?}", pool.stats());
+
+        // Idle: nobody asks for a token for 3 s (refresh every 1 s): the refresher fetches.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cache.stop().await;
+        let idle = cache.stats();
+        assert!(
+            idle.fetches >= busy.fetches + 2,
+            "no refresh while idle: {busy:?} -> {idle:?}"
+        );
+        assert_eq!(idle.calls, busy.calls, "nobody called meanwhile");
         drop(server);
     });
 }

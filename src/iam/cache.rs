@@ -112,7 +112,8 @@ pub struct CacheStats {
     pub waits: u64,
     /// Calls to [`CachedProvider::token`] in all.
     pub calls: u64,
-    /// Tokens replaced because the server refused them.
+    /// Calls to [`CachedProvider::refresh_after_failure`]: logins the server refused with a
+    /// token from this cache (several refusals of one token share one replacement).
     pub refused: u64,
 }
 
@@ -134,9 +135,10 @@ struct Current {
 #[derive(Default)]
 struct State {
     current: Option<Current>,
-    /// Bumped at every stored token, so that a caller that waited for the fetch lock can tell
-    /// whether someone else fetched meanwhile.
-    generation: u64,
+    /// Fetches completed, successful or not: a caller that waited for the fetch lock and sees
+    /// this changed takes that fetch's outcome instead of fetching again (single flight, for
+    /// failures too).
+    attempts: u64,
     /// No background refresh before this time (after a failure).
     not_before: Option<SystemTime>,
     last_error: Option<TokenError>,
@@ -151,7 +153,8 @@ pub struct CachedProvider {
     state: Mutex<State>,
     fetch_lock: tokio::sync::Mutex<()>,
     refreshing: AtomicBool,
-    timer_started: AtomicBool,
+    stopped: AtomicBool,
+    timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     counters: Counters,
 }
 
@@ -171,6 +174,16 @@ impl fmt::Debug for CachedProvider {
     }
 }
 
+/// Clears the `refreshing` flag however the background refresh ends (done, panicked, or
+/// dropped with its runtime).
+struct RefreshingGuard(Arc<CachedProvider>);
+
+impl Drop for RefreshingGuard {
+    fn drop(&mut self) {
+        self.0.refreshing.store(false, Ordering::Release);
+    }
+}
+
 impl CachedProvider {
     /// Wraps `provider`; `clock` says what time it is.
     pub fn new(
@@ -185,7 +198,8 @@ impl CachedProvider {
             state: Mutex::new(State::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
             refreshing: AtomicBool::new(false),
-            timer_started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            timer: Mutex::new(None),
             counters: Counters::default(),
         })
     }
@@ -247,10 +261,10 @@ impl CachedProvider {
     pub async fn token(self: &Arc<Self>) -> Result<Token, TokenError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let now = self.clock.now();
-        let (current, generation, backing_off) = {
+        let (current, attempts, backing_off) = {
             let state = self.lock_state();
             let backing_off = state.not_before.is_some_and(|t| now < t);
-            (state.current.clone(), state.generation, backing_off)
+            (state.current.clone(), state.attempts, backing_off)
         };
         if let Some(current) = current
             && now < current.token.expires_at
@@ -260,12 +274,12 @@ impl CachedProvider {
             }
             match self.options.mode {
                 RefreshMode::Ahead => {
-                    self.spawn_refresh();
+                    self.spawn_refresh(attempts);
                     return Ok(current.token);
                 }
                 RefreshMode::Lazy => {
                     self.counters.waits.fetch_add(1, Ordering::Relaxed);
-                    return match self.fetch_if_unchanged(generation).await {
+                    return match self.fetch_shared(attempts).await {
                         Ok(token) => Ok(token),
                         // Still valid: use it, and try again after the backoff.
                         Err(_) if self.clock.now() < current.token.expires_at => Ok(current.token),
@@ -275,59 +289,66 @@ impl CachedProvider {
             }
         }
         self.counters.waits.fetch_add(1, Ordering::Relaxed);
-        self.fetch_if_unchanged(generation).await
+        self.fetch_shared(attempts).await
     }
 
     /// Fetches a new token now, whatever the cache holds (single-flight: callers that arrive
-    /// during a fetch share its result).
+    /// during a fetch share its outcome).
     pub async fn force_refresh(self: &Arc<Self>) -> Result<Token, TokenError> {
-        let generation = self.lock_state().generation;
-        self.fetch_if_unchanged(generation).await
+        let attempts = self.lock_state().attempts;
+        self.fetch_shared(attempts).await
     }
 
-    /// A replacement for `refused`, a token the server turned down (`28P01` / `28000`): the
-    /// current token when it is already a different one, else a fresh fetch. Call it once per
-    /// failed login; a second failure with the fresh token is the caller's error to report.
+    /// A replacement for `refused`, a token the server turned down: the current token when
+    /// it is already a different one, else a fresh fetch (shared with every caller refused at
+    /// the same time). Call it once per failed login; a second failure with the fresh token
+    /// is the caller's error to report.
     pub async fn refresh_after_failure(
         self: &Arc<Self>,
         refused: &Secret,
     ) -> Result<Token, TokenError> {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
-        let (current, generation) = {
+        let (current, attempts) = {
             let state = self.lock_state();
-            (state.current.clone(), state.generation)
+            (state.current.clone(), state.attempts)
         };
         let now = self.clock.now();
         match current {
             Some(c) if c.token.secret != *refused && now < c.token.expires_at => Ok(c.token),
-            _ => self.fetch_if_unchanged(generation).await,
+            _ => self.fetch_shared(attempts).await,
         }
     }
 
     /// Drops the cached token: the next call fetches.
     pub fn invalidate(&self) {
-        let mut state = self.lock_state();
-        state.current = None;
-        state.generation += 1;
+        self.lock_state().current = None;
     }
 
     /// Starts the background refresher of [`RefreshMode::Ahead`]: a task that sleeps until
     /// the current token is due and refreshes it, so that even after a long idle spell a
     /// caller finds a valid token. It holds only a weak reference: it ends when the cache is
-    /// dropped. Does nothing in lazy mode, outside a tokio runtime, or when already started.
+    /// dropped. Does nothing in lazy mode, outside a tokio runtime, after [`Self::stop`], or
+    /// while a refresher runs (one whose runtime has ended is replaced).
     pub fn start(self: &Arc<Self>) {
         if self.options.mode != RefreshMode::Ahead
+            || self.stopped.load(Ordering::Acquire)
             || tokio::runtime::Handle::try_current().is_err()
-            || self.timer_started.swap(true, Ordering::AcqRel)
         {
             return;
         }
+        let mut timer = self
+            .timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if timer.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
+        *timer = Some(tokio::spawn(async move {
             loop {
                 let Some(cache) = weak.upgrade() else { return };
                 let now = cache.clock.now();
-                let wait = {
+                let (wait, attempts, has_token) = {
                     let state = cache.lock_state();
                     let due = match (&state.current, state.not_before) {
                         (Some(c), Some(nb)) => c.refresh_at.max(nb),
@@ -336,52 +357,92 @@ impl CachedProvider {
                         // again in a while.
                         (None, _) => now + cache.options.retry_backoff,
                     };
-                    due.duration_since(now).unwrap_or(Duration::ZERO)
+                    (
+                        due.duration_since(now).unwrap_or(Duration::ZERO),
+                        state.attempts,
+                        state.current.is_some(),
+                    )
                 };
                 drop(cache);
                 if wait > Duration::ZERO {
-                    tokio::time::sleep(wait).await;
+                    // At most a minute at a time, so that a token stored meanwhile with an
+                    // earlier refresh time is not overslept by long.
+                    tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
                     continue;
                 }
                 let Some(cache) = weak.upgrade() else { return };
-                if cache.lock_state().current.is_some() {
-                    let generation = cache.lock_state().generation;
+                if has_token {
                     // Errors are recorded (last_error, backoff); the loop goes on.
-                    let _ = cache.fetch_if_unchanged(generation).await;
+                    let _ = cache.fetch_if_unchanged(attempts).await;
                 }
                 drop(cache);
                 // Let at least a moment pass, so that a clock that does not move cannot spin.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-        });
+        }));
     }
 
-    /// Starts one background refresh unless one is running.
-    fn spawn_refresh(self: &Arc<Self>) {
-        if tokio::runtime::Handle::try_current().is_err()
+    /// Stops background refreshing (the timer, and refreshes started by callers) and waits
+    /// for a fetch in flight to end. Callers still get tokens, fetched inline when needed.
+    /// For orderly shutdown, and for tests that read the counters.
+    pub async fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if let Some(timer) = self
+            .timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            timer.abort();
+        }
+        let _quiet = self.fetch_lock.lock().await;
+    }
+
+    /// Starts one background refresh unless one is running; `attempts` is the fetch count
+    /// seen with the due token, so a refresh that completed meanwhile is not repeated.
+    fn spawn_refresh(self: &Arc<Self>, attempts: u64) {
+        if self.stopped.load(Ordering::Acquire)
+            || tokio::runtime::Handle::try_current().is_err()
             || self.refreshing.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        let generation = self.lock_state().generation;
-        let cache = Arc::clone(self);
+        let guard = RefreshingGuard(Arc::clone(self));
         tokio::spawn(async move {
-            let _ = cache.fetch_if_unchanged(generation).await;
-            cache.refreshing.store(false, Ordering::Release);
+            let _ = guard.0.fetch_if_unchanged(attempts).await;
+            drop(guard);
         });
     }
 
-    /// Fetches unless a token newer than `generation` was stored while this caller waited for
-    /// the fetch lock (then that token is the answer).
-    async fn fetch_if_unchanged(&self, generation: u64) -> Result<Token, TokenError> {
+    /// [`Self::fetch_if_unchanged`] on a task of its own: a caller that gives up (a timeout
+    /// around `Pool::get`) does not abandon the fetch, whose token the next caller then finds.
+    async fn fetch_shared(self: &Arc<Self>, attempts: u64) -> Result<Token, TokenError> {
+        let cache = Arc::clone(self);
+        match tokio::spawn(async move { cache.fetch_if_unchanged(attempts).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(TokenError::new(
+                self.provider.name(),
+                TokenErrorKind::Unavailable,
+                format!("the token fetch did not complete: {e}"),
+            )),
+        }
+    }
+
+    /// Fetches unless a fetch completed since the caller saw `attempts` (then that fetch's
+    /// outcome is the answer: its token while valid, or its error).
+    async fn fetch_if_unchanged(&self, attempts: u64) -> Result<Token, TokenError> {
         let _guard = self.fetch_lock.lock().await;
         {
             let state = self.lock_state();
-            if state.generation != generation
-                && let Some(current) = &state.current
-                && self.clock.now() < current.token.expires_at
-            {
-                return Ok(current.token.clone());
+            if state.attempts != attempts {
+                match (&state.last_error, &state.current) {
+                    (Some(e), _) => return Err(e.clone()),
+                    (None, Some(current)) if self.clock.now() < current.token.expires_at => {
+                        return Ok(current.token.clone());
+                    }
+                    // Invalidated or expired since: fetch.
+                    _ => {}
+                }
             }
         }
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
@@ -402,13 +463,13 @@ impl CachedProvider {
             }
         });
         let mut state = self.lock_state();
+        state.attempts += 1;
         match &result {
             Ok(token) => {
                 state.current = Some(Current {
                     token: token.clone(),
                     refresh_at: refresh_at(now, token.expires_at, self.options.margin),
                 });
-                state.generation += 1;
                 state.not_before = None;
                 state.last_error = None;
             }
@@ -615,6 +676,41 @@ mod tests {
         assert_eq!((stats.fetches, stats.calls), (1, 1000));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_one_failed_fetch_too() {
+        let clock = ManualClock::new();
+        let issuer = Issuer::new(&clock, RDS, Duration::from_millis(50));
+        issuer.fail.store(true, Ordering::SeqCst);
+        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let cache = Arc::clone(&cache);
+                tokio::spawn(async move { cache.token().await })
+            })
+            .collect();
+        for t in tasks {
+            let err = t.await.expect("joins").expect_err("the issuer is down");
+            assert_eq!(err.kind(), TokenErrorKind::Unavailable);
+        }
+        assert_eq!(cache.stats().fetches, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_gives_up_does_not_abandon_the_fetch() {
+        let clock = ManualClock::new();
+        let issuer = Issuer::new(&clock, RDS, Duration::from_millis(300));
+        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let impatient = tokio::time::timeout(Duration::from_millis(50), cache.token()).await;
+        assert!(impatient.is_err(), "gave up before the issuer answered");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The fetch went on and its token is cached: no second fetch.
+        assert_eq!(
+            cache.token().await.expect("cached").secret.expose(),
+            "tok-1"
+        );
+        assert_eq!(cache.stats().fetches, 1);
+    }
+
     #[tokio::test]
     async fn ahead_mode_serves_the_current_token_while_refreshing_in_the_background() {
         let clock = ManualClock::new();
@@ -653,7 +749,7 @@ mod tests {
         assert_eq!(cache.stats().waits, 2);
         // The timer does not run in lazy mode.
         cache.start();
-        assert!(!cache.timer_started.load(Ordering::SeqCst));
+        assert!(cache.timer.lock().expect("timer").is_none());
     }
 
     #[tokio::test]
