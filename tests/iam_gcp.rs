@@ -376,7 +376,10 @@ async fn a_slow_issuer_is_unavailable_after_the_attempt_timeout() {
         .fetch()
         .await
         .expect("fast again");
-    assert_eq!(mds.requests(), 2);
+    // The fast fetch was answered; the slow one may have timed out before its request left
+    // (building the SDK's HTTP client can take longer than 300 ms on a loaded machine).
+    let requests = mds.requests();
+    assert!((1..=2).contains(&requests), "{requests} requests");
 }
 
 #[tokio::test]
