@@ -495,3 +495,25 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
     set.extend(outputs.into_iter().flatten());
     set
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn build_and_get_futures_are_send() {
+        // Pools are built and used from spawned tasks: their futures must be `Send` (a
+        // reference to a non-`Sync` value held across an await breaks that silently).
+        let env = MapEnv::new();
+        let yaml =
+            "provider: aws\nhost: db.abc.us-east-1.rds.amazonaws.com\nuser: app\niam_auth: true\n";
+        let config = crate::config::load_str(yaml, "t.yaml", &env).expect("valid");
+        let plan = crate::provider::plan(&config, &env).expect("a plan");
+        let build = Pool::builder(plan, Arc::new(env)).build();
+        assert_send(&build);
+        drop(build);
+    }
+}

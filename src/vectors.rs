@@ -11,6 +11,7 @@
 //! | `conninfo` | `{"map": {keyword: value}, "keyword_value": str, "uri": str}` | `{"error": {"class", "kind", "message"}}` |
 //! | `expand` | `{"value": str}` | `{"error": {"class", "kind", "message"}}` |
 //! | `rds-token` | `{"token": str, "canonical": str}` (query parameters sorted) | `{"error": {"class", "kind", "message"}}` |
+//! | `content-hash` | input `{"json": TEXT}`: `{"dumps": str, "content_hash": str}`; input `{"key": str}`: `{"entry_id": str}` | `{"error": {"class", "kind", "message"}}` |
 //!
 //! Matching: every key of `expect` must be in the result with a matching value (objects
 //! recursively, lists element by element and of the same length, scalars equal), except that
@@ -37,13 +38,20 @@ use crate::error::Error;
 use crate::provider::plan;
 
 /// The kinds of vector file.
-pub const KINDS: &[&str] = &["plan", "error", "conninfo", "rds-token", "expand"];
+pub const KINDS: &[&str] = &[
+    "plan",
+    "error",
+    "conninfo",
+    "rds-token",
+    "expand",
+    "content-hash",
+];
 
 /// One vector file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VectorFile {
-    /// `plan`, `error`, `conninfo`, `rds-token` or `expand`.
+    /// `plan`, `error`, `conninfo`, `rds-token`, `expand` or `content-hash`.
     pub kind: String,
     /// What the file covers (free text).
     #[serde(default)]
@@ -68,7 +76,7 @@ pub struct Case {
     #[serde(default)]
     pub files: Vec<String>,
     /// The input: YAML text (`plan`, `error`), a connection string (`conninfo`), a string to
-    /// expand (`expand`), or a mapping (`rds-token`).
+    /// expand (`expand`), or a mapping (`rds-token`, `content-hash`).
     pub input: Value,
     /// What the result must contain.
     pub expect: Value,
@@ -224,8 +232,31 @@ pub fn run_case(
             Err(e) => simple_error("expansion", e.message),
         },
         "rds-token" => rds_token_case(input),
+        "content-hash" => content_hash_case(input),
         other => simple_error("vector", format!("unknown kind `{other}`")),
     }
+}
+
+/// The catalog's ids and hashes: `{"json": TEXT}` is a value as JSON text (parsed here, so
+/// key order and number forms are the text's), `{"key": str}` an entry key.
+fn content_hash_case(input: &Value) -> Value {
+    use crate::catalog::{content_hash, entry_id, python_json_dumps};
+    if let Some(text) = input.get("json").and_then(Value::as_str) {
+        return match serde_json::from_str::<Value>(text) {
+            Ok(value) => json!({
+                "dumps": python_json_dumps(&value),
+                "content_hash": content_hash(&value),
+            }),
+            Err(e) => simple_error("vector", format!("content-hash input is not JSON: {e}")),
+        };
+    }
+    if let Some(key) = input.get("key").and_then(Value::as_str) {
+        return json!({"entry_id": entry_id(key)});
+    }
+    simple_error(
+        "vector",
+        "content-hash input needs `json` (JSON text) or `key` (a string)".into(),
+    )
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time (`2024-08-26T22:00:00Z`).

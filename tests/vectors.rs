@@ -70,6 +70,7 @@ fn kind_label(kind: &str) -> &'static str {
         "conninfo" => "conninfo",
         "expand" => "expand",
         "rds-token" => "rds-token",
+        "content-hash" => "content-hash",
         _ => "other",
     }
 }

@@ -203,7 +203,10 @@ fn url_encode(s: &str) -> String {
 /// aws-config's default credentials chain for `region`, over the crate's ring-only HTTPS
 /// client. It reads the process environment (see the [module documentation](self)); of `env`
 /// it takes `AWS_PROFILE`.
-pub async fn default_chain(region: &str, env: &dyn Environment) -> SharedCredentialsProvider {
+pub async fn default_chain(
+    region: &str,
+    env: &(dyn Environment + Send + Sync),
+) -> SharedCredentialsProvider {
     let region = Region::new(region.to_string());
     let config = ProviderConfig::without_region()
         .with_http_client(crate::secrets::aws::http_client())
