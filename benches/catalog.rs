@@ -1,0 +1,2 @@
+//! Catalog bench (to be written).
+fn main() {}

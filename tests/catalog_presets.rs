@@ -1,0 +1,1 @@
+//! Catalog over every provider preset (to be written).
