@@ -11,6 +11,7 @@ use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::provider::plan;
 use tea_pgcloud::vectors::{self, Adapter, Builtin, Runner};
 
+mod catalog;
 #[cfg(feature = "conformance")]
 mod live;
 mod ping;
@@ -85,6 +86,18 @@ enum Command {
         #[arg(long)]
         reveal: bool,
     },
+    /// Operate on the LTM catalog: `migrate` creates or upgrades the schema, `stats` reports
+    /// entries, bytes, snapshots and the schema version.
+    Catalog {
+        /// A TEA agent YAML or a bare catalog; `-` for stdin.
+        file: String,
+        /// What to do.
+        #[arg(value_enum)]
+        action: catalog::Action,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the language-neutral vector files.
     Vectors {
         /// Directory of vector files.
@@ -113,6 +126,7 @@ pub fn run() -> i32 {
         Command::Plan { file, json } => show_plan(&file, json),
         Command::Ping { file, json, reveal } => ping::run(&file, json, reveal),
         Command::Resolve { file, reveal } => ping::resolve_command(&file, reveal),
+        Command::Catalog { file, action, json } => catalog::run(&file, action, json),
         #[cfg(feature = "conformance")]
         Command::Conformance {
             launcher,
