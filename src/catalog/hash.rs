@@ -65,6 +65,50 @@ pub fn python_json_dumps(value: &Value) -> String {
     out
 }
 
+/// Python breaks a tie between two shortest digit strings (the double lies exactly halfway
+/// between them, e.g. `1921342257676896.25` between `…896.2` and `…896.3`) by the even last
+/// digit; Rust's shortest formatting may pick the other one. `digits` (no dot) times
+/// `10^(exp - len + 1)` is Rust's choice; returns Python's.
+fn half_even(f: f64, digits: String, exp: i32) -> (String, i32) {
+    let n = digits.len();
+    // Every double has a finite decimal expansion of at most 767 significant digits: this
+    // precision prints it exactly.
+    let exact = format!("{f:.800e}");
+    let (mantissa, _) = exact.split_once('e').unwrap_or((&exact, "0"));
+    let all: Vec<u8> = mantissa.bytes().filter(|b| *b != b'.').collect();
+    let tie = all.len() > n && all[n] == b'5' && all[n + 1..].iter().all(|d| *d == b'0');
+    if !tie {
+        return (digits, exp);
+    }
+    let truncated = &all[..n];
+    if truncated[n - 1] % 2 == 0 {
+        // The even candidate is the truncated expansion.
+        return (String::from_utf8_lossy(truncated).into_owned(), exp);
+    }
+    // The even candidate is the truncated expansion plus one in the last place (with carry).
+    let mut up = truncated.to_vec();
+    let mut i = n;
+    loop {
+        if i == 0 {
+            up.insert(0, b'1');
+            up.pop();
+            return (String::from_utf8_lossy(&up).into_owned(), exp + 1);
+        }
+        i -= 1;
+        if up[i] == b'9' {
+            up[i] = b'0';
+        } else {
+            up[i] += 1;
+            break;
+        }
+    }
+    // Trailing zeros are not significant digits.
+    while up.len() > 1 && up.last() == Some(&b'0') {
+        up.pop();
+    }
+    (String::from_utf8_lossy(&up).into_owned(), exp)
+}
+
 /// Python's `repr(float)` as `json.dumps` writes a float: the shortest text that reads back as
 /// the same double, in fixed notation when the decimal exponent is in `-4..16` (`1e-05`,
 /// `0.0001`, `1000000000000000.0`, `1e+16`), and `NaN`, `Infinity`, `-Infinity` for the values
@@ -94,6 +138,7 @@ pub fn python_float_repr(f: f64) -> String {
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let exp: i32 = exp.parse().unwrap_or(0);
+    let (digits, exp) = half_even(f.abs(), digits, exp);
     // Python's `decpt`: the value is 0.DIGITS * 10^decpt.
     let decpt = exp + 1;
     let n = digits.len() as i32;
@@ -303,6 +348,10 @@ mod tests {
                 let f = f64::from(m) * 10f64.powi(e);
                 Value::from(if neg { -f } else { f })
             }),
+            // Exact ties between two shortest forms (ulp 0.25: k + 0.25 and k + 0.75 print
+            // with 17 digits, the last one decided by round-half-even).
+            ((1u64 << 50)..(1u64 << 51), any::<bool>())
+                .prop_map(|(k, three)| { Value::from(k as f64 + if three { 0.75 } else { 0.25 }) }),
             text.clone().prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 48, 6, move |inner| {
@@ -312,6 +361,18 @@ mod tests {
                     .prop_map(|kv| Value::Object(kv.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn exact_ties_take_the_even_digit_as_python_does() {
+        // 1921342257676896.25 is a double, halfway between …896.2 and …896.3: Python prints
+        // the even one (found by the differential below).
+        assert_eq!(python_float_repr(1921342257676896.25), "1921342257676896.2");
+        assert_eq!(python_float_repr(1921342257676896.75), "1921342257676896.8");
+        assert_eq!(
+            python_float_repr(-1921342257676896.25),
+            "-1921342257676896.2"
+        );
     }
 
     #[test]
