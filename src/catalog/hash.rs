@@ -81,7 +81,7 @@ fn half_even(f: f64, digits: String, exp: i32) -> (String, i32) {
         return (digits, exp);
     }
     let truncated = &all[..n];
-    if truncated[n - 1] % 2 == 0 {
+    if truncated[n - 1].is_multiple_of(2) {
         // The even candidate is the truncated expansion.
         return (String::from_utf8_lossy(truncated).into_owned(), exp);
     }
@@ -367,12 +367,10 @@ mod tests {
     fn exact_ties_take_the_even_digit_as_python_does() {
         // 1921342257676896.25 is a double, halfway between …896.2 and …896.3: Python prints
         // the even one (found by the differential below).
-        assert_eq!(python_float_repr(1921342257676896.25), "1921342257676896.2");
-        assert_eq!(python_float_repr(1921342257676896.75), "1921342257676896.8");
-        assert_eq!(
-            python_float_repr(-1921342257676896.25),
-            "-1921342257676896.2"
-        );
+        let k = 1_921_342_257_676_896_f64;
+        assert_eq!(python_float_repr(k + 0.25), "1921342257676896.2");
+        assert_eq!(python_float_repr(k + 0.75), "1921342257676896.8");
+        assert_eq!(python_float_repr(-(k + 0.25)), "-1921342257676896.2");
     }
 
     #[test]
