@@ -67,7 +67,6 @@
 //! service's description of an error answer (never a success body, which holds the token).
 //! No message holds the client secret, the federated token, `IDENTITY_HEADER` or a token.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -91,7 +90,10 @@ use super::{CredentialProvider, Token, TokenError, TokenErrorKind, TokenFuture, 
 use crate::env::Environment;
 use crate::plan::{ConnectPlan, IamKind, Source};
 use crate::secret::Secret;
-use crate::secrets::azure::{AzureTimeouts, CredentialChoice};
+use crate::secrets::azure::{
+    AzureTimeouts, CredentialChoice, reqwest_client, safe_sdk_text, sdk_chain, sdk_duration,
+    shorten,
+};
 
 /// The scope of Azure Database for PostgreSQL (and MySQL) tokens, in the public cloud.
 pub const OSSRDBMS_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
@@ -435,17 +437,7 @@ fn authority_host(written: Option<String>) -> Result<String, TokenError> {
 /// The HTTP client of production: reqwest (rustls with the process's ring provider) with the
 /// attempt and connect timeouts, no redirects (as the SDK's own client).
 fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, TokenError> {
-    crate::secrets::install_ring_provider();
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.request)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))
-}
-
-fn sdk_duration(d: std::time::Duration) -> azure_core::time::Duration {
-    azure_core::time::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    reqwest_client(timeouts).map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))
 }
 
 /// What the probe saw of one fetch's requests.
@@ -517,14 +509,6 @@ impl HttpClient for Probe {
     }
 }
 
-/// The SDK errors in `e`'s source chain, `e` first.
-fn sdk_chain<'a>(e: &'a azure_core::Error) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    let first: &'a (dyn StdError + 'static) = e;
-    std::iter::successors(Some(first), |e: &&'a (dyn StdError + 'static)| {
-        (*e).source()
-    })
-}
-
 fn transport_failure(e: &azure_core::Error) -> &'static str {
     match sdk_chain(e).find_map(|e| e.downcast_ref::<reqwest::Error>()) {
         Some(r) if r.is_timeout() => "timed out",
@@ -532,22 +516,6 @@ fn transport_failure(e: &azure_core::Error) -> &'static str {
         _ if matches!(e.kind(), AzureErrorKind::Connection) => "connection failed",
         _ => "transport failure",
     }
-}
-
-/// The SDK's own text for `e`, unless something in its chain converted data (a parser error
-/// could quote a token).
-fn safe_sdk_text(e: &azure_core::Error) -> Option<String> {
-    let converted = sdk_chain(e).any(|e| {
-        e.downcast_ref::<azure_core::Error>()
-            .is_some_and(|e| matches!(e.kind(), AzureErrorKind::DataConversion))
-            || e.is::<serde_json::Error>()
-    });
-    if converted {
-        return None;
-    }
-    // `Display` of an SDK error is its message; keep the first line (the rest is a link).
-    let text = shorten(e.to_string().lines().next().unwrap_or(""));
-    (!text.is_empty()).then_some(text)
 }
 
 /// The Entra error codes and the service's description of an error answer in `e`'s chain (an
@@ -563,15 +531,6 @@ fn error_answer(e: &azure_core::Error) -> Option<(Option<String>, String)> {
             _ => None,
         }
     })
-}
-
-fn shorten(text: &str) -> String {
-    const MAX: usize = 240;
-    let text = text.trim();
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_string(),
-    }
 }
 
 /// The kind of a failed answer's status after the SDK's retries.

@@ -135,7 +135,7 @@ impl AzureTimeouts {
     }
 }
 
-fn sdk_duration(d: Duration) -> azure_core::time::Duration {
+pub(crate) fn sdk_duration(d: Duration) -> azure_core::time::Duration {
     azure_core::time::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -163,22 +163,26 @@ pub fn secret_name(prefix: &str, key: &str) -> Result<String, SecretError> {
     }
 }
 
-/// The HTTP client of production: reqwest (rustls with the process's ring provider) with the
-/// attempt and connect timeouts, no redirects (as the SDK's own client).
-fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, SecretError> {
+/// The HTTP client of production for the Azure SDK (Key Vault and Entra tokens alike):
+/// reqwest (rustls with the process's ring provider) with the attempt and connect timeouts, no
+/// redirects (as the SDK's own client).
+pub(crate) fn reqwest_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, reqwest::Error> {
     super::install_ring_provider();
     reqwest::Client::builder()
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| {
-            SecretError::new(
-                BACKEND,
-                SecretErrorKind::Unavailable,
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })
+}
+
+fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, SecretError> {
+    reqwest_client(timeouts).map_err(|e| {
+        SecretError::new(
+            BACKEND,
+            SecretErrorKind::Unavailable,
+            format!("cannot build the HTTP client: {e}"),
+        )
+    })
 }
 
 /// Which credential [`AzureBackend::from_config`] uses; see the module documentation.
@@ -529,7 +533,9 @@ enum Classified {
 }
 
 /// The SDK errors in `e`'s source chain, `e` first.
-fn sdk_chain<'a>(e: &'a azure_core::Error) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+pub(crate) fn sdk_chain<'a>(
+    e: &'a azure_core::Error,
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     let first: &'a (dyn StdError + 'static) = e;
     std::iter::successors(Some(first), |e: &&'a (dyn StdError + 'static)| {
         (*e).source()
@@ -538,7 +544,7 @@ fn sdk_chain<'a>(e: &'a azure_core::Error) -> impl Iterator<Item = &'a (dyn StdE
 
 /// The SDK's own text for `e`, unless something in its chain converted data (a parser error
 /// could quote a token or a value).
-fn safe_sdk_text(e: &azure_core::Error) -> Option<String> {
+pub(crate) fn safe_sdk_text(e: &azure_core::Error) -> Option<String> {
     let converted = sdk_chain(e).any(|e| {
         e.downcast_ref::<azure_core::Error>()
             .is_some_and(|e| matches!(e.kind(), AzureErrorKind::DataConversion))
@@ -571,7 +577,8 @@ fn http_answer(e: &azure_core::Error) -> Option<(u16, String, String)> {
     })
 }
 
-fn shorten(text: &str) -> String {
+/// `text` trimmed and cut to 240 characters (with `...`), for messages.
+pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 240;
     let text = text.trim();
     match text.char_indices().nth(MAX) {
