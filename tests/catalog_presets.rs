@@ -1085,26 +1085,6 @@ const ROTATION_TOKEN_SECS: i64 = 2;
 /// How long the writes are spread over, at least: about 7 rotations, for the 5 required.
 const ROTATION_SPAN: Duration = Duration::from_secs(8);
 
-/// An RSA key for the service account (ring cannot generate RSA keys; openssl can).
-fn rsa_key() -> String {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("PEM")
-}
-
 /// One task's share of the writes, in steps: two entries tracked one by one, then eight in one
 /// non-atomic batch.
 fn rotation_entries(task: usize) -> Vec<NewEntry> {
@@ -1125,7 +1105,7 @@ fn token_rotation_mid_workload_loses_no_write() {
     let server = common::plain_server("presets-rotation");
     let rotator = RoleRotator::start(&server, DB_USER).expect("the IAM role");
     create_db(&server, DB, DB_USER);
-    let key = rsa_key();
+    let key = common::rsa_key();
     common::block_on_multi(async {
         let oauth = OAuthTokenEmulator::start().await;
         oauth.set_expires_in(ROTATION_TOKEN_SECS);

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,26 +38,6 @@ const MIN_ACQUISITIONS: u64 = 10_000;
 const MIN_ROTATIONS: u64 = 20;
 /// The soak gives up (and fails) after this long.
 const CAP: Duration = Duration::from_secs(180);
-
-/// An RSA key for the service account (ring cannot generate RSA keys; openssl can).
-fn rsa_key() -> String {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("PEM")
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -83,7 +62,7 @@ async fn setup(name: &str, expires_in: i64, mode: RefreshMode) -> Setup {
     oauth.set_expires_in(expires_in);
     oauth.on_issue(rotator.hook());
     let provider = CloudSqlTokenProvider::builder(INSTANCE)
-        .credentials_json(oauth.service_account_key(SA_EMAIL, &rsa_key()))
+        .credentials_json(oauth.service_account_key(SA_EMAIL, &common::rsa_key()))
         .expect("a service-account key")
         .policy(GcpTokenPolicy {
             attempt_timeout: Duration::from_secs(5),
