@@ -423,13 +423,21 @@ impl Pool {
     /// Opens connections until `n` are open (at most `max_size`), concurrently.
     pub async fn warm(&self, n: usize) -> Result<(), PoolError> {
         let n = n.min(self.inner.status().max_size);
-        let mut held = Vec::with_capacity(n);
-        let mut pending = Vec::with_capacity(n);
+        let mut opening = tokio::task::JoinSet::new();
         for _ in 0..n.saturating_sub(self.inner.status().size) {
-            pending.push(self.get());
+            let pool = self.clone();
+            opening.spawn(async move { pool.get().await });
         }
-        for result in futures_join_all(pending).await {
-            held.push(result?);
+        // Every connection is held until all are open, so that each `get` opens a new one.
+        let mut held = Vec::with_capacity(n);
+        while let Some(result) = opening.join_next().await {
+            let opened = result.map_err(|e| {
+                PoolError::Connect(ConnectError::new(
+                    ErrorClass::Other,
+                    format!("opening a connection stopped: {e}"),
+                ))
+            })?;
+            held.push(opened?);
         }
         drop(held);
         Ok(())
@@ -465,35 +473,6 @@ impl Pool {
     pub fn close(&self) {
         self.inner.close();
     }
-}
-
-/// Runs the futures concurrently on this task and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(futures.len());
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
-    let mut outputs: Vec<Option<F::Output>> = (0..futures.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, slot) in futures.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(out) => {
-                        outputs[i] = Some(out);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    set.extend(outputs.into_iter().flatten());
-    set
 }
 
 #[cfg(test)]
