@@ -1,12 +1,20 @@
-//! A throwaway PostgreSQL server for the TLS conformance matrix, from the machine's own server
-//! binaries (DESIGN.md, "Launching PostgreSQL for tests", the `native` launcher).
+//! Throwaway PostgreSQL servers for the conformance suite (DESIGN.md, "Launching PostgreSQL for
+//! tests"). [`PgServer`] is a server from either launcher, chosen by [`Launcher`]
+//! (`TEA_PG_LAUNCHER`: `native`, `docker` or `auto`):
 //!
-//! [`PgServer::start`] runs `initdb` into a fresh private directory, starts the server on a free
-//! loopback port (`listen_addresses = '127.0.0.1'`, unix socket in the same directory), creates
-//! the login role `tea` with a random SCRAM-SHA-256 password and applies a [`Profile`]: the TLS
-//! files the server presents and its `pg_hba.conf` lines. [`PgServer::apply`] switches to another
-//! profile; dropping the [`PgServer`] stops the server (`pg_ctl stop -m immediate`) and removes the
-//! directory, also when a test panics.
+//! - `native` (this module): the machine's own server binaries;
+//! - `docker` (cargo feature `docker`, `conformance::docker`): a container through
+//!   testcontainers, image `TEA_PG_IMAGE`.
+//!
+//! Either way the server listens on 127.0.0.1, has the login role `tea` with a random
+//! SCRAM-SHA-256 password, and runs a [`Profile`]: the TLS files the server presents and its
+//! `pg_hba.conf` lines. [`PgServer::apply`] switches to another profile, proven in effect before
+//! it returns; dropping the [`PgServer`] stops the server and removes what it left behind, also
+//! when a test panics.
+//!
+//! The native launcher runs `initdb` into a fresh private directory, starts the server on a free
+//! loopback port (unix socket in the same directory) and stops it with `pg_ctl stop -m
+//! immediate`.
 //!
 //! # Layout of the private directory
 //!
@@ -148,7 +156,7 @@ impl Profile {
     }
 }
 
-/// How [`PgServer::apply_with`] makes a profile take effect.
+/// How [`PgServer::apply_with`] makes a profile take effect (the native launcher).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyMode {
     /// `pg_ctl reload`, proven in effect (see the module documentation), else a restart.
@@ -167,7 +175,7 @@ pub struct LaunchError {
 }
 
 impl LaunchError {
-    fn new(what: impl Into<String>) -> Self {
+    pub(crate) fn new(what: impl Into<String>) -> Self {
         Self {
             what: what.into(),
             command: None,
@@ -180,7 +188,17 @@ impl LaunchError {
         Self::new(format!("{what}: {err}"))
     }
 
-    fn with_log(mut self, tail: String) -> Self {
+    pub(crate) fn with_command(mut self, command: impl Into<String>) -> Self {
+        self.command = Some(command.into());
+        self
+    }
+
+    pub(crate) fn with_stderr(mut self, stderr: impl Into<String>) -> Self {
+        self.stderr = Some(stderr.into());
+        self
+    }
+
+    pub(crate) fn with_log(mut self, tail: String) -> Self {
         if self.log_tail.is_none() && !tail.trim().is_empty() {
             self.log_tail = Some(tail);
         }
@@ -327,7 +345,7 @@ fn psql_program(bindir: &Path) -> PathBuf {
 }
 
 /// `len` random bytes from `/dev/urandom`, as lowercase hex.
-fn random_hex(len: usize) -> Result<String, LaunchError> {
+pub(crate) fn random_hex(len: usize) -> Result<String, LaunchError> {
     let mut bytes = vec![0u8; len];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -535,7 +553,7 @@ fn free_port() -> Result<u16, LaunchError> {
 }
 
 /// Whether the server on `port` answers an `SSLRequest` with `S` (TLS on) rather than `N`.
-fn answers_ssl_request(port: u16) -> io::Result<bool> {
+pub(crate) fn answers_ssl_request(port: u16) -> io::Result<bool> {
     let addr = SocketAddr::from((LOOPBACK, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -557,9 +575,9 @@ fn conf_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// A running PostgreSQL server; stopped (`pg_ctl stop -m immediate`) and its directory removed
+/// A PostgreSQL server from the machine's binaries (the `native` launcher); stopped (`pg_ctl stop -m immediate`) and its directory removed
 /// on drop, also when a test panics.
-pub struct PgServer {
+pub struct NativeServer {
     dir: ScratchDir,
     sock: PathBuf,
     bindir: PathBuf,
@@ -572,9 +590,9 @@ pub struct PgServer {
     running: bool,
 }
 
-impl fmt::Debug for PgServer {
+impl fmt::Debug for NativeServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgServer")
+        f.debug_struct("NativeServer")
             .field("dir", &self.dir.path)
             .field("bindir", &self.bindir)
             .field("port", &self.port)
@@ -585,18 +603,18 @@ impl fmt::Debug for PgServer {
     }
 }
 
-impl PgServer {
+impl NativeServer {
     /// Creates a cluster (`initdb --no-sync`, superuser `postgres`), applies `profile`, starts
     /// the server on a free loopback port, waits until it accepts connections and creates the
     /// login role `tea` with a random SCRAM-SHA-256 password.
     ///
     /// The final `pg_hba.conf` is `local all all trust` (the harness's admin connections over the
     /// unix socket) followed by the profile's lines.
-    pub fn start(profile: &Profile) -> Result<PgServer, LaunchError> {
+    pub fn start(profile: &Profile) -> Result<NativeServer, LaunchError> {
         let bindir = find_bindir()?;
         let run_as = server_identity()?;
         let dir = ScratchDir::create(&scratch_base(run_as), "tea-pg-")?;
-        let mut server = PgServer {
+        let mut server = NativeServer {
             sock: dir.path.join("sock"),
             dir,
             bindir,
@@ -644,7 +662,7 @@ impl PgServer {
         self.apply_with(profile, ApplyMode::Reload).map(|_| ())
     }
 
-    /// [`PgServer::apply`], choosing how; returns how the profile was in fact applied
+    /// [`NativeServer::apply`], choosing how; returns how the profile was in fact applied
     /// ([`ApplyMode::Restart`] when a reload could not be proven in effect).
     pub fn apply_with(
         &mut self,
@@ -1055,10 +1073,319 @@ impl PgServer {
     }
 }
 
-impl Drop for PgServer {
+impl Drop for NativeServer {
     fn drop(&mut self) {
         self.shutdown();
         // `self.dir` is removed when the field drops, after this.
+    }
+}
+
+/// Which launcher runs PostgreSQL (DESIGN.md, "Launching PostgreSQL for tests").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launcher {
+    /// The machine's server binaries ([`find_bindir`]).
+    Native,
+    /// A container from this image (`name:tag`), through testcontainers (cargo feature
+    /// `docker`).
+    Docker {
+        /// The image, e.g. `tea-pgcloud/postgres:17` or `postgres:17-alpine`.
+        image: String,
+    },
+}
+
+impl Launcher {
+    /// The launcher `TEA_PG_LAUNCHER` names (`native`, `docker` or `auto`; unset means `auto`).
+    /// `auto` picks the native binaries when they exist, else Docker when an engine answers,
+    /// else fails saying how to get either. The Docker image is `TEA_PG_IMAGE` (see
+    /// `conformance::docker::default_image`).
+    pub fn from_env() -> Result<Self, LaunchError> {
+        let name = env::var("TEA_PG_LAUNCHER").unwrap_or_default();
+        Self::parse(if name.trim().is_empty() {
+            "auto"
+        } else {
+            name.trim()
+        })
+    }
+
+    /// `native`, `docker` or `auto` (see [`Launcher::from_env`]).
+    pub fn parse(name: &str) -> Result<Self, LaunchError> {
+        match name {
+            "native" => Ok(Self::Native),
+            "docker" => Self::docker_default(),
+            "auto" => {
+                let native = match find_bindir() {
+                    Ok(_) => return Ok(Self::Native),
+                    Err(e) => e,
+                };
+                match Self::docker_default() {
+                    Ok(docker) if docker_engine_answers() => Ok(docker),
+                    _ => Err(LaunchError::new(format!(
+                        "no PostgreSQL to launch: {}; and no Docker engine answers (start one and \
+                         build with `--features docker`, then TEA_PG_LAUNCHER=docker)",
+                        native.what
+                    ))),
+                }
+            }
+            other => Err(LaunchError::new(format!(
+                "TEA_PG_LAUNCHER / --launcher: unknown launcher {other:?} (expected native, \
+                 docker or auto)"
+            ))),
+        }
+    }
+
+    #[cfg(feature = "docker")]
+    fn docker_default() -> Result<Self, LaunchError> {
+        Ok(Self::Docker {
+            image: super::docker::default_image(),
+        })
+    }
+
+    #[cfg(not(feature = "docker"))]
+    fn docker_default() -> Result<Self, LaunchError> {
+        Err(LaunchError::new(
+            "the docker launcher is not in this build: build with `--features docker`",
+        ))
+    }
+
+    /// `native`, or `docker (IMAGE)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Native => "native".to_owned(),
+            Self::Docker { image } => format!("docker ({image})"),
+        }
+    }
+
+    /// Starts a server with `profile`.
+    pub fn start(&self, profile: &Profile) -> Result<PgServer, LaunchError> {
+        match self {
+            Self::Native => {
+                NativeServer::start(profile).map(|s| PgServer(Backend::Native(Box::new(s))))
+            }
+            #[cfg(feature = "docker")]
+            Self::Docker { image } => super::docker::DockerServer::start(image, profile)
+                .map(|s| PgServer(Backend::Docker(Box::new(s)))),
+            #[cfg(not(feature = "docker"))]
+            Self::Docker { .. } => Err(LaunchError::new(
+                "the docker launcher is not in this build: build with `--features docker`",
+            )),
+        }
+    }
+}
+
+#[cfg(feature = "docker")]
+fn docker_engine_answers() -> bool {
+    super::docker::engine_answers()
+}
+
+#[cfg(not(feature = "docker"))]
+fn docker_engine_answers() -> bool {
+    false
+}
+
+#[derive(Debug)]
+enum Backend {
+    Native(Box<NativeServer>),
+    #[cfg(feature = "docker")]
+    Docker(Box<super::docker::DockerServer>),
+}
+
+/// A running PostgreSQL server from either launcher, with the login role `tea` (random SCRAM
+/// password) and a [`Profile`] applied; stopped and cleaned up on drop, also when a test panics.
+#[derive(Debug)]
+pub struct PgServer(Backend);
+
+impl PgServer {
+    /// Starts a server with the launcher of [`Launcher::from_env`].
+    pub fn start(profile: &Profile) -> Result<PgServer, LaunchError> {
+        Launcher::from_env()?.start(profile)
+    }
+
+    /// Starts a server from the machine's binaries, whatever `TEA_PG_LAUNCHER` says (for tests
+    /// of what only the native launcher has: its directory, restarts, the unix socket).
+    pub fn start_native(profile: &Profile) -> Result<PgServer, LaunchError> {
+        Launcher::Native.start(profile)
+    }
+
+    /// `native` or `docker`.
+    pub fn launcher(&self) -> &'static str {
+        match &self.0 {
+            Backend::Native(_) => "native",
+            #[cfg(feature = "docker")]
+            Backend::Docker(_) => "docker",
+        }
+    }
+
+    /// Switches to another profile; the new profile is proven in effect before this returns.
+    pub fn apply(&mut self, profile: &Profile) -> Result<(), LaunchError> {
+        match &mut self.0 {
+            Backend::Native(s) => s.apply(profile),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.apply(profile),
+        }
+    }
+
+    /// [`PgServer::apply`], choosing how (native only: a container's server is its main
+    /// process, so the docker launcher always reloads and refuses [`ApplyMode::Restart`]).
+    pub fn apply_with(
+        &mut self,
+        profile: &Profile,
+        mode: ApplyMode,
+    ) -> Result<ApplyMode, LaunchError> {
+        match &mut self.0 {
+            Backend::Native(s) => s.apply_with(profile, mode),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => match mode {
+                ApplyMode::Reload => s.apply(profile).map(|()| ApplyMode::Reload),
+                ApplyMode::Restart => Err(LaunchError::new(
+                    "the docker launcher applies profiles by reload only",
+                )),
+            },
+        }
+    }
+
+    /// The TCP port, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        match &self.0 {
+            Backend::Native(s) => s.port(),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.port(),
+        }
+    }
+
+    /// The TCP host to connect to: `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        "127.0.0.1"
+    }
+
+    /// The unix socket directory (native only; a container's socket is not on the host).
+    pub fn socket_dir(&self) -> Option<&Path> {
+        match &self.0 {
+            Backend::Native(s) => Some(s.socket_dir()),
+            #[cfg(feature = "docker")]
+            Backend::Docker(_) => None,
+        }
+    }
+
+    /// The server's private directory (native only).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.0 {
+            Backend::Native(s) => Some(s.dir()),
+            #[cfg(feature = "docker")]
+            Backend::Docker(_) => None,
+        }
+    }
+
+    /// The server binaries in use (native only).
+    pub fn bindir(&self) -> Option<&Path> {
+        match &self.0 {
+            Backend::Native(s) => Some(s.bindir()),
+            #[cfg(feature = "docker")]
+            Backend::Docker(_) => None,
+        }
+    }
+
+    /// The server log's path (native only; a container's log is read with
+    /// [`PgServer::log_tail`]).
+    pub fn log_path(&self) -> Option<PathBuf> {
+        match &self.0 {
+            Backend::Native(s) => Some(s.log_path()),
+            #[cfg(feature = "docker")]
+            Backend::Docker(_) => None,
+        }
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match &self.0 {
+            Backend::Native(s) => s.log_tail(lines),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.log_tail(lines),
+        }
+    }
+
+    /// The login role the tests connect as: `tea`.
+    pub fn user(&self) -> &str {
+        ROLE
+    }
+
+    /// The role's password: random per server (hex), never logged.
+    pub fn password(&self) -> &str {
+        match &self.0 {
+            Backend::Native(s) => s.password(),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.password(),
+        }
+    }
+
+    /// The superuser `postgres`'s password for logins over TCP; `None` for the native launcher,
+    /// whose superuser logs in over the unix socket ([`PgServer::socket_dir`]) with `trust`.
+    pub fn superuser_password(&self) -> Option<&str> {
+        match &self.0 {
+            Backend::Native(_) => None,
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => Some(s.superuser_password()),
+        }
+    }
+
+    /// The server's version, e.g. `15.18`.
+    pub fn server_version(&self) -> &str {
+        match &self.0 {
+            Backend::Native(s) => s.server_version(),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.server_version(),
+        }
+    }
+
+    /// The profile in effect.
+    pub fn profile(&self) -> &Profile {
+        match &self.0 {
+            Backend::Native(s) => s.profile(),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.profile(),
+        }
+    }
+
+    /// Runs SQL as the superuser (`psql -X -q -At -v ON_ERROR_STOP=1`, SQL on standard input)
+    /// for harness set-up such as `ALTER ROLE`; returns each query's rows, one per line, `|`
+    /// between columns, no command tags.
+    pub fn admin_sql(&self, sql: &str) -> Result<String, LaunchError> {
+        match &self.0 {
+            Backend::Native(s) => s.admin_sql(sql),
+            #[cfg(feature = "docker")]
+            Backend::Docker(s) => s.admin_sql(sql),
+        }
+    }
+
+    /// The container behind a docker-launched server.
+    #[cfg(feature = "docker")]
+    pub fn docker(&self) -> Option<&super::docker::DockerServer> {
+        match &self.0 {
+            Backend::Native(_) => None,
+            Backend::Docker(s) => Some(s),
+        }
+    }
+
+    /// A `tokio_postgres` configuration for the superuser: over the unix socket (native) or
+    /// over TCP with its password (docker); `dbname` `postgres`, no TLS.
+    pub fn superuser_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        match (self.socket_dir(), self.superuser_password()) {
+            (Some(dir), _) => {
+                config.host_path(dir);
+            }
+            (None, password) => {
+                config.host(self.host());
+                if let Some(password) = password {
+                    config.password(password);
+                }
+            }
+        }
+        config
+            .port(self.port())
+            .user(SUPERUSER)
+            .dbname("postgres")
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        config
     }
 }
 
@@ -1118,7 +1445,7 @@ mod tests {
         sql: &str,
     ) -> Result<String, String> {
         let home = ScratchDir::create(&env::temp_dir(), "tea-pg-home-").expect("home");
-        let out = Command::new(psql_program(server.bindir()))
+        let out = Command::new(psql_program(server.bindir().expect("a native server")))
             .env_clear()
             .env("PATH", env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home.path)
@@ -1150,7 +1477,7 @@ mod tests {
     #[test]
     fn plain_server_accepts_scram_and_rejects_a_wrong_password() {
         let started = Instant::now();
-        let server = PgServer::start(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
+        let server = PgServer::start_native(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
         eprintln!(
             "start: {:?} (PostgreSQL {}, port {})",
             started.elapsed(),
@@ -1183,7 +1510,7 @@ mod tests {
     fn apply_switches_tls_and_hba() {
         let plain = plain_profile();
         let ssl = ssl_profile();
-        let mut server = PgServer::start(&plain).unwrap_or_else(|e| panic!("{e}"));
+        let mut server = PgServer::start_native(&plain).unwrap_or_else(|e| panic!("{e}"));
         let pw = server.password().to_owned();
         assert_eq!(
             client(&server, &pw, "disable", "SELECT 1").as_deref(),
@@ -1249,7 +1576,7 @@ mod tests {
 
     #[test]
     fn a_reload_that_fails_falls_back_to_a_restart_that_reports_the_log() {
-        let mut server = PgServer::start(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
+        let mut server = PgServer::start_native(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
         let broken = Profile::new(
             "broken-key",
             Some(TlsFiles {
@@ -1286,8 +1613,11 @@ mod tests {
 
     #[test]
     fn drop_stops_the_server_and_removes_its_directory() {
-        let server = PgServer::start(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
-        let (port, dir) = (server.port(), server.dir().to_path_buf());
+        let server = PgServer::start_native(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
+        let (port, dir) = (
+            server.port(),
+            server.dir().expect("a native server").to_path_buf(),
+        );
         assert!(!refuses(port));
         assert!(dir.is_dir());
         drop(server);
@@ -1296,8 +1626,11 @@ mod tests {
 
         let mut seen = None;
         let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
-            let server = PgServer::start(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
-            seen = Some((server.port(), server.dir().to_path_buf()));
+            let server = PgServer::start_native(&plain_profile()).unwrap_or_else(|e| panic!("{e}"));
+            seen = Some((
+                server.port(),
+                server.dir().expect("a native server").to_path_buf(),
+            ));
             panic!("test body panics with the server running");
         }));
         assert!(result.is_err());

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Outcome;
 use super::certs::{CertFactory, ServerCertKind};
-use super::launcher::{PgServer, Profile, TlsFiles};
+use super::launcher::{Launcher, PgServer, Profile, TlsFiles};
 use super::oracle;
 use crate::config::load_str;
 use crate::connect::{self, Login};
@@ -451,8 +451,10 @@ impl Recording {
     }
 }
 
-/// Runs every case of one profile on its own server. `progress` is called after each case.
+/// Runs every case of one profile on its own server, from `launcher`. `progress` is called after
+/// each case.
 pub fn run_profile(
+    launcher: &Launcher,
     profile: &'static ServerProfile,
     factory: &CertFactory,
     files: &ClientFiles,
@@ -461,7 +463,7 @@ pub fn run_profile(
     mut progress: impl FnMut(&CaseResult),
 ) -> Result<(Vec<CaseResult>, String), String> {
     let config = server_profile(profile, factory)?;
-    let server = PgServer::start(&config).map_err(|e| e.to_string())?;
+    let server = launcher.start(&config).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for case in cases(profile) {
         let conninfo = conninfo(&case, &server, files);
@@ -496,6 +498,8 @@ pub struct Report {
     pub libpq: String,
     /// The server version.
     pub server: String,
+    /// The launcher (`native`, or `docker (IMAGE)`).
+    pub launcher: String,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -531,6 +535,7 @@ impl Report {
         serde_json::json!({
             "libpq": self.libpq,
             "server": self.server,
+            "launcher": self.launcher,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "cases": self.results.len(),
             "disagreements": self.disagreements().len(),
@@ -610,19 +615,22 @@ impl fmt::Display for Report {
         let disagree = self.disagreements().len();
         writeln!(
             f,
-            "\n{} cases, {} agree with libpq, {} disagree ({}; server {}; {:.1} s)",
+            "\n{} cases, {} agree with libpq, {} disagree ({}; server {}, {} launcher; {:.1} s)",
             self.results.len(),
             self.results.len() - disagree,
             disagree,
             self.libpq,
             self.server,
+            self.launcher,
             self.elapsed.as_secs_f64()
         )
     }
 }
 
-/// Runs the whole matrix (every profile) and returns the report.
+/// Runs the whole matrix (every profile, each on a server from `launcher`) and returns the
+/// report.
 pub fn run_all(
+    launcher: &Launcher,
     recording: &Recording,
     mut progress: impl FnMut(usize, usize, &CaseResult),
 ) -> Result<Report, String> {
@@ -637,14 +645,23 @@ pub fn run_all(
     let total: usize = PROFILES.iter().map(|p| cases(p).len()).sum();
     let mut report = Report {
         libpq: oracle::libpq_version().map_err(|e| e.to_string())?,
+        launcher: launcher.describe(),
         ..Report::default()
     };
     let mut done = 0;
     for profile in PROFILES {
-        let (results, server) = run_profile(profile, &factory, &files, recording, &runtime, |r| {
-            done += 1;
-            progress(done, total, r);
-        })?;
+        let (results, server) = run_profile(
+            launcher,
+            profile,
+            &factory,
+            &files,
+            recording,
+            &runtime,
+            |r| {
+                done += 1;
+                progress(done, total, r);
+            },
+        )?;
         report.results.extend(results);
         report.server = server;
     }

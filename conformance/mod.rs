@@ -10,6 +10,10 @@ use std::fmt;
 use crate::error::ErrorClass;
 
 pub mod certs;
+#[cfg(feature = "docker")]
+pub mod docker;
+#[cfg(feature = "docker")]
+pub mod docker_shim;
 pub mod emulators;
 pub mod launcher;
 pub mod matrix;

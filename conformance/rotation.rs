@@ -55,12 +55,7 @@ impl RoleRotator {
                 ident(role)
             ))
             .map_err(|e| format!("cannot create role {role}: {e}"))?;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(server.socket_dir())
-            .port(server.port())
-            .user("postgres")
-            .dbname("postgres");
+        let config = server.superuser_config();
         let (tx, rx) = mpsc::channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let thread = std::thread::Builder::new()

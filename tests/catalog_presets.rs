@@ -458,6 +458,16 @@ async fn rotate_and_reconnect(
 
 const GCP_INSTANCE: &str = "p:r:i";
 
+/// [`common::plain_server`] from the machine's binaries, whatever `TEA_PG_LAUNCHER` says.
+fn native_plain_server(name: &str) -> PgServer {
+    PgServer::start_native(&Profile::new(
+        name,
+        None,
+        ["host all all 127.0.0.1/32 scram-sha-256"],
+    ))
+    .expect("a server")
+}
+
 /// Makes the server reachable where the Auth Proxy would put its socket,
 /// `<socket_dir>/<connection name>/.s.PGSQL.5432`: a symlink to the server's own socket file.
 fn proxy_socket(server: &PgServer, socket_dir: &Path) -> PathBuf {
@@ -466,6 +476,7 @@ fn proxy_socket(server: &PgServer, socket_dir: &Path) -> PathBuf {
     std::os::unix::fs::symlink(
         server
             .socket_dir()
+            .expect("a native server's socket")
             .join(format!(".s.PGSQL.{}", server.port())),
         dir.join(".s.PGSQL.5432"),
     )
@@ -477,7 +488,10 @@ fn proxy_socket(server: &PgServer, socket_dir: &Path) -> PathBuf {
 /// instance does not. Keeps `trust` for the superuser only and requires SCRAM passwords of
 /// everyone else over the socket, then waits until a wrong password is refused there.
 async fn require_passwords_on_the_socket(server: &PgServer, socket: &Path) {
-    let hba = server.dir().join("data/pg_hba.conf");
+    let hba = server
+        .dir()
+        .expect("a native server's directory")
+        .join("data/pg_hba.conf");
     let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
     let changed = text.replacen(
         "local all all trust\n",
@@ -535,7 +549,8 @@ fn check_socket_plan(plan: &ConnectPlan, socket_dir: &Path) {
 #[test]
 fn gcp_auth_proxy_socket_with_iam_tokens_from_the_metadata_server() {
     let iam_user = tea_pgcloud::provider::gcp::iam_user(DEFAULT_EMAIL);
-    let server = common::plain_server("presets-gcp-iam");
+    // The Auth Proxy's socket needs the server's own socket on this host: native launcher.
+    let server = native_plain_server("presets-gcp-iam");
     let rotator = RoleRotator::start(&server, iam_user).expect("the IAM role");
     create_db(&server, DB, iam_user);
     let socket_dir = tempfile::tempdir().expect("a socket dir");
@@ -587,7 +602,8 @@ fn gcp_auth_proxy_socket_with_iam_tokens_from_the_metadata_server() {
 
 #[test]
 fn gcp_auth_proxy_socket_with_a_password_from_secret_manager() {
-    let server = common::plain_server("presets-gcp-sm");
+    // The Auth Proxy's socket needs the server's own socket on this host: native launcher.
+    let server = native_plain_server("presets-gcp-sm");
     create_db(&server, DB, server.user());
     let socket_dir = tempfile::tempdir().expect("a socket dir");
     let socket = proxy_socket(&server, socket_dir.path());

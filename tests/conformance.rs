@@ -8,18 +8,26 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
-use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
+use tea_pgcloud::conformance::launcher::{Launcher, PgServer, Profile, TlsFiles};
 use tea_pgcloud::conformance::matrix::{self, ClientFiles, PROFILES, RECORDING, Recording};
 
 mod common;
 
 fn main() {
     let args = Arguments::from_args();
+    // An old Docker engine needs the API version shim in this process's environment.
+    #[cfg(feature = "docker")]
+    if std::env::var("TEA_PG_LAUNCHER").is_ok_and(|l| l.trim() == "docker")
+        && let Some(code) = tea_pgcloud::conformance::docker_shim::rerun_through_shim()
+    {
+        std::process::exit(code);
+    }
     let setup = || -> Result<_, String> {
+        let launcher = Launcher::from_env().map_err(|e| e.to_string())?;
         let factory = CertFactory::new().map_err(|e| e.to_string())?;
         let files = ClientFiles::new(&factory).map_err(|e| e.to_string())?;
         let recording = Recording::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDING))?;
-        Ok(Arc::new((factory, files, recording)))
+        Ok(Arc::new((factory, files, recording, launcher)))
     };
     let shared = match setup() {
         Ok(shared) => shared,
@@ -34,13 +42,20 @@ fn main() {
         trials.push(Trial::test(
             format!("tls_matrix::{}", profile.name),
             move || {
-                let (factory, files, recording) = &*shared;
+                let (factory, files, recording, launcher) = &*shared;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| e.to_string())?;
-                let (results, _) =
-                    matrix::run_profile(profile, factory, files, recording, &runtime, |_| {})?;
+                let (results, _) = matrix::run_profile(
+                    launcher,
+                    profile,
+                    factory,
+                    files,
+                    recording,
+                    &runtime,
+                    |_| {},
+                )?;
                 if results.len() != 48 {
                     return Err(format!("ran {} cases, expected 48", results.len()).into());
                 }
@@ -209,13 +224,6 @@ fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> 
             right(&tls),
         ),
         (
-            format!(
-                "host={} port={b} user={user} dbname=postgres sslmode=require",
-                tls.socket_dir().display()
-            ),
-            right(&tls),
-        ),
-        (
             format!("host=127.0.0.1 port={b} user={user} dbname=no_such_db sslmode=prefer"),
             right(&tls),
         ),
@@ -232,6 +240,17 @@ fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> 
             right(&tls),
         ),
     ];
+    // A unix socket ignores sslmode=require (native launcher only: a container's socket is not
+    // on the host).
+    if let Some(socket) = tls.socket_dir() {
+        cases.push((
+            format!(
+                "host={} port={b} user={user} dbname=postgres sslmode=require",
+                socket.display()
+            ),
+            right(&tls),
+        ));
+    }
     for mode in [
         "disable",
         "allow",

@@ -4,17 +4,42 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use tea_pgcloud::conformance::certs::CertFactory;
+use tea_pgcloud::conformance::launcher::Launcher;
 use tea_pgcloud::conformance::matrix::{self, Recording};
 
 /// Runs the matrix and prints the table: exit 0 when every case agrees with libpq and with
 /// the recording, 1 otherwise.
-pub fn conformance(launcher: &str, json: Option<&Path>, record: bool) -> i32 {
-    if launcher != "native" {
-        eprintln!(
-            "launcher `{launcher}`: only `native` exists in this build (docker comes with its issue)"
-        );
-        return 2;
+pub fn conformance(
+    launcher: Option<&str>,
+    image: Option<&str>,
+    json: Option<&Path>,
+    record: bool,
+) -> i32 {
+    let launcher = match (launcher, image) {
+        (Some(name), _) if name != "docker" && image.is_some() => {
+            eprintln!("conformance: --image goes with --launcher docker, not {name}");
+            return 2;
+        }
+        (_, Some(image)) => Ok(Launcher::Docker {
+            image: image.to_owned(),
+        }),
+        (Some(name), None) => Launcher::parse(name),
+        (None, None) => Launcher::from_env(),
+    };
+    let launcher = match launcher {
+        Ok(launcher) => launcher,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return 2;
+        }
+    };
+    #[cfg(feature = "docker")]
+    if matches!(launcher, Launcher::Docker { .. })
+        && let Some(code) = tea_pgcloud::conformance::docker_shim::rerun_through_shim()
+    {
+        return code;
     }
+    eprintln!("conformance: launcher {}", launcher.describe());
     let recording_path = matrix::recording_path();
     let recording_path = recording_path.as_path();
     let recording = match Recording::load(recording_path) {
@@ -26,7 +51,7 @@ pub fn conformance(launcher: &str, json: Option<&Path>, record: bool) -> i32 {
     };
     let tty = std::io::stderr().is_terminal();
     let mut last_profile = String::new();
-    let report = matrix::run_all(&recording, |done, total, result| {
+    let report = matrix::run_all(&launcher, &recording, |done, total, result| {
         let profile = result.case.profile.name;
         if tty {
             let width = 40;
@@ -106,4 +131,42 @@ pub fn certs(dir: &Path, client_cn: &str, force: bool) -> i32 {
             1
         }
     }
+}
+
+/// Serves the Docker API version shim until killed.
+#[cfg(feature = "docker")]
+pub fn docker_shim(socket: &Path) -> i32 {
+    use tea_pgcloud::conformance::docker_shim;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("docker-shim: {e}");
+            return 1;
+        }
+    };
+    let engine = docker_shim::engine_socket();
+    runtime.block_on(async {
+        match docker_shim::bind(socket, &engine).await {
+            Ok((shim, serve)) => {
+                eprintln!(
+                    "docker-shim: engine {} speaks API {}; requests for API {} are rewritten to it",
+                    engine.display(),
+                    shim.engine_api,
+                    docker_shim::CLIENT_API
+                );
+                println!("export DOCKER_HOST={}", shim.docker_host());
+                let _ = std::io::stdout().flush();
+                serve.await;
+                0
+            }
+            Err(e) => {
+                eprintln!("docker-shim: {e}");
+                1
+            }
+        }
+    })
 }

@@ -54,15 +54,29 @@ enum Command {
     /// Run the live TLS matrix: every case through this library and through libpq (psql).
     #[cfg(feature = "conformance")]
     Conformance {
-        /// How to run PostgreSQL: `native` (the machine's server binaries).
-        #[arg(long, default_value = "native")]
-        launcher: String,
+        /// How to run PostgreSQL: `native` (the machine's server binaries), `docker` (a container
+        /// through testcontainers; cargo feature `docker`) or `auto` (native when the binaries
+        /// exist, else docker). Default: `TEA_PG_LAUNCHER`, else `auto`.
+        #[arg(long)]
+        launcher: Option<String>,
+        /// The image for the docker launcher (`name:tag`); default `TEA_PG_IMAGE`, else
+        /// tea-pgcloud/postgres:17 when the engine holds it, else postgres:17-alpine.
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
         /// Also write the JSON report to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
         /// Rewrite the recording of libpq's outcomes (fixtures/conformance/tls-matrix.json).
         #[arg(long)]
         record: bool,
+    },
+    /// Serve a Docker API version shim in front of an engine older than testcontainers' API
+    /// (1.52): export the DOCKER_HOST it prints. Runs until killed.
+    #[cfg(feature = "docker")]
+    DockerShim {
+        /// The unix socket to listen on.
+        #[arg(long, default_value = "/tmp/tea-docker.sock")]
+        socket: PathBuf,
     },
     /// Write a development CA, a server certificate (localhost, 127.0.0.1) and a client
     /// certificate into DIR.
@@ -130,9 +144,17 @@ pub fn run() -> i32 {
         #[cfg(feature = "conformance")]
         Command::Conformance {
             launcher,
+            image,
             json,
             record,
-        } => live::conformance(&launcher, json.as_deref(), record),
+        } => live::conformance(
+            launcher.as_deref(),
+            image.as_deref(),
+            json.as_deref(),
+            record,
+        ),
+        #[cfg(feature = "docker")]
+        Command::DockerShim { socket } => live::docker_shim(&socket),
         #[cfg(feature = "conformance")]
         Command::Certs {
             dir,

@@ -1,0 +1,623 @@
+//! The `docker` launcher (cargo feature `docker`): a throwaway PostgreSQL in a container, through
+//! testcontainers and its Postgres module, with the official image's contract.
+//!
+//! The image is `TEA_PG_IMAGE` (`name:tag`); by default `tea-pgcloud/postgres:17` when the engine
+//! holds it (built offline by `conformance/image/build.sh`), else the official
+//! `postgres:17-alpine`. The container starts as the official image documents: a random
+//! `POSTGRES_PASSWORD` for the superuser `postgres`, arguments passed to `postgres` (`-c
+//! fsync=off` and friends), readiness by the module's log lines. Then every profile is applied
+//! inside the running container by one `exec` (as root, the image's user): the TLS files are
+//! written under `$PGDATA/tea/` owned by `postgres` with mode 0600 (PostgreSQL refuses a key it
+//! does not own), `tea_profile.conf` (included from `postgresql.conf`) sets `ssl` and the file
+//! paths, and `pg_hba.conf` is replaced; `pg_reload_conf()` makes it take effect, and the reload
+//! is proven in effect the same way as the native launcher's (a generation sentinel, the log,
+//! `SHOW ssl`, an `SSLRequest` probe when TLS is off).
+//!
+//! Differences from the native launcher, all forced by the container's network:
+//! - clients reach the server through the engine's port mapping on 127.0.0.1, so inside the
+//!   container they arrive from the bridge's gateway, not from 127.0.0.1: the address field of
+//!   the profile's `pg_hba.conf` lines (`127.0.0.1/32`, `::1/128`) becomes `all`. The published
+//!   port is bound to 127.0.0.1 only.
+//! - there is no unix socket on the host: [`DockerServer::superuser_password`] lets harness code
+//!   log in as `postgres` over TCP (a `host all postgres all scram-sha-256` line precedes the
+//!   profile's lines), and admin SQL runs through `psql` inside the container.
+//!
+//! testcontainers 0.27 speaks Docker API 1.52 only; an older engine needs the shim of
+//! [`crate::conformance::docker_shim`] (`tea-pgcloud docker-shim`), which [`DockerServer::start`]
+//! says when the engine refuses the version.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use testcontainers::core::{ExecCommand, IntoContainerPort};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, ImageExt};
+use testcontainers_modules::postgres::Postgres;
+
+use super::docker_shim;
+use super::launcher::{LaunchError, Profile, answers_ssl_request, random_hex};
+
+/// The default image when the engine holds it: the offline build of `conformance/image`.
+pub const OFFLINE_IMAGE: &str = "tea-pgcloud/postgres:17";
+/// The default image otherwise: the official one.
+pub const OFFICIAL_IMAGE: &str = "postgres:17-alpine";
+/// The login role the tests connect as (as with the native launcher).
+const ROLE: &str = "tea";
+/// How long a container may take to be ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a reload may take to show up.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Log text that means a reload did not (fully) take effect.
+const RELOAD_FAILURE_MARKERS: [&str; 2] = ["was not reloaded", "contains errors"];
+
+/// The script that writes a profile into the container; arguments: certificate, key, client CA
+/// (each empty when absent), `tea_profile.conf`, `pg_hba.conf`.
+const APPLY_SCRIPT: &str = r#"set -eu
+d="$PGDATA/tea"
+mkdir -p "$d"
+chown postgres:postgres "$d"
+chmod 700 "$d"
+put() {
+  printf '%s' "$2" > "$1.tmp"
+  chown postgres:postgres "$1.tmp"
+  chmod 600 "$1.tmp"
+  mv -f "$1.tmp" "$1"
+}
+if [ -n "$1" ]; then put "$d/server.crt" "$1"; fi
+if [ -n "$2" ]; then put "$d/server.key" "$2"; fi
+if [ -n "$3" ]; then put "$d/client-ca.crt" "$3"; fi
+put "$PGDATA/tea_profile.conf" "$4"
+put "$PGDATA/pg_hba.conf" "$5"
+if ! grep -q "^include_if_exists 'tea_profile.conf'" "$PGDATA/postgresql.conf"; then
+  printf "\n# tea-pgcloud docker launcher\ninclude_if_exists 'tea_profile.conf'\n" >> "$PGDATA/postgresql.conf"
+fi
+"#;
+
+/// The image to run: `TEA_PG_IMAGE`, else [`OFFLINE_IMAGE`] when the engine holds it, else
+/// [`OFFICIAL_IMAGE`].
+pub fn default_image() -> String {
+    if let Some(image) = std::env::var("TEA_PG_IMAGE")
+        .ok()
+        .filter(|i| !i.trim().is_empty())
+    {
+        return image.trim().to_owned();
+    }
+    if image_present(OFFLINE_IMAGE) {
+        OFFLINE_IMAGE.to_owned()
+    } else {
+        OFFICIAL_IMAGE.to_owned()
+    }
+}
+
+/// Splits `name[:tag]` (a registry port is not a tag).
+pub fn split_image(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+/// Runs the future `make` builds on a private runtime, on a thread of its own (callers may be
+/// inside a runtime).
+fn block<M, F>(make: M) -> F::Output
+where
+    M: FnOnce() -> F + Send,
+    F: Future,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(make()))
+            })
+            .join()
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    .unwrap_or_else(|e| panic!("cannot build a tokio runtime: {e}"))
+}
+
+/// Whether the engine answers at all.
+pub fn engine_answers() -> bool {
+    block(|| async { docker_shim::engine_api_version(&docker_shim::engine_socket()).await }).is_ok()
+}
+
+/// Whether the engine holds `image`.
+pub fn image_present(image: &str) -> bool {
+    let socket = docker_shim::engine_socket();
+    block(
+        || async move { docker_shim::engine_get(&socket, &format!("/images/{image}/json")).await },
+    )
+    .is_ok()
+}
+
+/// Checks that the engine answers and speaks testcontainers' API version, and holds `image`.
+fn preflight(image: &str) -> Result<(), LaunchError> {
+    let socket = docker_shim::engine_socket();
+    let versioned = format!("/v{}/version", docker_shim::CLIENT_API);
+    let result = block(|| async { docker_shim::engine_get(&socket, &versioned).await });
+    if let Err(e) = result {
+        let engine = block(|| async { docker_shim::engine_api_version(&socket).await });
+        return Err(match engine {
+            Ok(api) if docker_shim::api_older(&api, docker_shim::CLIENT_API) => {
+                LaunchError::new(format!(
+                    "the Docker engine at {} speaks API {api}, and testcontainers 0.27 speaks only \
+                     {}: start the version shim (`tea-pgcloud docker-shim --socket /tmp/tea-docker.sock &`) \
+                     and export DOCKER_HOST=unix:///tmp/tea-docker.sock",
+                    socket.display(),
+                    docker_shim::CLIENT_API
+                ))
+            }
+            Ok(_) => LaunchError::new(format!(
+                "the Docker engine at {} refused GET {versioned}: {e}",
+                socket.display()
+            )),
+            Err(e) => LaunchError::new(format!(
+                "no Docker engine answers at {} ({e}); start one, or set DOCKER_HOST",
+                socket.display()
+            )),
+        });
+    }
+    if !image_present(image) {
+        return Err(LaunchError::new(format!(
+            "the Docker engine does not hold the image {image}: build the offline images with \
+             `conformance/image/build.sh 15 17` (then TEA_PG_IMAGE=tea-pgcloud/postgres:17), or \
+             `docker pull {image}` where a registry is reachable"
+        )));
+    }
+    Ok(())
+}
+
+/// A single-quoted postgresql.conf string.
+fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A profile's `pg_hba.conf` line as the container must see it: a loopback address field
+/// becomes `all` (see the module documentation).
+pub fn container_hba_line(line: &str) -> String {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // host, hostssl, hostnossl, hostgssenc, hostnogssenc: the address is the fourth field.
+    let is_host = fields.first().is_some_and(|f| f.starts_with("host"));
+    if is_host && fields.len() >= 4 && matches!(fields[3], "127.0.0.1/32" | "::1/128" | "localhost")
+    {
+        let mut out: Vec<&str> = fields.clone();
+        out[3] = "all";
+        out.join(" ")
+    } else {
+        line.to_owned()
+    }
+}
+
+/// A PostgreSQL server in a container; the container is removed on drop.
+pub struct DockerServer {
+    container: Option<ContainerAsync<Postgres>>,
+    image: String,
+    port: u16,
+    password: String,
+    superuser_password: String,
+    version: String,
+    profile: Profile,
+    generation: u64,
+}
+
+impl fmt::Debug for DockerServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerServer")
+            .field(
+                "container",
+                &self.container.as_ref().map(|c| c.id().to_owned()),
+            )
+            .field("image", &self.image)
+            .field("port", &self.port)
+            .field("version", &self.version)
+            .field("profile", &self.profile.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerServer {
+    /// Starts `image` with the official contract, applies `profile` and creates the login role
+    /// `tea` with a random SCRAM-SHA-256 password.
+    pub fn start(image: &str, profile: &Profile) -> Result<DockerServer, LaunchError> {
+        preflight(image)?;
+        let superuser_password = random_hex(16)?;
+        let (name, tag) = split_image(image);
+        let request = Postgres::default()
+            .with_user("postgres")
+            .with_password(&superuser_password)
+            .with_db_name("postgres")
+            .with_name(name)
+            .with_tag(tag)
+            .with_cmd([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
+                "-c",
+                "password_encryption=scram-sha-256",
+            ])
+            .with_mapped_port(0, 5432.tcp())
+            .with_host_config_modifier(|host| {
+                // Publish on loopback only.
+                if let Some(bindings) = host.port_bindings.as_mut() {
+                    for list in bindings.values_mut().flatten() {
+                        for binding in list.iter_mut() {
+                            binding.host_ip = Some("127.0.0.1".to_owned());
+                        }
+                    }
+                }
+            })
+            .with_startup_timeout(STARTUP_TIMEOUT);
+        let started = Instant::now();
+        let container = block(|| request.start()).map_err(|e| {
+            LaunchError::new(format!("starting a container from {image} failed: {e}"))
+        })?;
+        let port = block(|| container.get_host_port_ipv4(5432.tcp())).map_err(|e| {
+            LaunchError::new(format!("the container's port 5432 is not published: {e}"))
+        })?;
+        let mut server = DockerServer {
+            container: Some(container),
+            image: image.to_owned(),
+            port,
+            password: random_hex(16)?,
+            superuser_password,
+            version: String::new(),
+            profile: profile.clone(),
+            generation: 1,
+        };
+        server.apply(profile)?;
+        server.admin_sql(&format!(
+            "SET log_statement = 'none';\n\
+             SET password_encryption = 'scram-sha-256';\n\
+             CREATE ROLE {ROLE} LOGIN PASSWORD '{}';\n",
+            server.password
+        ))?;
+        let version = server.admin_sql("SHOW server_version")?;
+        server.version = version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if std::env::var_os("TEA_PG_LAUNCHER_VERBOSE").is_some() {
+            eprintln!(
+                "tea-pgcloud docker launcher: {image} (PostgreSQL {}) on 127.0.0.1:{port} in {:.1} s",
+                server.version,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(server)
+    }
+
+    fn container(&self) -> &ContainerAsync<Postgres> {
+        self.container
+            .as_ref()
+            .expect("the container lives until drop")
+    }
+
+    /// Runs `cmd` in the container (as root); returns (exit code, stdout, stderr).
+    fn exec(&self, cmd: Vec<String>) -> Result<(i64, String, String), LaunchError> {
+        let container = self.container();
+        let shown = cmd.first().cloned().unwrap_or_default();
+        block(|| async move {
+            let mut result = container
+                .exec(ExecCommand::new(cmd))
+                .await
+                .map_err(|e| LaunchError::new(format!("docker exec {shown}: {e}")))?;
+            let stdout = result
+                .stdout_to_vec()
+                .await
+                .map_err(|e| LaunchError::new(format!("docker exec {shown}: stdout: {e}")))?;
+            let stderr = result
+                .stderr_to_vec()
+                .await
+                .map_err(|e| LaunchError::new(format!("docker exec {shown}: stderr: {e}")))?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let code = loop {
+                match result.exit_code().await {
+                    Ok(Some(code)) => break code,
+                    Ok(None) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Ok(None) => {
+                        return Err(LaunchError::new(format!(
+                            "docker exec {shown}: no exit code after 10 s"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(LaunchError::new(format!(
+                            "docker exec {shown}: exit code: {e}"
+                        )));
+                    }
+                }
+            };
+            Ok((
+                code,
+                String::from_utf8_lossy(&stdout).into_owned(),
+                String::from_utf8_lossy(&stderr).into_owned(),
+            ))
+        })
+    }
+
+    /// The container's log (the server's stderr) so far.
+    fn log(&self) -> String {
+        let container = self.container();
+        block(|| async move { container.stderr_to_vec().await })
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the container's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn with_log(&self, err: LaunchError) -> LaunchError {
+        err.with_log(self.log_tail(30))
+    }
+
+    /// Runs SQL as the superuser through `psql` inside the container (the unix socket, `trust`);
+    /// returns each query's rows, one per line, `|` between columns.
+    pub fn admin_sql(&self, sql: &str) -> Result<String, LaunchError> {
+        let cmd = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            "printf '%s' \"$1\" | psql -X -q -At -w -v ON_ERROR_STOP=1 -U postgres -d postgres -f -"
+                .to_owned(),
+            "sh".to_owned(),
+            sql.to_owned(),
+        ];
+        let (code, stdout, stderr) = self.exec(cmd)?;
+        if code != 0 {
+            let mut err = LaunchError::new(format!("psql in the container exited with {code}"))
+                .with_command("psql -f - (in the container)")
+                .with_stderr(stderr);
+            err = self.with_log(err);
+            return Err(err);
+        }
+        Ok(stdout.trim_end().to_owned())
+    }
+
+    /// Writes `profile` into the container and reloads; the reload is proven in effect.
+    pub fn apply(&mut self, profile: &Profile) -> Result<(), LaunchError> {
+        self.generation += 1;
+        self.profile = profile.clone();
+        let name = profile.name.replace(['\n', '\r'], " ");
+        let mut conf = format!("# tea-pgcloud docker launcher: profile {name}\n");
+        let (mut cert, mut key, mut ca) = (String::new(), String::new(), String::new());
+        match &profile.tls {
+            Some(tls) => {
+                cert.clone_from(&tls.cert_pem);
+                key.clone_from(&tls.key_pem);
+                conf.push_str("ssl = on\n");
+                conf.push_str(&format!(
+                    "ssl_cert_file = {}\nssl_key_file = {}\n",
+                    conf_quote("tea/server.crt"),
+                    conf_quote("tea/server.key")
+                ));
+                match &tls.client_ca_pem {
+                    Some(pem) => {
+                        ca.clone_from(pem);
+                        conf.push_str(&format!(
+                            "ssl_ca_file = {}\n",
+                            conf_quote("tea/client-ca.crt")
+                        ));
+                    }
+                    None => conf.push_str("ssl_ca_file = ''\n"),
+                }
+            }
+            None => conf.push_str("ssl = off\n"),
+        }
+        conf.push_str(&format!("tea.generation = '{}'\n", self.generation));
+        let mut hba = format!(
+            "# tea-pgcloud docker launcher: profile {name}\n\
+             local all all trust\n\
+             host all postgres all scram-sha-256\n"
+        );
+        for line in &profile.hba {
+            hba.push_str(&container_hba_line(line));
+            hba.push('\n');
+        }
+        let offset = self.log().len();
+        let (code, _, stderr) = self.exec(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            APPLY_SCRIPT.to_owned(),
+            "sh".to_owned(),
+            cert,
+            key,
+            ca,
+            conf,
+            hba,
+        ])?;
+        if code != 0 {
+            return Err(self.with_log(
+                LaunchError::new(format!(
+                    "writing profile {:?} into the container failed (exit {code})",
+                    profile.name
+                ))
+                .with_stderr(stderr),
+            ));
+        }
+        self.admin_sql("SELECT pg_reload_conf()")?;
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        loop {
+            let generation = self.admin_sql("SELECT current_setting('tea.generation', true)")?;
+            if generation == self.generation.to_string() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(self.with_log(LaunchError::new(format!(
+                    "the server did not process the reload to profile {:?} within \
+                     {RELOAD_TIMEOUT:?}",
+                    profile.name
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = self.log();
+        let new_log = log.get(offset..).unwrap_or_default();
+        if let Some(line) = new_log
+            .lines()
+            .find(|l| RELOAD_FAILURE_MARKERS.iter().any(|m| l.contains(m)))
+        {
+            return Err(LaunchError::new(format!(
+                "profile {:?} did not fully take effect: {line}",
+                profile.name
+            ))
+            .with_log(new_log.to_owned()));
+        }
+        let ssl = self.admin_sql("SHOW ssl")?;
+        let want = if profile.tls.is_some() { "on" } else { "off" };
+        if ssl != want {
+            return Err(self.with_log(LaunchError::new(format!(
+                "profile {:?} is not in effect: ssl is {ssl}, expected {want}",
+                profile.name
+            ))));
+        }
+        if profile.tls.is_none() {
+            match answers_ssl_request(self.port) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(self.with_log(LaunchError::new(format!(
+                        "profile {:?} has TLS off but the server still accepts TLS",
+                        profile.name
+                    ))));
+                }
+                Err(e) => {
+                    return Err(self.with_log(LaunchError::new(format!(
+                        "probing 127.0.0.1:{} with an SSLRequest: {e}",
+                        self.port
+                    ))));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a program inside the container (as root) with `files` written first under
+    /// `/tmp/tea-client/` (mode 0600); returns (exit code, stdout, stderr). The libpq 17
+    /// oracle runs the container's own `psql` this way.
+    pub fn run_in_container(
+        &self,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        program: &[&str],
+    ) -> Result<(i64, String, String), LaunchError> {
+        let mut script =
+            String::from("set -eu\nmkdir -p /tmp/tea-client\nchmod 700 /tmp/tea-client\nn=1\n");
+        let mut args = vec!["sh".to_owned()];
+        for (name, contents) in files {
+            if name.contains('/') || name.contains('\'') || name.is_empty() {
+                return Err(LaunchError::new(format!("bad file name {name:?}")));
+            }
+            script.push_str(&format!(
+                "printf '%s' \"$1\" > '/tmp/tea-client/{name}'; chmod 600 '/tmp/tea-client/{name}'; shift\n"
+            ));
+            args.push((*contents).to_owned());
+        }
+        script.push_str("exec env");
+        for (name, value) in env {
+            script.push_str(&format!(" {name}='{}'", value.replace('\'', "'\\''")));
+        }
+        script.push_str(" \"$@\"\n");
+        let mut cmd = vec!["sh".to_owned(), "-c".to_owned(), script];
+        cmd.extend(args);
+        cmd.extend(program.iter().map(|s| (*s).to_owned()));
+        self.exec(cmd)
+    }
+
+    /// The published TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The image the container runs.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The login role's password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The superuser `postgres`'s password (for harness logins over TCP).
+    pub fn superuser_password(&self) -> &str {
+        &self.superuser_password
+    }
+
+    /// The server's version.
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The profile in effect.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The container's id.
+    pub fn container_id(&self) -> &str {
+        self.container().id()
+    }
+}
+
+impl Drop for DockerServer {
+    fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            let _ = block(|| container.rm());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_address_fields_become_all() {
+        assert_eq!(
+            container_hba_line("hostssl all all 127.0.0.1/32 cert"),
+            "hostssl all all all cert"
+        );
+        assert_eq!(
+            container_hba_line("host all all ::1/128 scram-sha-256"),
+            "host all all all scram-sha-256"
+        );
+        assert_eq!(
+            container_hba_line("hostnossl  all all 127.0.0.1/32 reject"),
+            "hostnossl all all all reject"
+        );
+        assert_eq!(
+            container_hba_line("local all all trust"),
+            "local all all trust"
+        );
+        assert_eq!(
+            container_hba_line("host all all 10.0.0.0/8 md5"),
+            "host all all 10.0.0.0/8 md5"
+        );
+    }
+
+    #[test]
+    fn image_names_split_at_the_tag() {
+        assert_eq!(
+            split_image("tea-pgcloud/postgres:15"),
+            ("tea-pgcloud/postgres", "15")
+        );
+        assert_eq!(split_image("postgres"), ("postgres", "latest"));
+        assert_eq!(
+            split_image("registry:5000/postgres"),
+            ("registry:5000/postgres", "latest")
+        );
+    }
+}
