@@ -505,8 +505,8 @@ impl DockerServer {
     }
 
     /// Runs a program inside the container (as root) with `files` written first under
-    /// `/tmp/tea-client/` (mode 0600); returns (exit code, stdout, stderr). The libpq 17
-    /// oracle runs the container's own `psql` this way.
+    /// `/tmp/tea-client/` (mode 0600), in an environment of `PATH` and `env` only; returns (exit
+    /// code, stdout, stderr). The libpq 17 oracle runs the container's own `psql` this way.
     pub fn run_in_container(
         &self,
         files: &[(&str, &str)],
@@ -525,7 +525,7 @@ impl DockerServer {
             ));
             args.push((*contents).to_owned());
         }
-        script.push_str("exec env");
+        script.push_str("exec env -i PATH=\"$PATH\"");
         for (name, value) in env {
             script.push_str(&format!(" {name}='{}'", value.replace('\'', "'\\''")));
         }
@@ -534,6 +534,29 @@ impl DockerServer {
         cmd.extend(args);
         cmd.extend(program.iter().map(|s| (*s).to_owned()));
         self.exec(cmd)
+    }
+
+    /// The container's address on the engine's bridge network (where other containers reach its
+    /// port 5432).
+    pub fn bridge_ip(&self) -> Result<std::net::IpAddr, LaunchError> {
+        // Read from the engine's inspect answer: testcontainers looks the network up by the
+        // container's network mode, which older engines report as `default`.
+        let socket = docker_shim::engine_socket();
+        let path = format!("/containers/{}/json", self.container_id());
+        let body = block(|| async { docker_shim::engine_get(&socket, &path).await })
+            .map_err(|e| LaunchError::new(format!("inspecting the container: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| LaunchError::new(format!("inspecting the container: {e}")))?;
+        let settings = &value["NetworkSettings"];
+        let mut candidates = vec![settings["IPAddress"].as_str()];
+        if let Some(networks) = settings["Networks"].as_object() {
+            candidates.extend(networks.values().map(|n| n["IPAddress"].as_str()));
+        }
+        candidates
+            .into_iter()
+            .flatten()
+            .find_map(|ip| ip.parse().ok())
+            .ok_or_else(|| LaunchError::new("the container has no address on a bridge network"))
     }
 
     /// The published TCP port on 127.0.0.1.

@@ -354,14 +354,22 @@ pub fn conninfo(case: &Case, server: &PgServer, files: &ClientFiles) -> String {
     s
 }
 
-/// The real file system, with `HOME` replaced: what this library sees for a case.
+/// The real file system, with `HOME` replaced (and a few variables set): what this library sees
+/// for a case.
 struct CaseEnv<'a> {
     home: &'a Path,
+    vars: &'a [(&'a str, &'a str)],
 }
 
 impl Environment for CaseEnv<'_> {
     fn var(&self, name: &str) -> Option<String> {
-        (name == "HOME").then(|| self.home.display().to_string())
+        if name == "HOME" {
+            return Some(self.home.display().to_string());
+        }
+        self.vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     }
 
     fn is_file(&self, path: &str) -> bool {
@@ -371,7 +379,17 @@ impl Environment for CaseEnv<'_> {
 
 /// Runs one case through this library.
 pub async fn run_ours(conninfo: &str, password: &str, home: &Path) -> (Outcome, Option<String>) {
-    let env = CaseEnv { home };
+    run_ours_with(conninfo, password, home, &[]).await
+}
+
+/// [`run_ours`] with environment variables set for this library (`SSL_CERT_FILE`, ...).
+pub async fn run_ours_with(
+    conninfo: &str,
+    password: &str,
+    home: &Path,
+    vars: &[(&str, &str)],
+) -> (Outcome, Option<String>) {
+    let env = CaseEnv { home, vars };
     // The same path a user's YAML takes: config -> plan -> connect.
     let yaml_env = MapEnv::new().with_var("DSN", conninfo);
     let config = match load_str("connection_string: ${DSN}\n", "case.yaml", &yaml_env) {

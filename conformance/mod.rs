@@ -16,6 +16,8 @@ pub mod docker;
 pub mod docker_shim;
 pub mod emulators;
 pub mod launcher;
+#[cfg(feature = "docker")]
+pub mod libpq17;
 pub mod matrix;
 pub mod oracle;
 pub mod rotation;

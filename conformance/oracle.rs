@@ -314,16 +314,32 @@ fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitSta
 
 /// Reduces psql's exit status and output to an [`OracleResult`].
 fn interpret(status: ExitStatus, stdout: &[u8], stderr: &[u8], elapsed: Duration) -> OracleResult {
-    let stdout = String::from_utf8_lossy(stdout);
-    let stderr = String::from_utf8_lossy(stderr);
+    interpret_exit(
+        status.success(),
+        &status.to_string(),
+        &String::from_utf8_lossy(stdout),
+        &String::from_utf8_lossy(stderr),
+        elapsed,
+    )
+}
+
+/// What a psql run (`-X -A -t -w -d CONNINFO -c` [`QUERY`]) came to, from its exit, standard
+/// output and standard error: for a psql run elsewhere, such as libpq 17 in a container.
+pub fn interpret_exit(
+    success: bool,
+    status: &str,
+    stdout: &str,
+    stderr: &str,
+    elapsed: Duration,
+) -> OracleResult {
     let error = |class: ErrorClass, message: String| OracleResult {
         outcome: Outcome::Error(class),
         message: Some(message),
         ssl_version: None,
         elapsed,
     };
-    if status.success() {
-        return match parse_row(&stdout) {
+    if success {
+        return match parse_row(stdout) {
             Some((true, version)) => OracleResult {
                 outcome: Outcome::Tls,
                 message: None,
@@ -345,7 +361,7 @@ fn interpret(status: ExitStatus, stdout: &[u8], stderr: &[u8], elapsed: Duration
             ),
         };
     }
-    let message = libpq_message(&stderr);
+    let message = libpq_message(stderr);
     if message.is_empty() {
         return error(
             ErrorClass::Other,
@@ -545,6 +561,9 @@ fn is_config(t: &str) -> bool {
         "definition of service \"",
     ];
     (t.contains("root certificate file") && t.contains("does not exist"))
+        // libpq 16+: "weak sslmode \"require\" may not be used with sslrootcert=system ...",
+        // libpq 17: "... with sslnegotiation=direct ..." (fe-connect.c)
+        || t.contains("weak sslmode \"")
         || (t.contains("private key file") && t.contains("is not a regular file"))
         // "invalid sslmode value: ...", "invalid target_session_attrs value: ..." (fe-connect.c)
         || (t.starts_with("invalid ") && t.contains(" value: \""))

@@ -147,6 +147,38 @@ pub fn effective_tls(mode: SslMode, root: RootCert) -> Result<TlsPolicy, String>
     }
 }
 
+/// How TLS starts (libpq 17's `sslnegotiation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiation {
+    /// `postgres` (the default): an `SSLRequest`, then TLS if the server agrees.
+    Postgres,
+    /// `direct`: TLS at once, with ALPN `postgresql` (PostgreSQL 17 servers).
+    Direct,
+}
+
+/// Applies libpq 17's rules for `sslnegotiation`: `postgres` (or unset) or `direct`, and
+/// `direct` only with `require` or stronger (it has no plain-text fallback).
+///
+/// ```
+/// use tea_pgcloud::sslmode::{negotiation, Negotiation, SslMode};
+/// assert_eq!(negotiation(SslMode::Require, Some("direct")), Ok(Negotiation::Direct));
+/// assert_eq!(negotiation(SslMode::Prefer, None), Ok(Negotiation::Postgres));
+/// assert!(negotiation(SslMode::Prefer, Some("direct")).is_err());
+/// assert!(negotiation(SslMode::Require, Some("tls")).is_err());
+/// ```
+pub fn negotiation(mode: SslMode, value: Option<&str>) -> Result<Negotiation, String> {
+    match value {
+        None | Some("postgres") => Ok(Negotiation::Postgres),
+        Some("direct") => match mode {
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer => Err(format!(
+                "weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"
+            )),
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Ok(Negotiation::Direct),
+        },
+        Some(other) => Err(format!("invalid sslnegotiation value: \"{other}\"")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

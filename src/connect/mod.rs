@@ -381,12 +381,35 @@ fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
 }
 
 /// Loads the trust anchors of a root certificate file, or the OS store for `system`.
+///
+/// `system` is what libpq gets from OpenSSL's default paths: the operating system's store, plus
+/// the PEM file `SSL_CERT_FILE` and the PEM files in the directory `SSL_CERT_DIR` when `env` sets
+/// them (OpenSSL reads those two variables to replace its default file and directory; here they
+/// add to the store, which gives the same trust for a certificate authority they name).
 fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
     let mut roots = RootCertStore::empty();
     if path == "system" {
         let found = rustls_native_certs::load_native_certs();
         for cert in found.certs {
             let _ = roots.add(cert);
+        }
+        let mut extra: Vec<std::path::PathBuf> = Vec::new();
+        if let Some(file) = env.var("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+            extra.push(file.into());
+        }
+        if let Some(dir) = env.var("SSL_CERT_DIR").filter(|v| !v.is_empty()) {
+            for dir in dir.split(':').filter(|d| !d.is_empty()) {
+                if let Ok(entries) = std::fs::read_dir(dir) {
+                    extra.extend(entries.flatten().map(|e| e.path()));
+                }
+            }
+        }
+        for file in extra {
+            if let Ok(iter) = CertificateDer::pem_file_iter(&file) {
+                for cert in iter.flatten() {
+                    let _ = roots.add(cert);
+                }
+            }
         }
         if roots.is_empty() {
             return Err(
@@ -620,16 +643,15 @@ pub async fn connect(
     env: &(dyn Environment + Sync),
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
-    // libpq 17's direct TLS (no SSLRequest) needs a PostgreSQL 17 server to be tested against;
-    // until then it is refused rather than silently negotiated the old way.
-    if plan.params.get("sslnegotiation") == Some("direct") {
-        return Err(ConnectError::new(
-            ErrorClass::Config,
-            "sslnegotiation=direct is not supported yet (only the default, sslnegotiation=postgres)",
-        ));
-    }
+    // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
+    let direct = crate::sslmode::negotiation(plan.sslmode, plan.params.get("sslnegotiation"))
+        .map_err(|e| ConnectError::new(ErrorClass::Config, e))?
+        == crate::sslmode::Negotiation::Direct;
     check_supported(plan, env)?;
-    let config = wire_config(plan, login, env)?;
+    let mut config = wire_config(plan, login, env)?;
+    if direct {
+        config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
+    }
     let timeout = connect_timeout(plan)?;
 
     // libpq reads the root file and the client certificate only once the server has agreed to
@@ -696,10 +718,11 @@ pub async fn connect(
                 certs: i.certs.clone(),
                 key: i.key.clone_key(),
             });
-            let connector = Connector::new(plan.tls_verify, roots.clone(), &host.host, client)
-                .map_err(|e| {
-                    ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
-                })?;
+            let connector =
+                Connector::new(plan.tls_verify, roots.clone(), &host.host, client, direct)
+                    .map_err(|e| {
+                        ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
+                    })?;
             Some(match &refusal {
                 Some(message) => connector.refusing(message.clone()),
                 None => connector,

@@ -256,12 +256,15 @@ pub struct ClientIdentity {
 
 impl Connector {
     /// A connector that verifies as `verify` says against `roots`, checking names against
-    /// `host` (the libpq `host`, not `hostaddr`).
+    /// `host` (the libpq `host`, not `hostaddr`). `direct` (libpq 17's `sslnegotiation=direct`)
+    /// offers ALPN `postgresql`, which a PostgreSQL 17 server requires of a direct TLS
+    /// connection.
     pub fn new(
         verify: Verify,
         roots: Arc<Roots>,
         host: &str,
         client: Option<ClientIdentity>,
+        direct: bool,
     ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let report = ReportSlot::default();
@@ -276,10 +279,13 @@ impl Connector {
             .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let config = match client {
+        let mut config = match client {
             Some(identity) => builder.with_client_auth_cert(identity.certs, identity.key)?,
             None => builder.with_no_client_auth(),
         };
+        if direct {
+            config.alpn_protocols = vec![b"postgresql".to_vec()];
+        }
         // libpq sends SNI only for host names, never for IP literals; rustls does the same
         // for an IpAddress server name. A host that is not a valid DNS name gets no SNI.
         let server_name = match ServerName::try_from(host.to_string()) {

@@ -32,7 +32,7 @@ use crate::plan::{
     hosts_of,
 };
 use crate::secret::Secret;
-use crate::sslmode::{RootCert, SslMode, Verify, effective_tls, verification};
+use crate::sslmode::{RootCert, SslMode, Verify, effective_tls, negotiation, verification};
 
 /// What a provider preset decides; [`plan`] finishes it.
 #[derive(Debug, Clone)]
@@ -233,6 +233,14 @@ fn finish(
     };
     let mut tls = effective_tls(sslmode, root)
         .map_err(|e| origin.error(sslmode_key, ErrorKind::Conflict, e))?;
+    negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
+        let kind = if e.starts_with("invalid") {
+            ErrorKind::InvalidValue
+        } else {
+            ErrorKind::Conflict
+        };
+        origin.error(sslmode_key, kind, e)
+    })?;
     let mut tls_verify = verification(sslmode, root);
     if all_sockets {
         tls = SslMode::Disable;
