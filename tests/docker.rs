@@ -394,17 +394,10 @@ fn compose_up_then_ping(image: &str) -> Result<(), String> {
     let certs = root().join("certs");
     let made_certs = !certs.join("ca.crt").exists();
     if made_certs {
-        let out = Command::new(&bin)
-            .arg("certs")
-            .arg(&certs)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "certs: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        // What `tea-pgcloud certs certs/` does.
+        CertFactory::new()
+            .and_then(|f| f.write_dev_set(&certs, "tea", false))
+            .map_err(|e| format!("writing the dev certificates: {e}"))?;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -88,8 +88,13 @@ for major in "${majors[@]}"; do
   $sudo mkdir -p "$rootfs/docker-entrypoint-initdb.d" "$rootfs/var/lib/postgresql/data"
   $sudo chroot "$rootfs" chown postgres:postgres /var/lib/postgresql/data
   version=$($sudo chroot "$rootfs" "/usr/lib/postgresql/$major/bin/postgres" --version)
+  old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
   context="$root_dir/target/pg-rootfs/context-$major"
   $sudo rm -rf "$context"
+  new_id=$(docker image inspect --format '{{.Id}}' "$tag")
+  if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
+  fi
   mkdir -p "$context"
   $sudo tar -C "$rootfs" --numeric-owner -cf "$context/rootfs.tar" .
   cp "$here/Dockerfile" "$context/Dockerfile"

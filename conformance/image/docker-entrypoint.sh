@@ -56,8 +56,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p ${PGPORT:-5432}" -w start
   export PGUSER="$POSTGRES_USER" PGPASSWORD="${POSTGRES_PASSWORD:-}" PGHOST=/var/run/postgresql
   if [ "$POSTGRES_DB" != 'postgres' ]; then
-    psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname postgres --set db="$POSTGRES_DB" \
-      -c 'CREATE DATABASE :"db"' >/dev/null
+    psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname postgres --set db="$POSTGRES_DB" >/dev/null <<-'EOSQL'
+	CREATE DATABASE :"db" ;
+	EOSQL
   fi
   for f in /docker-entrypoint-initdb.d/*; do
     [ -e "$f" ] || continue
