@@ -256,7 +256,6 @@ impl DockerServer {
                 }
             })
             .with_startup_timeout(STARTUP_TIMEOUT);
-        let started = Instant::now();
         let container = block(|| request.start()).map_err(|e| {
             LaunchError::new(format!("starting a container from {image} failed: {e}"))
         })?;
@@ -286,13 +285,6 @@ impl DockerServer {
             .next()
             .unwrap_or_default()
             .to_owned();
-        if std::env::var_os("TEA_PG_LAUNCHER_VERBOSE").is_some() {
-            eprintln!(
-                "tea-pgcloud docker launcher: {image} (PostgreSQL {}) on 127.0.0.1:{port} in {:.1} s",
-                server.version,
-                started.elapsed().as_secs_f64()
-            );
-        }
         Ok(server)
     }
 

@@ -1650,6 +1650,31 @@ mod tests {
     }
 
     #[test]
+    fn launcher_names_parse() {
+        assert_eq!(Launcher::parse("native").ok(), Some(Launcher::Native));
+        let err = Launcher::parse("podman").expect_err("unknown");
+        assert!(err.what().contains("unknown launcher \"podman\""), "{err}");
+        assert!(err.what().contains("native, docker or auto"), "{err}");
+        match Launcher::parse("docker") {
+            #[cfg(feature = "docker")]
+            Ok(Launcher::Docker { image }) => assert!(image.contains(':'), "{image}"),
+            #[cfg(not(feature = "docker"))]
+            Err(e) => assert!(e.what().contains("--features docker"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Native binaries exist on this machine: auto picks them.
+        assert_eq!(Launcher::parse("auto").ok(), Some(Launcher::Native));
+        assert_eq!(Launcher::Native.describe(), "native");
+        assert_eq!(
+            Launcher::Docker {
+                image: "postgres:17-alpine".into()
+            }
+            .describe(),
+            "docker (postgres:17-alpine)"
+        );
+    }
+
+    #[test]
     fn launch_error_display_has_every_part() {
         let err = LaunchError {
             what: "starting PostgreSQL failed".into(),
