@@ -1,6 +1,7 @@
-//! The live conformance suite (cargo feature `conformance`): a throwaway PostgreSQL launcher,
-//! a certificate factory, libpq (`psql`) as the oracle, and the TLS matrix that runs every case
-//! through this library and through libpq.
+//! The live conformance suite (cargo feature `conformance`): throwaway PostgreSQL launchers
+//! (native binaries, or containers with cargo feature `docker`), a certificate factory, libpq
+//! (`psql`) as the oracle, and the TLS matrix that runs every case through this library and
+//! through libpq; with `docker`, also libpq 17 as the oracle for what libpq 15 cannot speak.
 //!
 //! The code lives in the top-level `conformance/` folder (DESIGN.md's layout) and is compiled
 //! into the library as `tea_pgcloud::conformance`.
