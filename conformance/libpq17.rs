@@ -3,7 +3,7 @@
 //!
 //! The oracle is the `psql` 17 of the PostgreSQL 17 image (`tea-pgcloud/postgres:17`, built by
 //! `conformance/image/build.sh`, or any image with PostgreSQL 17 and its client), run inside the
-//! container with [`DockerServer::run_in_container`]: the same command and clean environment as
+//! container with [`super::docker::DockerServer::run_in_container`]: the same command and clean environment as
 //! the libpq 15 oracle ([`oracle`]), its output read by the same [`oracle::interpret_exit`]. It
 //! connects to the PostgreSQL 17 server in its own container (127.0.0.1:5432), and to a
 //! PostgreSQL 15 server through the bridge network; this library connects to both through their
