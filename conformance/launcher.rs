@@ -188,11 +188,13 @@ impl LaunchError {
         Self::new(format!("{what}: {err}"))
     }
 
+    #[cfg(feature = "docker")]
     pub(crate) fn with_command(mut self, command: impl Into<String>) -> Self {
         self.command = Some(command.into());
         self
     }
 
+    #[cfg(feature = "docker")]
     pub(crate) fn with_stderr(mut self, stderr: impl Into<String>) -> Self {
         self.stderr = Some(stderr.into());
         self
