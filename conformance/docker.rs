@@ -36,7 +36,9 @@ use testcontainers::{ContainerAsync, ImageExt};
 use testcontainers_modules::postgres::Postgres;
 
 use super::docker_shim;
-use super::launcher::{LaunchError, Profile, answers_ssl_request, random_hex};
+use super::launcher::{
+    LaunchError, Profile, RELOAD_FAILURE_MARKERS, answers_ssl_request, conf_quote, random_hex,
+};
 
 /// The default image when the engine holds it: the offline build of `conformance/image`.
 pub const OFFLINE_IMAGE: &str = "tea-pgcloud/postgres:17";
@@ -48,8 +50,6 @@ const ROLE: &str = "tea";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a reload may take to show up.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Log text that means a reload did not (fully) take effect.
-const RELOAD_FAILURE_MARKERS: [&str; 2] = ["was not reloaded", "contains errors"];
 
 /// The script that writes a profile into the container; arguments: certificate, key, client CA
 /// (each empty when absent), `tea_profile.conf`, `pg_hba.conf`.
@@ -169,11 +169,6 @@ fn preflight(image: &str) -> Result<(), LaunchError> {
         )));
     }
     Ok(())
-}
-
-/// A single-quoted postgresql.conf string.
-fn conf_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// A profile's `pg_hba.conf` line as the container must see it: a loopback address field

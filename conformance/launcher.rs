@@ -96,7 +96,7 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Start attempts, each on a fresh port, when the port was taken between picking and binding.
 const PORT_ATTEMPTS: usize = 5;
 /// Server-log text that means a reload did not (fully) take effect.
-const RELOAD_FAILURE_MARKERS: [&str; 2] = ["was not reloaded", "contains errors"];
+pub(crate) const RELOAD_FAILURE_MARKERS: [&str; 2] = ["was not reloaded", "contains errors"];
 /// Server-log text that means the port was taken.
 const PORT_TAKEN_MARKERS: [&str; 2] = ["Address already in use", "could not bind"];
 
@@ -573,7 +573,7 @@ pub(crate) fn answers_ssl_request(port: u16) -> io::Result<bool> {
 }
 
 /// A single-quoted postgresql.conf string.
-fn conf_quote(value: &str) -> String {
+pub(crate) fn conf_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 

@@ -10,19 +10,17 @@
 //! published ports. Both sides name the server `localhost` (`hostaddr` gives the address), so
 //! `verify-full` checks the same name.
 //!
-//! Every case's outcome is recorded in `fixtures/conformance/libpq17.json` ([`RECORDING`]), so
-//! a run also shows when libpq 17's answer changes.
+//! Every case's outcome is recorded in `fixtures/conformance/libpq17.json` ([`RECORDING`], the
+//! matrix's [`Recording`] format), so a run also shows when libpq 17's answer changes.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Outcome;
 use super::certs::CertFactory;
 use super::launcher::PgServer;
-use super::matrix::run_ours_with;
+use super::matrix::{Recording, run_ours_with};
 use super::oracle;
 
 /// Where the libpq 17 outcomes are recorded, relative to the crate root.
@@ -393,32 +391,6 @@ impl CaseResult {
     }
 }
 
-/// The recorded outcomes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Recording {
-    /// What recorded them (`psql (PostgreSQL) 17.x`).
-    pub libpq: String,
-    /// Case id to outcome.
-    pub cases: BTreeMap<String, String>,
-}
-
-impl Recording {
-    /// Reads the recording (an empty one when the file does not exist).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
-    }
-
-    /// Writes it, pretty, sorted by case id.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
-    }
-}
-
 /// The whole run.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -549,7 +521,7 @@ pub fn run(
             ours_message,
             libpq: libpq.outcome,
             libpq_message: libpq.message,
-            recorded: recording.cases.get(case.id).and_then(|s| Outcome::parse(s)),
+            recorded: recording.get(case.id),
         });
     }
     Ok(Report {

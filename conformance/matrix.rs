@@ -464,7 +464,8 @@ impl Recording {
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    fn get(&self, id: &str) -> Option<Outcome> {
+    /// The recorded outcome of case `id`.
+    pub fn get(&self, id: &str) -> Option<Outcome> {
         self.cases.get(id).and_then(|s| Outcome::parse(s))
     }
 }

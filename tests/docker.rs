@@ -199,7 +199,7 @@ fn libpq17_cases(pg15_image: &str, pg17_image: &str) -> Result<(), String> {
     let pg17 = tls_server(pg17_image, &factory)?;
     let pg15 = tls_server(pg15_image, &factory)?;
     let path = root().join(libpq17::RECORDING);
-    let recording = libpq17::Recording::load(&path)?;
+    let recording = Recording::load(&path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
