@@ -786,14 +786,22 @@ async fn build_pool(plan: ConnectPlan, env: SharedEnv) -> Result<Pool, CatalogEr
 }
 
 /// How often an upsert is tried when it loses an insert race (see [`is_unique_race`]).
-const UPSERT_ATTEMPTS: u32 = 3;
+const UPSERT_ATTEMPTS: u32 = 5;
 
-/// Whether the upsert failed on a unique constraint: two sessions inserting the same new key
-/// at once. `ON CONFLICT (id)` covers only its arbiter index; when the other unique index
-/// (`key`) meets the concurrent row first, PostgreSQL raises 23505 after the other session
-/// commits instead of updating. Run again, the statement sees the committed row and updates.
+/// Whether the upsert lost an insert race: two sessions inserting the same new key at once.
+/// `ON CONFLICT (id)` covers only its arbiter index; the table's other unique index (`key`)
+/// is checked outside it, so the race shows as
+/// - 23505 (unique violation) when the other session's row meets that index first: PostgreSQL
+///   raises it after the other session commits instead of updating; or
+/// - 40P01 (deadlock detected) when each session's speculative insertion waits for the other's
+///   entry in the other index; PostgreSQL aborts one of them.
+///
+/// Either way the statement, run again (a savepoint rolled back releases what it locked), sees
+/// the other session's row and updates it.
 fn is_unique_race(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    use tokio_postgres::error::SqlState;
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        || e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
 }
 
 /// One upsert of a batch under a savepoint, retried after an insert race. The outer `Err` is a
