@@ -189,14 +189,17 @@ impl Error {
 }
 
 impl fmt::Display for Error {
+    /// One line: control characters in the file name, the path (YAML keys) and the message are
+    /// escaped ([`crate::text::escape_controls`]), so a configuration cannot forge output lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::text::Escaped;
         if let Some(location) = &self.location {
-            write!(f, "{location}: ")?;
+            write!(f, "{}:{}:{}: ", Escaped(&location.file), location.line, location.col)?;
         }
         if let Some(path) = &self.path {
-            write!(f, "{path}: ")?;
+            write!(f, "{}: ", Escaped(path))?;
         }
-        f.write_str(&self.message)
+        write!(f, "{}", Escaped(&self.message))
     }
 }
 

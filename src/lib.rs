@@ -59,5 +59,6 @@ pub mod rds_bundle;
 pub mod secret;
 pub mod secrets;
 pub mod sslmode;
+pub mod text;
 pub mod vectors;
 pub mod yaml;

@@ -127,10 +127,15 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::text::Escaped;
         write!(
             f,
-            "{}: warning: {}: {}",
-            self.location, self.path, self.message
+            "{}:{}:{}: warning: {}: {}",
+            Escaped(&self.location.file),
+            self.location.line,
+            self.location.col,
+            Escaped(&self.path),
+            Escaped(&self.message)
         )
     }
 }

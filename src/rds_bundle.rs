@@ -137,7 +137,7 @@ impl BundleError {
 
 impl fmt::Display for BundleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&crate::text::escape_controls(&self.message))
     }
 }
 

@@ -103,7 +103,12 @@ impl CatalogError {
 
 impl fmt::Display for CatalogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "catalog {}: {}", self.kind.as_str(), self.message)
+        write!(
+            f,
+            "catalog {}: {}",
+            self.kind.as_str(),
+            crate::text::Escaped(&self.message)
+        )
     }
 }
 

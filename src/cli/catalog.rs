@@ -9,6 +9,7 @@ use tea_pgcloud::catalog::{CatalogError, CatalogErrorKind, CatalogOptions, Postg
 use tea_pgcloud::env::{Environment, ProcessEnv};
 use tea_pgcloud::error::ErrorClass;
 use tea_pgcloud::pool::{Pool, PoolOptions};
+use tea_pgcloud::text::Escaped;
 
 /// `connect_timeout` when the configuration sets none: an operator's command should not wait
 /// forever on a server that accepts and never answers.
@@ -125,7 +126,7 @@ pub fn run(file: &str, action: Action, as_json: bool) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("{file}: {}: {e}", e.class());
+            eprintln!("{}: {}: {e}", Escaped(file), e.class());
             1
         }
     }

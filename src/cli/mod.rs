@@ -9,6 +9,7 @@ use tea_pgcloud::config::load_file;
 use tea_pgcloud::env::ProcessEnv;
 use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::provider::plan;
+use tea_pgcloud::text::Escaped;
 use tea_pgcloud::vectors::{self, Adapter, Builtin, Runner};
 
 mod catalog;
@@ -186,12 +187,13 @@ fn check(file: &str) -> i32 {
             }
             let name = if file == "-" { "<stdin>" } else { file };
             println!(
-                "{name}: ok: provider {}, {} host(s), tls {}, user from {}, password from {}",
+                "{}: ok: provider {}, {} host(s), tls {}, user from {}, password from {}",
+                Escaped(name),
                 plan.kind.as_str(),
                 plan.hosts.len(),
                 plan.tls,
-                plan.user_source,
-                plan.password_source
+                Escaped(&plan.user_source.to_string()),
+                Escaped(&plan.password_source.to_string())
             );
             0
         }
@@ -240,7 +242,7 @@ fn show_plan(file: &str, json: bool) -> i32 {
             ("uri", plan.uri()),
         ];
         rows.iter()
-            .try_for_each(|(k, v)| writeln!(out, "{k:<16} {v}"))
+            .try_for_each(|(k, v)| writeln!(out, "{k:<16} {}", Escaped(v)))
     };
     match written {
         Ok(()) => 0,

@@ -10,6 +10,7 @@ use tea_pgcloud::env::ProcessEnv;
 use tea_pgcloud::iam::TokenSource;
 use tea_pgcloud::iam::cache::CachedProvider;
 use tea_pgcloud::plan::{ConnectPlan, Source};
+use tea_pgcloud::text::Escaped;
 
 /// `ping`'s `connect_timeout` when the configuration sets none.
 const DEFAULT_TIMEOUT_SECS: u32 = 10;
@@ -113,19 +114,23 @@ pub fn resolve_command(file: &str, reveal: bool) -> i32 {
             let user = plan.user.clone().or(r.login.user.clone());
             println!(
                 "user      {}  (from {})",
-                user.as_deref().unwrap_or("-"),
-                r.user_from
+                Escaped(user.as_deref().unwrap_or("-")),
+                Escaped(&r.user_from.to_string())
             );
             let password = match (plan.password.as_ref().or(r.login.password.as_ref()), reveal) {
                 (None, _) => "-".to_string(),
                 (Some(p), true) => p.expose().to_string(),
                 (Some(_), false) => "<redacted> (--reveal shows it)".to_string(),
             };
-            println!("password  {password}  (from {})", r.password_from);
+            println!(
+                "password  {}  (from {})",
+                Escaped(&password),
+                Escaped(&r.password_from.to_string())
+            );
             0
         }
         Err(e) => {
-            eprintln!("{file}: {}: {e}", e.class());
+            eprintln!("{}: {}: {e}", Escaped(file), e.class());
             1
         }
     }
@@ -199,12 +204,14 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
                 };
                 println!(
                     "connected to {}:{} (PostgreSQL {})",
-                    c.host.host, c.host.port, c.server_version
+                    Escaped(&c.host.host),
+                    c.host.port,
+                    Escaped(&c.server_version)
                 );
                 println!("tls      {tls}");
                 println!("auth     {}", auth(&plan, password_used));
                 if let Some(user) = reveal.then_some(user.as_deref()).flatten() {
-                    println!("user     {user}");
+                    println!("user     {}", Escaped(user));
                 }
                 println!(
                     "timings  connect {:.1} ms, startup {:.1} ms, query {:.1} ms, total {:.1} ms",
@@ -214,7 +221,7 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
                     c.timings.total_ms
                 );
             }
-            Err(e) => eprintln!("{file}: {}: {e}", e.class()),
+            Err(e) => eprintln!("{}: {}: {e}", Escaped(file), e.class()),
         }
     }
     i32::from(result.is_err())

@@ -18,6 +18,7 @@
 //! `connect_timeout` (at least 2 s, as in libpq) bounds each address's whole attempt. The
 //! futures need a tokio runtime with its time driver enabled.
 
+pub mod guard;
 pub mod hostname;
 pub mod tls;
 
@@ -39,6 +40,7 @@ use crate::error::ErrorClass;
 use crate::plan::{ConnectPlan, HostPort};
 use crate::secret::Secret;
 use crate::sslmode::{SslMode, Verify};
+use guard::{Guard, Start, Violation};
 use tls::{ClientIdentity, Connector, Roots};
 
 /// libpq's smallest connect timeout: a `connect_timeout` of 1 is taken as 2 seconds.
@@ -124,7 +126,7 @@ impl ConnectError {
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.messages.join("; "))
+        f.write_str(&crate::text::escape_controls(&self.messages.join("; ")))
     }
 }
 
@@ -158,6 +160,9 @@ enum Failure {
         login: bool,
         tls: bool,
     },
+    /// The server sent what libpq refuses before the session is up ([`Violation`]): libpq
+    /// stops there, without the `allow` / `prefer` retry.
+    Protocol(String),
     /// The connection broke after it was opened.
     Broken(String),
 }
@@ -168,14 +173,14 @@ impl Failure {
             Self::Unreachable(_) => ErrorClass::Unreachable,
             Self::Tls(class, _) | Self::Server { class, .. } => *class,
             Self::NoTls => ErrorClass::ServerNoTls,
-            Self::Broken(_) => ErrorClass::Other,
+            Self::Protocol(_) | Self::Broken(_) => ErrorClass::Other,
         }
     }
 
     fn message(&self) -> String {
         match self {
             Self::Unreachable(m) | Self::Tls(_, m) | Self::Server { message: m, .. } => m.clone(),
-            Self::Broken(m) => m.clone(),
+            Self::Protocol(m) | Self::Broken(m) => m.clone(),
             Self::NoTls => "server does not support SSL, but SSL was required".to_string(),
         }
     }
@@ -236,7 +241,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 fn server_failure(e: &tokio_postgres::Error, tls: bool) -> Option<Failure> {
     let db = e.as_db_error()?;
-    let message = format!("{}: {}", db.severity(), db.message());
+    let message = format!(
+        "{}: {}",
+        crate::text::foreign(db.severity()),
+        crate::text::foreign(db.message())
+    );
     // pg_hba.conf refusals and credential failures share SQLSTATE class 28
     // (invalid_authorization_specification, invalid_password); tell them apart as libpq's
     // readers do, by the message.
@@ -299,6 +308,12 @@ async fn attempt(
             let started = Instant::now();
             let stream = open(endpoint).await?;
             let connect = started.elapsed();
+            let start = match connector {
+                None => Start::Messages,
+                Some(c) if c.is_direct() => Start::Through,
+                Some(_) => Start::SslResponse,
+            };
+            let stream = Guard::new(stream, start);
             let mut config = config.clone();
             let startup_started = Instant::now();
             let (client, report) = match connector {
@@ -328,7 +343,8 @@ async fn attempt(
                             (client, None)
                         }
                         Err(e) => {
-                            return Err(server_failure(&e, false)
+                            return Err(violation(&e)
+                                .or_else(|| server_failure(&e, false))
                                 .unwrap_or_else(|| Failure::Broken(broken_message(&e))));
                         }
                     }
@@ -348,10 +364,21 @@ async fn attempt(
 }
 
 fn broken_message(e: &tokio_postgres::Error) -> String {
-    format!("server closed the connection unexpectedly ({e})")
+    format!(
+        "server closed the connection unexpectedly ({})",
+        crate::text::foreign(&e.to_string())
+    )
+}
+
+/// What the server sent that libpq refuses, found in tokio-postgres's error.
+fn violation(e: &tokio_postgres::Error) -> Option<Failure> {
+    Violation::find(e).map(|v| Failure::Protocol(v.to_string()))
 }
 
 fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
+    if let Some(failure) = violation(e) {
+        return failure;
+    }
     if let Some(failure) = server_failure(e, report.negotiated.is_some()) {
         return failure;
     }
@@ -375,7 +402,10 @@ fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
             )) => ErrorClass::AuthFailed,
             _ => ErrorClass::Other,
         };
-        return Failure::Tls(class, format!("SSL error: {e}"));
+        return Failure::Tls(
+            class,
+            format!("SSL error: {}", crate::text::foreign(&e.to_string())),
+        );
     }
     Failure::Broken(broken_message(e))
 }
@@ -423,7 +453,7 @@ fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
     }
     if !env.is_file(path) {
         return Err(format!(
-            "root certificate file \"{path}\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
+            "root certificate file \"{path}\" does not exist; either provide the file or change sslmode to disable server certificate verification."
         ));
     }
     let certs = CertificateDer::pem_file_iter(path)
@@ -667,7 +697,7 @@ pub async fn connect(
         (None, Verify::Ca | Verify::Full) => {
             let home = env.var("HOME").unwrap_or_else(|| "~".to_string());
             refusal = Some(format!(
-                "root certificate file \"{home}/.postgresql/root.crt\" does not exist\nEither provide the file or change sslmode to disable server certificate verification."
+                "root certificate file \"{home}/.postgresql/root.crt\" does not exist; either provide the file or change sslmode to disable server certificate verification."
             ));
             Roots::default()
         }
@@ -810,8 +840,22 @@ async fn finish(
     let server_version = tokio::time::timeout(timeout.unwrap_or(FIRST_QUERY_TIMEOUT), query)
         .await
         .map_err(|_| ConnectError::new(ErrorClass::Other, "first query: timeout expired"))?
-        .map(|row| row.get::<_, String>(0))
-        .map_err(|e| ConnectError::new(ErrorClass::Other, format!("first query failed: {e}")))?;
+        .map_err(|e| {
+            ConnectError::new(
+                ErrorClass::Other,
+                format!(
+                    "first query failed: {}",
+                    crate::text::foreign(&e.to_string())
+                ),
+            )
+        })?
+        .try_get::<_, String>(0)
+        .map_err(|e| {
+            ConnectError::new(
+                ErrorClass::Other,
+                format!("first query (SHOW server_version), column 0: {e}"),
+            )
+        })?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let tls = success.tls.as_ref().and_then(|r| {
         r.negotiated.as_ref().map(|(version, cipher)| TlsInfo {

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::guard::{Guard, Start};
 use super::hostname::{self, NameCheck};
 use crate::error::ErrorClass;
 use crate::sslmode::Verify;
@@ -236,6 +237,7 @@ pub struct Connector {
     server_name: ServerName<'static>,
     report: ReportSlot,
     refusal: Option<String>,
+    direct: bool,
 }
 
 impl std::fmt::Debug for Connector {
@@ -297,6 +299,7 @@ impl Connector {
             server_name,
             report,
             refusal: None,
+            direct,
         })
     }
 
@@ -314,6 +317,11 @@ impl Connector {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether TLS starts at once (`sslnegotiation=direct`), with no SSLRequest first.
+    pub fn is_direct(&self) -> bool {
+        self.direct
     }
 
     /// Clears the report before another attempt.
@@ -361,7 +369,7 @@ where
                 r.handshake = Some(started.elapsed());
             });
             Ok(RustlsStream {
-                inner: tls,
+                inner: Guard::new(tls, Start::Messages),
                 binding,
             })
         })
@@ -394,8 +402,9 @@ fn channel_binding(peer: Option<&[CertificateDer<'static>]>) -> Option<Vec<u8>> 
 }
 
 /// The TLS stream handed to tokio-postgres.
+/// What the server sends inside TLS is checked by libpq's start-up limits ([`Guard`]).
 pub struct RustlsStream<S> {
-    inner: tokio_rustls::client::TlsStream<S>,
+    inner: Guard<tokio_rustls::client::TlsStream<S>>,
     binding: Option<Vec<u8>>,
 }
 

@@ -106,7 +106,7 @@ impl ConnInfoError {
 
 impl fmt::Display for ConnInfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&crate::text::escape_controls(&self.message))
     }
 }
 

@@ -102,7 +102,12 @@ impl SecretError {
 
 impl fmt::Display for SecretError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "credentials ({}): {}", self.backend, self.message)
+        write!(
+            f,
+            "credentials ({}): {}",
+            self.backend,
+            crate::text::Escaped(&self.message)
+        )
     }
 }
 

@@ -1,0 +1,130 @@
+//! Text that reaches a terminal or a log: control characters escaped, foreign text bounded.
+//!
+//! A configuration file, an environment variable or a server can put any character into a
+//! value that ends up in a message: a newline that forges a second `FILE:LINE:COL: ok` line,
+//! an ESC sequence that rewrites the terminal, a right-to-left override that reorders what is
+//! shown. Every text output of this crate (errors, warnings, the `plan`, `ping` and `resolve`
+//! reports) passes its values through [`escape_controls`], so that one message is one line and
+//! shows what it holds. JSON output needs none of this: JSON escapes control characters itself.
+//!
+//! Text this crate did not write (a server's error message, an SDK's error chain) is also cut
+//! to a bounded length with [`bounded`] before it becomes part of a message.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// How many characters of a server's or a service's text a message keeps.
+pub const MAX_FOREIGN_TEXT: usize = 1000;
+
+/// Whether `c` must not reach a terminal as is: C0 and C1 control characters, DEL, and the
+/// Unicode bidirectional overrides and isolates (which reorder the text around them).
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every control character written as an escape: `\n`, `\r`, `\t`, `\x1b`,
+/// `\u{9b}`. Nothing is allocated when there is nothing to escape.
+///
+/// ```
+/// use tea_pgcloud::text::escape_controls;
+/// assert_eq!(escape_controls("sslmode"), "sslmode");
+/// assert_eq!(escape_controls("a\nFAKE.yaml:9:9: ok"), "a\\nFAKE.yaml:9:9: ok");
+/// assert_eq!(escape_controls("\u{1b}[2J"), "\\x1b[2J");
+/// ```
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` cut to `max` characters, saying how much was left out.
+///
+/// ```
+/// use tea_pgcloud::text::bounded;
+/// assert_eq!(bounded("short", 10), "short");
+/// assert_eq!(bounded("abcdefghij", 4), "abcd... (6 more characters)");
+/// ```
+pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((at, _)) => {
+            let rest = text[at..].chars().count();
+            Cow::Owned(format!("{}... ({rest} more characters)", &text[..at]))
+        }
+    }
+}
+
+/// Foreign text (a server's message, an SDK's error) made fit for a message: trimmed, bounded
+/// to [`MAX_FOREIGN_TEXT`] characters, with control characters escaped (so it stays one line).
+pub fn foreign(text: &str) -> String {
+    let first = text.trim();
+    escape_controls(&bounded(first, MAX_FOREIGN_TEXT)).into_owned()
+}
+
+/// A `Display` adapter that escapes control characters of what it wraps.
+///
+/// ```
+/// use tea_pgcloud::text::Escaped;
+/// assert_eq!(Escaped("a\u{7}b").to_string(), "a\\x07b");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&escape_controls(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_control_character_is_escaped() {
+        for c in (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32) {
+            let shown = escape_controls(&format!("a{c}b")).into_owned();
+            assert!(!shown.chars().any(char::is_control), "{c:?} -> {shown:?}");
+            assert!(shown.starts_with('a') && shown.ends_with('b'), "{shown:?}");
+        }
+        assert_eq!(escape_controls("\u{9b}"), "\\u{9b}");
+        assert_eq!(escape_controls("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(escape_controls("\0"), "\\x00");
+        assert_eq!(escape_controls("\u{7f}"), "\\x7f");
+    }
+
+    #[test]
+    fn text_without_controls_is_borrowed() {
+        assert!(matches!(escape_controls("héllo wörld"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn bounded_counts_characters_not_bytes() {
+        assert_eq!(bounded("ééééé", 2), "éé... (3 more characters)");
+        assert_eq!(bounded("ééééé", 5), "ééééé");
+    }
+
+    #[test]
+    fn foreign_text_is_one_bounded_line() {
+        let long = format!("FATAL: {}\nsecond line", "x".repeat(5000));
+        let shown = foreign(&long);
+        assert!(shown.chars().count() < MAX_FOREIGN_TEXT + 40, "{}", shown.len());
+        assert!(!shown.contains('\n'));
+    }
+}
