@@ -375,6 +375,10 @@ impl Environment for CaseEnv<'_> {
     fn is_file(&self, path: &str) -> bool {
         Path::new(path).is_file()
     }
+
+    fn file_exists(&self, path: &str) -> std::io::Result<bool> {
+        crate::env::stat_exists(path)
+    }
 }
 
 /// Runs one case through this library.

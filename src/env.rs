@@ -11,6 +11,25 @@ pub trait Environment {
 
     /// Whether a regular file exists at `path`.
     fn is_file(&self, path: &str) -> bool;
+
+    /// Whether anything exists at `path`, as libpq asks with `stat()` before it reads a
+    /// certificate or key file: `Ok(false)` when nothing is there (`ENOENT`, `ENOTDIR`),
+    /// `Ok(true)` when something is (a directory or a device too: libpq then tries to read it
+    /// and fails), `Err` for any other failure. [`stat_exists`] answers it for the real file
+    /// system.
+    fn file_exists(&self, path: &str) -> std::io::Result<bool>;
+}
+
+/// [`Environment::file_exists`] on the real file system: libpq's `stat()` test.
+pub fn stat_exists(path: &str) -> std::io::Result<bool> {
+    /// `ENOTDIR`: a path component is not a directory (libpq goes on as for `ENOENT`).
+    const ENOTDIR: i32 = 20;
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.raw_os_error() == Some(ENOTDIR) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The real process environment and file system.
@@ -24,6 +43,10 @@ impl Environment for ProcessEnv {
 
     fn is_file(&self, path: &str) -> bool {
         Path::new(path).is_file()
+    }
+
+    fn file_exists(&self, path: &str) -> std::io::Result<bool> {
+        stat_exists(path)
     }
 }
 
@@ -77,5 +100,10 @@ impl Environment for MapEnv {
 
     fn is_file(&self, path: &str) -> bool {
         self.files.contains(path)
+    }
+
+    /// The given files are all that exist.
+    fn file_exists(&self, path: &str) -> std::io::Result<bool> {
+        Ok(self.files.contains(path))
     }
 }

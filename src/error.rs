@@ -194,7 +194,13 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::text::Escaped;
         if let Some(location) = &self.location {
-            write!(f, "{}:{}:{}: ", Escaped(&location.file), location.line, location.col)?;
+            write!(
+                f,
+                "{}:{}:{}: ",
+                Escaped(&location.file),
+                location.line,
+                location.col
+            )?;
         }
         if let Some(path) = &self.path {
             write!(f, "{}: ", Escaped(path))?;

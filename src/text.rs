@@ -124,7 +124,11 @@ mod tests {
     fn foreign_text_is_one_bounded_line() {
         let long = format!("FATAL: {}\nsecond line", "x".repeat(5000));
         let shown = foreign(&long);
-        assert!(shown.chars().count() < MAX_FOREIGN_TEXT + 40, "{}", shown.len());
+        assert!(
+            shown.chars().count() < MAX_FOREIGN_TEXT + 40,
+            "{}",
+            shown.len()
+        );
         assert!(!shown.contains('\n'));
     }
 }

@@ -240,6 +240,35 @@ fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> 
             right(&tls),
         ),
     ];
+    // An sslcert path where something exists but is no certificate file (a device that never
+    // ends, a directory, an empty file): libpq refuses the TLS attempt ("could not read
+    // certificate file"), so prefer goes on in plain text and the stronger modes fail. Only a
+    // path where nothing exists means "no client certificate".
+    let client = factory.client(user).map_err(|e| e.to_string())?;
+    let key = dir.path().join("client.key");
+    std::fs::write(&key, &client.key).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    let empty = dir.path().join("empty.crt");
+    std::fs::write(&empty, "").map_err(|e| e.to_string())?;
+    let not_certs = [
+        "/dev/zero".to_string(),
+        dir.path().display().to_string(),
+        empty.display().to_string(),
+        dir.path().join("absent.crt").display().to_string(),
+    ];
+    for cert in &not_certs {
+        for mode in ["prefer", "require", "verify-full"] {
+            cases.push((
+                format!(
+                    "host=localhost port={b} user={user} dbname=postgres sslmode={mode} sslrootcert={} sslcert={cert} sslkey={}",
+                    root.display(),
+                    key.display()
+                ),
+                right(&tls),
+            ));
+        }
+    }
     // A unix socket ignores sslmode=require (native launcher only: a container's socket is not
     // on the host).
     if let Some(socket) = tls.socket_dir() {

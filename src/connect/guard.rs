@@ -84,7 +84,9 @@ impl fmt::Display for Violation {
                 "received invalid response to SSL negotiation: {}",
                 printable(*b)
             ),
-            Self::UnencryptedAfterSsl => f.write_str("received unencrypted data after SSL response"),
+            Self::UnencryptedAfterSsl => {
+                f.write_str("received unencrypted data after SSL response")
+            }
             Self::ErrorAfterSslRequest(message) => f.write_str(message),
             Self::ExpectedAuthentication(b) => write!(
                 f,
@@ -248,8 +250,7 @@ impl<S> Guard<S> {
                 _ => {
                     let take = self.body_left.min(data.len());
                     let (chunk, rest) = data.split_at(take);
-                    if self.phase == Phase::SslError || (self.kind == b'R' && self.body.len() < 4)
-                    {
+                    if self.phase == Phase::SslError || (self.kind == b'R' && self.body.len() < 4) {
                         let keep = if self.phase == Phase::SslError {
                             chunk.len()
                         } else {

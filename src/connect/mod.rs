@@ -435,8 +435,8 @@ fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
             }
         }
         for file in extra {
-            if let Ok(iter) = CertificateDer::pem_file_iter(&file) {
-                for cert in iter.flatten() {
+            if let Ok(bytes) = read_pem_file(&file.to_string_lossy()) {
+                for cert in CertificateDer::pem_slice_iter(&bytes).flatten() {
                     let _ = roots.add(cert);
                 }
             }
@@ -451,13 +451,12 @@ fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
             certs: Vec::new(),
         });
     }
-    if !env.is_file(path) {
+    if !env.file_exists(path).unwrap_or(false) {
         return Err(format!(
             "root certificate file \"{path}\" does not exist; either provide the file or change sslmode to disable server certificate verification."
         ));
     }
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+    let certs = read_certificates(path)
         .map_err(|e| format!("could not read root certificate file \"{path}\": {e}"))?;
     if certs.is_empty() {
         return Err(format!(
@@ -475,12 +474,45 @@ fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
     })
 }
 
-/// libpq's rule for private key files: no group or world access (`0600`), or group read only
-/// (`0640`) when root owns the file.
+/// The most a certificate, root certificate or key file may hold: a PEM bundle of every public
+/// CA is under 1 MiB. A larger file (or a device that never ends, such as `/dev/zero`) is
+/// refused after this many bytes instead of being read into memory.
+pub const MAX_PEM_FILE: u64 = 8 << 20;
+
+/// The bytes of a PEM file, at most [`MAX_PEM_FILE`] of them.
+fn read_pem_file(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(format!("larger than {MAX_PEM_FILE} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// The certificates of a PEM file; none is an error, as OpenSSL's "no start line".
+fn read_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = read_pem_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate found (no PEM start line)".to_string());
+    }
+    Ok(certs)
+}
+
+/// libpq's rule for private key files: a regular file, with no group or world access
+/// (`0600`), or group read only (`0640`) when root owns the file.
 fn check_key_permissions(path: &str) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("could not access private key file \"{path}\": {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("private key file \"{path}\" is not a regular file"));
+    }
     let mode = meta.mode();
     let allowed = if meta.uid() == 0 { 0o7740 } else { 0o7700 };
     if mode & 0o777 & !allowed != 0 {
@@ -493,7 +525,9 @@ fn check_key_permissions(path: &str) -> Result<(), String> {
 
 /// libpq's client certificate: `sslcert` / `sslkey`, else `~/.postgresql/postgresql.crt` and
 /// `.key` when the certificate file exists. Read only when a TLS attempt starts, as in libpq:
-/// an error here does not stop a plain connection.
+/// an error here does not stop a plain connection. As in libpq, only a certificate path where
+/// nothing exists means "no client certificate"; anything else there (a directory, a device,
+/// an empty or unreadable file) must load, or the TLS attempt fails.
 fn client_identity(
     plan: &ConnectPlan,
     env: &dyn Environment,
@@ -507,8 +541,14 @@ fn client_identity(
             None => return Ok(None),
         },
     };
-    if !env.is_file(&cert_path) {
-        return Ok(None);
+    match env.file_exists(&cert_path) {
+        Ok(false) => return Ok(None),
+        Ok(true) => {}
+        Err(e) => {
+            return Err(format!(
+                "could not open certificate file \"{cert_path}\": {e}"
+            ));
+        }
     }
     let key_path = plan
         .params
@@ -517,16 +557,16 @@ fn client_identity(
         .map(str::to_string)
         .or_else(|| default("postgresql.key"))
         .unwrap_or_default();
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+    let certs = read_certificates(&cert_path)
         .map_err(|e| format!("could not read certificate file \"{cert_path}\": {e}"))?;
-    if !env.is_file(&key_path) {
+    if !env.file_exists(&key_path).unwrap_or(false) {
         return Err(format!(
             "certificate present, but not private key file \"{key_path}\""
         ));
     }
     check_key_permissions(&key_path)?;
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let key = read_pem_file(&key_path)
+        .and_then(|bytes| PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| e.to_string()))
         .map_err(|e| format!("could not load private key file \"{key_path}\": {e}"))?;
     Ok(Some(ClientIdentity { certs, key }))
 }

@@ -143,7 +143,12 @@ impl TokenError {
 
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.provider, crate::text::Escaped(&self.message))
+        write!(
+            f,
+            "{}: {}",
+            self.provider,
+            crate::text::Escaped(&self.message)
+        )
     }
 }
 

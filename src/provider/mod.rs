@@ -201,7 +201,7 @@ fn finish(
         // so the plan is what libpq does with the file present, whether it is cached yet or not.
         Some((_, path)) if target.rds_bundle.is_some() => (RootCert::File, Some(path.clone())),
         Some((key, path)) => {
-            if env.is_file(path) {
+            if env.file_exists(path).unwrap_or(false) {
                 (RootCert::File, Some(path.clone()))
             } else {
                 if !all_sockets {
@@ -216,7 +216,7 @@ fn finish(
                 (RootCert::Absent, Some(path.clone()))
             }
         }
-        None => match default_root_cert(env).filter(|p| env.is_file(p)) {
+        None => match default_root_cert(env).filter(|p| env.file_exists(p).unwrap_or(false)) {
             Some(path) => (RootCert::File, Some(path)),
             None => (RootCert::Absent, None),
         },
