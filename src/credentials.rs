@@ -44,6 +44,15 @@ pub async fn secrets_for(
     plan: &ConnectPlan,
     env: Arc<dyn Environment + Send + Sync>,
 ) -> Result<Option<CachedSecrets>, ConnectError> {
+    secrets_for_unscrubbed(plan, env)
+        .await
+        .map_err(|e| e.scrubbed(&plan.tainted))
+}
+
+async fn secrets_for_unscrubbed(
+    plan: &ConnectPlan,
+    env: Arc<dyn Environment + Send + Sync>,
+) -> Result<Option<CachedSecrets>, ConnectError> {
     let Some(credentials) = &plan.credentials else {
         return Ok(None);
     };
@@ -77,6 +86,16 @@ pub fn token_error(e: TokenError) -> ConnectError {
 /// Resolves the login for `plan`: secrets from `secrets`, the password from `tokens` when the
 /// plan's password is an IAM token.
 pub async fn resolve_login(
+    plan: &ConnectPlan,
+    secrets: Option<&CachedSecrets>,
+    tokens: Option<&TokenSource>,
+) -> Result<Resolved, ConnectError> {
+    resolve_login_unscrubbed(plan, secrets, tokens)
+        .await
+        .map_err(|e| e.scrubbed(&plan.tainted))
+}
+
+async fn resolve_login_unscrubbed(
     plan: &ConnectPlan,
     secrets: Option<&CachedSecrets>,
     tokens: Option<&TokenSource>,
@@ -226,6 +245,12 @@ pub async fn connect_with(
 /// A bundle that cannot be had is a `config` error (or `unreachable` when its server failed
 /// and no cached copy verifies).
 pub async fn prepare(plan: &ConnectPlan) -> Result<(), ConnectError> {
+    prepare_unscrubbed(plan)
+        .await
+        .map_err(|e| e.scrubbed(&plan.tainted))
+}
+
+async fn prepare_unscrubbed(plan: &ConnectPlan) -> Result<(), ConnectError> {
     #[cfg(feature = "aws")]
     if plan.rds_bundle.is_some() {
         use crate::rds_bundle::{BundleErrorKind, ensure};

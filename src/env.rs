@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::text::Tainted;
+
 /// What the configuration pipeline may ask of its surroundings: environment variables and
 /// whether a file exists (libpq's default `~/.postgresql/root.crt` rule depends on it).
 pub trait Environment {
@@ -29,6 +31,58 @@ pub fn stat_exists(path: &str) -> std::io::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) if e.raw_os_error() == Some(ENOTDIR) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Variables that locate files or name the process's user, not values of the catalog: what
+/// they hold is shown in paths by design, so [`Recording`] does not mark them.
+const NOT_CATALOG_VALUES: &[&str] = &[
+    "HOME",
+    "USER",
+    "XDG_CACHE_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// An environment that marks every value it hands out as [`Tainted`], so that the stage
+/// reading through it can keep them out of its messages.
+pub struct Recording<'a> {
+    inner: &'a dyn Environment,
+    seen: std::cell::RefCell<Tainted>,
+}
+
+impl<'a> Recording<'a> {
+    /// Records what `inner` is asked.
+    pub fn new(inner: &'a dyn Environment) -> Self {
+        Self {
+            inner,
+            seen: std::cell::RefCell::new(Tainted::default()),
+        }
+    }
+
+    /// The values read so far.
+    pub fn tainted(&self) -> Tainted {
+        self.seen.borrow().clone()
+    }
+}
+
+impl Environment for Recording<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        let value = self.inner.var(name);
+        if let Some(v) = &value
+            && !NOT_CATALOG_VALUES.contains(&name)
+        {
+            self.seen.borrow_mut().add(v);
+        }
+        value
+    }
+
+    fn is_file(&self, path: &str) -> bool {
+        self.inner.is_file(path)
+    }
+
+    fn file_exists(&self, path: &str) -> std::io::Result<bool> {
+        self.inner.file_exists(path)
     }
 }
 

@@ -186,6 +186,14 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The same error with every value of `tainted` taken out of its message.
+    pub fn scrubbed(mut self, tainted: &crate::text::Tainted) -> Self {
+        if !tainted.is_empty() {
+            self.message = tainted.scrub(&self.message);
+        }
+        self
+    }
 }
 
 impl fmt::Display for Error {

@@ -201,6 +201,9 @@ pub struct ConnectPlan {
     pub pool: PoolConfig,
     /// Things the user should know.
     pub warnings: Vec<Warning>,
+    /// Values that came from the environment: no error or warning about this plan quotes them
+    /// ([`crate::text::Tainted`]).
+    pub tainted: crate::text::Tainted,
 }
 
 impl ConnectPlan {

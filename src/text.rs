@@ -92,6 +92,97 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
+/// Values that came from the environment (`${VAR}` expansion, a provider's environment
+/// fallback, or a connection string that came from either): the README promises that no error
+/// or warning ever quotes one, since any of them may be a secret.
+///
+/// Messages are built by code that does not know where a value came from; the boundary that
+/// returns them (loading, planning, connecting, resolving credentials) passes them through
+/// [`Tainted::scrub`], which replaces every quoted occurrence of such a value, and every bare
+/// occurrence of one of at least [`Tainted::BARE_MIN`] characters.
+///
+/// ```
+/// use tea_pgcloud::text::Tainted;
+/// let mut tainted = Tainted::default();
+/// tainted.add("hunter2-secret");
+/// tainted.add("db");
+/// assert_eq!(
+///     tainted.scrub(r#"invalid sslmode value: "hunter2-secret""#),
+///     "invalid sslmode value: <a value from the environment>"
+/// );
+/// assert_eq!(tainted.scrub("could not translate host name \"db\""), "could not translate host name <a value from the environment>");
+/// assert_eq!(tainted.scrub("no db here"), "no db here");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Tainted {
+    /// Longest first, so that a value containing another is replaced whole.
+    values: Vec<String>,
+}
+
+impl std::fmt::Debug for Tainted {
+    // The values may be secrets: only their number is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tainted({} values)", self.values.len())
+    }
+}
+
+/// What a scrubbed value is replaced by.
+const SCRUBBED: &str = "<a value from the environment>";
+
+impl Tainted {
+    /// A bare (unquoted) occurrence is replaced only for values at least this long: shorter
+    /// ones (`5432`, `db`) stand in ordinary words too, and messages quote values anyway.
+    pub const BARE_MIN: usize = 8;
+
+    /// Marks `value` as never to be quoted. Empty values are ignored.
+    pub fn add(&mut self, value: &str) {
+        if value.is_empty() || self.values.iter().any(|v| v == value) {
+            return;
+        }
+        let at = self
+            .values
+            .iter()
+            .position(|v| v.len() < value.len())
+            .unwrap_or(self.values.len());
+        self.values.insert(at, value.to_string());
+    }
+
+    /// Adds every value of `other`.
+    pub fn extend(&mut self, other: &Tainted) {
+        for value in &other.values {
+            self.add(value);
+        }
+    }
+
+    /// Whether `value` is marked.
+    pub fn contains(&self, value: &str) -> bool {
+        self.values.iter().any(|v| v == value)
+    }
+
+    /// Whether nothing is marked.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `message` with every marked value replaced: quoted (`"v"`, `` `v` ``, `'v'`) always,
+    /// bare when the value is at least [`Tainted::BARE_MIN`] characters long.
+    pub fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for value in &self.values {
+            for quote in ['"', '`', '\''] {
+                let quoted = format!("{quote}{value}{quote}");
+                if out.contains(&quoted) {
+                    out = out.replace(&quoted, SCRUBBED);
+                }
+            }
+            if value.chars().count() >= Self::BARE_MIN && out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), SCRUBBED);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +209,18 @@ mod tests {
     fn bounded_counts_characters_not_bytes() {
         assert_eq!(bounded("ééééé", 2), "éé... (3 more characters)");
         assert_eq!(bounded("ééééé", 5), "ééééé");
+    }
+
+    #[test]
+    fn tainted_values_are_replaced_longest_first() {
+        let mut t = Tainted::default();
+        t.add("abc");
+        t.add("abcdefghijk");
+        assert_eq!(
+            t.scrub("x \"abcdefghijk\" y `abc` z abc"),
+            format!("x {SCRUBBED} y {SCRUBBED} z abc")
+        );
+        assert_eq!(format!("{t:?}"), "Tainted(2 values)");
     }
 
     #[test]

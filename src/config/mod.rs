@@ -406,6 +406,8 @@ pub struct CatalogConfig {
     pub credentials: Option<CredentialsConfig>,
     /// Where each key was written.
     pub origin: Origin,
+    /// Values that came from the environment (`${VAR}`): no message may quote them.
+    pub tainted: crate::text::Tainted,
 }
 
 /// Reads and validates a catalog from a file; `-` reads standard input.
@@ -434,12 +436,32 @@ pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<Catalog
     let root = yaml::parse(text, file)?;
     let (mut catalog, prefix, anchor) = locate(&root, file)?;
     validate::check_keys(&catalog, file, &prefix)?;
-    expand::expand_tree(&mut catalog, &prefix, env).map_err(|(mark, path, e)| {
+    let recording = crate::env::Recording::new(env);
+    expand::expand_tree(&mut catalog, &prefix, &recording).map_err(|(mark, path, e)| {
         Error::new(ErrorKind::Expansion, e.message)
             .at_path(path)
             .at_location(Some(mark.location(file)))
     })?;
-    validate::validate(&catalog, file, &prefix, anchor)
+    let mut tainted = recording.tainted();
+    mark_expanded(&catalog, &mut tainted);
+    let mut config =
+        validate::validate(&catalog, file, &prefix, anchor).map_err(|e| e.scrubbed(&tainted))?;
+    config.tainted = tainted;
+    Ok(config)
+}
+
+/// Marks the text of every scalar that `${VAR}` expansion produced.
+fn mark_expanded(node: &Node, tainted: &mut crate::text::Tainted) {
+    match &node.value {
+        yaml::Value::Scalar {
+            text,
+            expanded: true,
+            ..
+        } => tainted.add(text),
+        yaml::Value::Scalar { .. } => {}
+        yaml::Value::Seq(items) => items.iter().for_each(|n| mark_expanded(n, tainted)),
+        yaml::Value::Map(entries) => entries.iter().for_each(|(_, v)| mark_expanded(v, tainted)),
+    }
 }
 
 /// Where a key of a mapping stands.

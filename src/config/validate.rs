@@ -543,6 +543,7 @@ pub(super) fn validate(
         ssl_bundle_sha256: ssl_bundle_sha256.map(|pin| pin.to_ascii_lowercase()),
         credentials,
         origin: Origin::default(),
+        tainted: crate::text::Tainted::default(),
     };
     Ok(CatalogConfig { origin, ..config })
 }

@@ -122,6 +122,16 @@ impl ConnectError {
     pub fn messages(&self) -> &[String] {
         &self.messages
     }
+
+    /// The same error with every value of `tainted` taken out of its messages.
+    pub fn scrubbed(mut self, tainted: &crate::text::Tainted) -> Self {
+        if !tainted.is_empty() {
+            for message in &mut self.messages {
+                *message = tainted.scrub(message);
+            }
+        }
+        self
+    }
 }
 
 impl fmt::Display for ConnectError {
@@ -708,6 +718,17 @@ fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError>
 /// client certificate and root certificate) and `USER` (the default user name, else the
 /// process's own user), and says which files exist.
 pub async fn connect(
+    plan: &ConnectPlan,
+    login: &Login,
+    env: &(dyn Environment + Sync),
+) -> Result<Connected, ConnectError> {
+    // Messages quote host names and addresses; none that came from the environment.
+    connect_unscrubbed(plan, login, env)
+        .await
+        .map_err(|e| e.scrubbed(&plan.tainted))
+}
+
+async fn connect_unscrubbed(
     plan: &ConnectPlan,
     login: &Login,
     env: &(dyn Environment + Sync),

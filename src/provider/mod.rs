@@ -104,6 +104,33 @@ impl Target {
 /// Builds the plan for a validated configuration. Reads only the environment it is given; never
 /// fetches a secret.
 pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, Error> {
+    let recording = crate::env::Recording::new(env);
+    let result = plan_with(config, &recording);
+    let mut tainted = config.tainted.clone();
+    tainted.extend(&recording.tainted());
+    // A connection string from the environment: each of its values too (errors quote those
+    // one by one).
+    if let Some(text) = config.connection_string.as_ref().map(Secret::expose)
+        && tainted.contains(text)
+        && let Ok(params) = crate::conninfo::ConnInfo::parse(text)
+    {
+        for (_, value) in params.iter() {
+            tainted.add(value);
+        }
+    }
+    match result {
+        Ok(mut plan) => {
+            for warning in &mut plan.warnings {
+                warning.message = tainted.scrub(&warning.message);
+            }
+            plan.tainted = tainted;
+            Ok(plan)
+        }
+        Err(e) => Err(e.scrubbed(&tainted)),
+    }
+}
+
+fn plan_with(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, Error> {
     let mut target = if config.connection_string.is_some() {
         connection_string::target(config)?
     } else {
@@ -320,6 +347,7 @@ fn finish(
         credentials: credentials.cloned(),
         pool: config.pool,
         warnings: std::mem::take(&mut target.warnings),
+        tainted: crate::text::Tainted::default(),
     })
 }
 
