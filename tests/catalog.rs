@@ -794,3 +794,169 @@ fn failures_are_classed_and_never_show_the_password() {
         assert_eq!(catalog.get_entry("k").await.expect("reads"), None);
     });
 }
+
+/// Asserts that `err` is the catalog's error for a column it cannot read: kind `schema`, naming
+/// the query, the column, the type expected and the one the server sent.
+fn assert_unreadable(
+    err: &tea_pgcloud::catalog::CatalogError,
+    query: &str,
+    column: &str,
+    expected: &str,
+    got: &str,
+) {
+    assert_eq!(err.kind(), CatalogErrorKind::Schema, "{err}");
+    let message = err.message();
+    assert!(message.contains(&format!("query \"{query}\"")), "{err}");
+    assert!(message.contains(&format!("\"{column}\"")), "{err}");
+    assert!(message.contains(&format!("expected {expected}")), "{err}");
+    assert!(message.contains(&format!("got {got}")), "{err}");
+}
+
+#[test]
+fn columns_the_catalog_cannot_read_are_errors_that_name_query_column_and_types() {
+    let server = common::plain_server("catalog-types");
+    create_db(&server, "ltm");
+    let alter = |sql: &str| {
+        server
+            .admin_sql(&format!("\\connect ltm\n{sql}"))
+            .expect("alters the catalog's tables");
+    };
+    common::block_on(async {
+        let catalog = open(&server, "ltm", "").await;
+        catalog
+            .track_entry(&NewEntry::inline("k1", json!({"a": 1})))
+            .await
+            .expect("tracks");
+        let snapshot = catalog.create_snapshot("s1").await.expect("a snapshot");
+        catalog
+            .track_entry(&NewEntry::inline("k2", json!(2)))
+            .await
+            .expect("tracks a change since the snapshot");
+
+        // An entry column of another type: every path that reads entries.
+        alter("ALTER TABLE ltm_entries ALTER COLUMN byte_size TYPE text USING byte_size::text");
+        let err = catalog
+            .get_entry("k1")
+            .await
+            .expect_err("byte_size is text");
+        assert_unreadable(&err, "get entry", "byte_size", "int4", "text");
+        let err = catalog.retrieve_batch(&["k1"]).await.expect_err("text");
+        assert_unreadable(&err, "retrieve batch", "byte_size", "int4", "text");
+        let err = catalog
+            .list_entries(&ListQuery::default())
+            .await
+            .expect_err("text");
+        assert_unreadable(&err, "list entries", "byte_size", "int4", "text");
+        let err = catalog.get_changed_entries(None).await.expect_err("text");
+        assert_unreadable(&err, "changed entries", "byte_size", "int4", "text");
+        let err = catalog
+            .get_changed_entries(Some(&snapshot.id))
+            .await
+            .expect_err("text");
+        assert_unreadable(&err, "changed entries", "byte_size", "int4", "text");
+        alter(
+            "ALTER TABLE ltm_entries ALTER COLUMN byte_size TYPE integer USING byte_size::integer",
+        );
+        assert!(
+            catalog
+                .get_entry("k1")
+                .await
+                .expect("reads again")
+                .is_some()
+        );
+
+        // NULL where the schema says NOT NULL.
+        alter(
+            "ALTER TABLE ltm_entries ALTER COLUMN content_hash DROP NOT NULL;\n\
+             UPDATE ltm_entries SET content_hash = NULL",
+        );
+        let err = catalog.get_entry("k1").await.expect_err("a NULL hash");
+        assert_unreadable(&err, "get entry", "content_hash", "text", "NULL");
+        alter("UPDATE ltm_entries SET content_hash = 'sha256:00'");
+
+        // JSON text that does not parse.
+        alter(
+            "ALTER TABLE ltm_entries ALTER COLUMN inlined_value TYPE text USING inlined_value::text;\n\
+             UPDATE ltm_entries SET inlined_value = '{\"unterminated'",
+        );
+        let err = catalog.get_entry("k1").await.expect_err("not JSON");
+        assert_eq!(err.kind(), CatalogErrorKind::Schema, "{err}");
+        assert!(err.message().contains("query \"get entry\""), "{err}");
+        assert!(err.message().contains("\"inlined_value\""), "{err}");
+        assert!(err.message().contains("JSON"), "{err}");
+
+        // Snapshot columns.
+        alter("ALTER TABLE ltm_snapshots ALTER COLUMN entry_count TYPE bigint");
+        let err = catalog
+            .get_snapshot(&snapshot.id)
+            .await
+            .expect_err("a bigint count");
+        assert_unreadable(&err, "get snapshot", "entry_count", "int4", "int8");
+        let err = catalog
+            .create_snapshot("s2")
+            .await
+            .expect_err("a bigint count");
+        assert_unreadable(&err, "create snapshot", "entry_count", "int4", "int8");
+        let count = server
+            .admin_sql("\\connect ltm\nSELECT count(*) FROM ltm_snapshots")
+            .expect("counts");
+        assert_eq!(
+            count, "1",
+            "a snapshot whose row cannot be read is rolled back"
+        );
+
+        // The schema version: stats, the version read itself, migrate, and a new catalog's
+        // auto-migration.
+        alter("ALTER TABLE ltm_schema_version ALTER COLUMN version TYPE bigint");
+        let err = catalog.stats().await.expect_err("a bigint version");
+        assert_unreadable(&err, "schema version", "version", "int4", "int8");
+        {
+            let pool = catalog.pool().await.expect("the pool");
+            let client = pool.get().await.expect("a connection");
+            let err = tea_pgcloud::catalog::schema::current_version(&client)
+                .await
+                .expect_err("a bigint version");
+            assert_unreadable(&err, "schema version", "version", "int4", "int8");
+        }
+        let err = catalog.migrate().await.expect_err("a bigint version");
+        assert_unreadable(&err, "schema version", "version", "int4", "int8");
+        let err = PostgresCatalog::from_yaml(
+            &yaml(&server, "ltm", server.password(), ""),
+            "test.yaml",
+            Arc::new(MapEnv::new()),
+        )
+        .await
+        .expect_err("auto-migration reads the version");
+        assert_unreadable(&err, "schema version", "version", "int4", "int8");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains(server.password()), "{shown}");
+        }
+    });
+}
+
+#[test]
+fn a_server_error_message_is_quoted_at_bounded_length() {
+    let server = common::plain_server("catalog-server-text");
+    create_db(&server, "ltm");
+    common::block_on(async {
+        let catalog = open(&server, "ltm", "").await;
+        // A server error message is the server's to size: the catalog's is bounded.
+        server
+            .admin_sql(
+                "\\connect ltm\n\
+                 CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$BEGIN RAISE EXCEPTION '%', repeat('x', 100000); END$$;\n\
+                 CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON ltm_entries \
+                 FOR EACH ROW EXECUTE FUNCTION refuse()",
+            )
+            .expect("a trigger that refuses at length");
+        let err = catalog
+            .track_entry(&NewEntry::inline("k", json!(1)))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind(), CatalogErrorKind::Database, "{err}");
+        assert_eq!(err.sqlstate(), Some("P0001"), "{err}");
+        assert!(err.message().contains("xxxx..."), "{err}");
+        assert!(err.message().len() < 1000, "{} bytes", err.message().len());
+    });
+}

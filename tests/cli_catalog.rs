@@ -78,3 +78,60 @@ fn migrate_then_stats_with_credentials_from_the_environment() {
         assert!(!stdout.contains(server.password()) && !stderr.contains(server.password()));
     }
 }
+
+#[test]
+fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
+    let server = common::plain_server("cli-catalog-types");
+    server
+        .admin_sql(&format!("CREATE DATABASE ltm OWNER \"{}\"", server.user()))
+        .expect("a database");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "host: 127.0.0.1\nport: {}\ndatabase: ltm\nsslmode: disable\ncredentials:\n  source: env\n",
+            server.port()
+        ),
+    )
+    .expect("writes the config");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("catalog")
+            .arg(&config)
+            .args(args)
+            .env_clear()
+            .env("POSTGRES_USER", server.user())
+            .env("POSTGRES_PASSWORD", server.password())
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["migrate"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    server
+        .admin_sql("\\connect ltm\nALTER TABLE ltm_schema_version ALTER COLUMN version TYPE bigint")
+        .expect("alters the version column");
+
+    for args in [&["stats"][..], &["stats", "--json"][..], &["migrate"][..]] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout}\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains("catalog schema"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("query \"schema version\""),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("\"version\""), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("expected int4, got int8"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains(server.password()), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+}

@@ -5,6 +5,19 @@ use std::fmt;
 use crate::error::ErrorClass;
 use crate::pool::PoolError;
 
+/// The most characters of server text (an error message, a column or type name) a
+/// [`CatalogError`] quotes: a server decides how long its text is, the caller's log does not
+/// have to take it all.
+pub(crate) const MAX_SERVER_TEXT: usize = 256;
+
+/// `text` cut to [`MAX_SERVER_TEXT`] characters, with `...` where it was cut.
+pub(crate) fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_SERVER_TEXT) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// What kind of failure a [`CatalogError`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CatalogErrorKind {
@@ -12,7 +25,9 @@ pub enum CatalogErrorKind {
     Config,
     /// No connection could be had (credentials, TLS, login, pool timeout).
     Connect,
-    /// The schema could not be migrated, or is newer than this build knows.
+    /// The schema could not be migrated, is newer than this build knows, or holds what this
+    /// build cannot read: a column of another type, a NULL where the schema has `NOT NULL`,
+    /// a value that does not decode.
     Schema,
     /// The server refused a statement (a constraint, a value too long, a lost connection).
     Database,
@@ -134,17 +149,18 @@ impl From<tokio_postgres::Error> for CatalogError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
             Some(db) => {
-                let code = db.code().code();
-                let class = match &code[..2] {
-                    "28" => ErrorClass::AuthFailed,
-                    "08" | "57" => ErrorClass::Unreachable,
+                // The server chooses the code's text: a short or non-ASCII one is class other.
+                let code = bounded(db.code().code());
+                let class = match code.get(..2) {
+                    Some("28") => ErrorClass::AuthFailed,
+                    Some("08" | "57") => ErrorClass::Unreachable,
                     _ => ErrorClass::Other,
                 };
                 Self {
                     kind: CatalogErrorKind::Database,
                     class,
-                    sqlstate: Some(code.to_string()),
-                    message: format!("{} (SQLSTATE {code})", db.message()),
+                    message: format!("{} (SQLSTATE {code})", bounded(db.message())),
+                    sqlstate: Some(code),
                 }
             }
             None => {
@@ -153,8 +169,22 @@ impl From<tokio_postgres::Error> for CatalogError {
                 } else {
                     ErrorClass::Other
                 };
-                Self::new(CatalogErrorKind::Database, class, e.to_string())
+                Self::new(CatalogErrorKind::Database, class, bounded(&e.to_string()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_is_bounded_on_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let exact = "é".repeat(MAX_SERVER_TEXT);
+        assert_eq!(bounded(&exact), exact);
+        let long = "é".repeat(MAX_SERVER_TEXT + 1);
+        assert_eq!(bounded(&long), format!("{exact}..."));
     }
 }

@@ -33,6 +33,7 @@
 
 mod error;
 mod hash;
+mod read;
 pub mod schema;
 
 use std::fmt;
@@ -42,7 +43,6 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::config::{CatalogConfig, PoolConfig};
@@ -50,6 +50,7 @@ use crate::env::Environment;
 use crate::error::ErrorClass;
 use crate::plan::ConnectPlan;
 use crate::pool::Pool;
+use read::QueryRow;
 
 pub use error::{CatalogError, CatalogErrorKind};
 pub use hash::{CONTENT_HASH_PREFIX, content_hash, entry_id, python_float_repr, python_json_dumps};
@@ -499,7 +500,7 @@ impl PostgresCatalog {
                 Ok(row) => {
                     return Ok(Tracked {
                         entry_id: id,
-                        created: row.get(0),
+                        created: QueryRow::new("track entry", &row).get(0)?,
                     });
                 }
                 Err(e) if attempt < UPSERT_ATTEMPTS && is_unique_race(&e) => attempt += 1,
@@ -513,7 +514,9 @@ impl PostgresCatalog {
         let client = self.pool().await?.get().await?;
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM ltm_entries e WHERE e.id = $1");
         let row = client.query_opt(&sql, &[&entry_id(key)]).await?;
-        row.as_ref().map(entry_from_row).transpose()
+        row.as_ref()
+            .map(|row| entry_from_row(&QueryRow::new("get entry", row)))
+            .transpose()
     }
 
     /// Entries by prefix and metadata, newest first.
@@ -540,7 +543,9 @@ impl PostgresCatalog {
         let rows = client
             .query(&sql, &[&pattern, &filter, &query.limit])
             .await?;
-        rows.iter().map(entry_from_row).collect()
+        rows.iter()
+            .map(|row| entry_from_row(&QueryRow::new("list entries", row)))
+            .collect()
     }
 
     /// Deletes the entry with this key; whether there was one.
@@ -571,6 +576,8 @@ impl PostgresCatalog {
                 &[&id, &name],
             )
             .await?;
+        // Read before committing: a snapshot whose row cannot be read is rolled back.
+        let snapshot = snapshot_from_row(&QueryRow::new("create snapshot", &row))?;
         tx.execute(
             "INSERT INTO ltm_snapshot_entries (snapshot_id, entry_id, content_hash)
              SELECT $1, id, content_hash FROM ltm_entries",
@@ -578,7 +585,7 @@ impl PostgresCatalog {
         )
         .await?;
         tx.commit().await?;
-        Ok(snapshot_from_row(&row))
+        Ok(snapshot)
     }
 
     /// The snapshot with this id.
@@ -591,7 +598,9 @@ impl PostgresCatalog {
                 &[&id],
             )
             .await?;
-        Ok(row.as_ref().map(snapshot_from_row))
+        row.as_ref()
+            .map(|row| snapshot_from_row(&QueryRow::new("get snapshot", row)))
+            .transpose()
     }
 
     /// Entries whose content hash differs from the one the snapshot recorded, or that the
@@ -633,7 +642,9 @@ impl PostgresCatalog {
                 client.query(&sql, &[&snapshot]).await?
             }
         };
-        rows.iter().map(entry_from_row).collect()
+        rows.iter()
+            .map(|row| entry_from_row(&QueryRow::new("changed entries", row)))
+            .collect()
     }
 
     /// Tracks many entries in one transaction, each under its own savepoint.
@@ -662,7 +673,7 @@ impl PostgresCatalog {
             match upsert_under_savepoint(&mut tx, &statement, &params).await? {
                 Ok(created) => outcomes.push(BatchOutcome::Stored { created }),
                 Err(e) => {
-                    outcomes.push(BatchOutcome::Failed(e.into()));
+                    outcomes.push(BatchOutcome::Failed(e));
                     if atomic {
                         failed = true;
                         break;
@@ -706,7 +717,7 @@ impl PostgresCatalog {
         let rows = client.query(&sql, &[&ids]).await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
-            let entry = entry_from_row(row)?;
+            let entry = entry_from_row(&QueryRow::new("retrieve batch", row))?;
             found.insert(entry.id.clone(), entry);
         }
         Ok(keys
@@ -737,17 +748,20 @@ impl PostgresCatalog {
                  ), gone AS (
                      DELETE FROM ltm_entries e USING doomed d WHERE e.id = d.id RETURNING 1
                  )
-                 SELECT (SELECT count(*) FROM gone),
+                 SELECT (SELECT count(*) FROM gone) AS deleted,
                         (SELECT count(*) FROM ltm_entries
-                         WHERE expires_at IS NOT NULL AND expires_at < now())",
+                         WHERE expires_at IS NOT NULL AND expires_at < now()) AS expired",
                 &[&batch_limit],
             )
             .await?;
-        let deleted: i64 = row.get(0);
-        let expired: i64 = row.get(1);
+        let row = QueryRow::new("cleanup expired", &row);
+        let deleted: i64 = row.get(0)?;
+        let expired: i64 = row.get(1)?;
+        // Counts from the server: a negative one is taken as 0, and the subtraction cannot
+        // overflow whatever the server sent.
         Ok(Cleanup {
             deleted: deleted.max(0).unsigned_abs(),
-            remaining: (expired - deleted).max(0).unsigned_abs(),
+            remaining: expired.saturating_sub(deleted).max(0).unsigned_abs(),
         })
     }
 
@@ -756,16 +770,18 @@ impl PostgresCatalog {
         let client = self.pool().await?.get().await?;
         let row = client
             .query_one(
-                "SELECT (SELECT count(*) FROM ltm_entries),
-                        (SELECT COALESCE(sum(byte_size), 0)::bigint FROM ltm_entries),
-                        (SELECT count(*) FROM ltm_snapshots)",
+                "SELECT (SELECT count(*) FROM ltm_entries) AS entries,
+                        (SELECT COALESCE(sum(byte_size), 0)::bigint FROM ltm_entries)
+                            AS total_bytes,
+                        (SELECT count(*) FROM ltm_snapshots) AS snapshots",
                 &[],
             )
             .await?;
+        let row = QueryRow::new("stats", &row);
         Ok(CatalogStats {
-            entries: row.get(0),
-            total_bytes: row.get(1),
-            snapshots: row.get(2),
+            entries: row.get(0)?,
+            total_bytes: row.get(1)?,
+            snapshots: row.get(2)?,
             schema_version: schema::current_version(&client).await?,
         })
     }
@@ -805,29 +821,33 @@ fn is_unique_race(e: &tokio_postgres::Error) -> bool {
 }
 
 /// One upsert of a batch under a savepoint, retried after an insert race. The outer `Err` is a
-/// failure of the transaction itself (the batch cannot go on); the inner one is this entry's.
+/// failure of the transaction itself (the batch cannot go on); the inner one is this entry's
+/// (an entry whose answer cannot be read is rolled back to its savepoint too).
 async fn upsert_under_savepoint(
     tx: &mut tokio_postgres::Transaction<'_>,
     statement: &tokio_postgres::Statement,
     params: &UpsertParams<'_>,
-) -> Result<Result<bool, tokio_postgres::Error>, CatalogError> {
+) -> Result<Result<bool, CatalogError>, CatalogError> {
     let mut attempt = 1;
     loop {
         let sp = tx.savepoint("ltm_batch_entry").await?;
-        match sp.query_one(statement, &params.as_slice()).await {
-            Ok(row) => {
-                sp.commit().await?;
-                return Ok(Ok(row.get(0)));
-            }
-            Err(e) => {
-                sp.rollback().await?;
-                if attempt < UPSERT_ATTEMPTS && is_unique_race(&e) {
-                    attempt += 1;
-                } else {
-                    return Ok(Err(e));
+        let failure = match sp.query_one(statement, &params.as_slice()).await {
+            Ok(row) => match QueryRow::new("batch upsert", &row).get(0) {
+                Ok(created) => {
+                    sp.commit().await?;
+                    return Ok(Ok(created));
                 }
+                Err(e) => e,
+            },
+            Err(e) if attempt < UPSERT_ATTEMPTS && is_unique_race(&e) => {
+                sp.rollback().await?;
+                attempt += 1;
+                continue;
             }
-        }
+            Err(e) => e.into(),
+        };
+        sp.rollback().await?;
+        return Ok(Err(failure));
     }
 }
 
@@ -908,42 +928,29 @@ impl<'a> UpsertParams<'a> {
     }
 }
 
-fn parse_json(text: Option<String>, column: &str) -> Result<Option<Value>, CatalogError> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| {
-            CatalogError::new(
-                CatalogErrorKind::Database,
-                ErrorClass::Other,
-                format!("column {column} holds JSON this crate cannot read: {e}"),
-            )
-        })
-    })
-    .transpose()
-}
-
-fn entry_from_row(row: &Row) -> Result<Entry, CatalogError> {
+fn entry_from_row(row: &QueryRow<'_>) -> Result<Entry, CatalogError> {
     Ok(Entry {
-        id: row.get(0),
-        key: row.get(1),
-        content_hash: row.get(2),
-        storage_uri: row.get(3),
-        byte_size: row.get(4),
-        inlined_value: parse_json(row.get(5), "inlined_value")?,
-        metadata: parse_json(row.get(6), "metadata")?.unwrap_or(Value::Object(Map::new())),
-        expires_at: row.get(7),
-        created_at: row.get(8),
-        updated_at: row.get(9),
+        id: row.get(0)?,
+        key: row.get(1)?,
+        content_hash: row.get(2)?,
+        storage_uri: row.get(3)?,
+        byte_size: row.get(4)?,
+        inlined_value: row.json(5)?,
+        metadata: row.json(6)?.unwrap_or(Value::Object(Map::new())),
+        expires_at: row.get(7)?,
+        created_at: row.get(8)?,
+        updated_at: row.get(9)?,
     })
 }
 
-fn snapshot_from_row(row: &Row) -> Snapshot {
-    Snapshot {
-        id: row.get(0),
-        name: row.get(1),
-        entry_count: row.get(2),
-        total_bytes: row.get(3),
-        created_at: row.get(4),
-    }
+fn snapshot_from_row(row: &QueryRow<'_>) -> Result<Snapshot, CatalogError> {
+    Ok(Snapshot {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        entry_count: row.get(2)?,
+        total_bytes: row.get(3)?,
+        created_at: row.get(4)?,
+    })
 }
 
 #[cfg(test)]

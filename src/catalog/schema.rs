@@ -9,9 +9,10 @@
 //! throughout: a database the Python catalog already set up is adopted as it stands (its rows
 //! untouched) and recorded as version 1.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::CatalogError;
+use super::read::QueryRow;
 
 /// The advisory lock key held while migrating (`pg_advisory_xact_lock`): the first eight bytes
 /// of `sha256("tea-pgcloud ltm schema")` as a big-endian `i64`. Other tools that migrate the
@@ -104,13 +105,7 @@ pub async fn migrate(client: &mut Client) -> Result<MigrationReport, CatalogErro
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     tx.batch_execute(VERSION_TABLE).await?;
-    let from: i32 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM ltm_schema_version",
-            &[],
-        )
-        .await?
-        .get(0);
+    let from = recorded_version(&tx).await?;
     let latest = latest_version();
     if from > latest {
         return Err(CatalogError::schema(format!(
@@ -142,20 +137,28 @@ pub async fn migrate(client: &mut Client) -> Result<MigrationReport, CatalogErro
 /// crate, e.g. a database only TEA's Python catalog has used).
 pub async fn current_version(client: &Client) -> Result<Option<i32>, CatalogError> {
     // Two statements: a query naming a missing table fails at planning, whatever its CASE.
-    let exists: bool = client
-        .query_one("SELECT to_regclass('ltm_schema_version') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    if !exists {
-        return Ok(None);
-    }
     let row = client
         .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM ltm_schema_version",
+            "SELECT to_regclass('ltm_schema_version') IS NOT NULL AS present",
             &[],
         )
         .await?;
-    Ok(Some(row.get(0)))
+    if !QueryRow::new("schema version table", &row).get::<bool>(0)? {
+        return Ok(None);
+    }
+    Ok(Some(recorded_version(client).await?))
+}
+
+/// The highest version in the version table (0 when it is empty), by [`migrate`] (inside its
+/// transaction) and [`current_version`] alike.
+async fn recorded_version(client: &impl GenericClient) -> Result<i32, CatalogError> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) AS version FROM ltm_schema_version",
+            &[],
+        )
+        .await?;
+    QueryRow::new("schema version", &row).get(0)
 }
 
 #[cfg(test)]
