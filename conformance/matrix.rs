@@ -418,7 +418,7 @@ pub async fn run_ours_with(
                     &[],
                 )
                 .await
-                .map(|row| row.get::<_, bool>(0));
+                .and_then(|row| row.try_get::<_, bool>(0));
             match server_says {
                 Ok(ssl) if ssl == connected.tls.is_some() => {
                     (if ssl { Outcome::Tls } else { Outcome::Plain }, None)
