@@ -130,8 +130,7 @@ fn run_time_errors_quote_no_host_or_address_from_the_environment() {
                 },
                 &env,
             ))
-            .err()
-            .expect("cannot connect");
+            .expect_err("cannot connect");
         let shown = format!("{err} {err:?}");
         for part in [CANARY, SHORT, "nohost.invalid"] {
             if value.contains(part) {
@@ -156,7 +155,6 @@ fn resolve_errors_quote_no_credentials_option_from_the_environment() {
             let secrets = secrets_for(&plan, env).await?;
             resolve_login(&plan, secrets.as_ref(), None).await
         })
-        .err()
-        .expect("nothing to resolve");
+        .expect_err("nothing to resolve");
     assert_clean(&format!("{err} {err:?}"), CANARY);
 }
