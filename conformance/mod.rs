@@ -16,6 +16,7 @@ pub mod docker;
 #[cfg(feature = "docker")]
 pub mod docker_shim;
 pub mod emulators;
+pub mod hostile;
 pub mod launcher;
 #[cfg(feature = "docker")]
 pub mod libpq17;

@@ -4,12 +4,14 @@
 #   libclang-dev      bindgen, which generates the libpq bindings of the `libpq` dev-dependency
 #   pkg-config        finds libpq for those bindings
 #   openssl           the certificate factory's tests check certificates with `openssl verify`
+#   time              GNU time (/usr/bin/time): tests/hostile_server.rs reads each client's peak
+#                     RSS from its `-f %M`
 #   postgresql        server binaries (initdb, pg_ctl, postgres) for the throwaway servers, and
 #                     psql, the libpq oracle of the TLS matrix (only if no server binaries exist)
 # Debian / Ubuntu only; runs apt-get as root, or through sudo.
 set -euo pipefail
 
-packages=(libpq-dev libclang-dev pkg-config openssl)
+packages=(libpq-dev libclang-dev pkg-config openssl time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
