@@ -28,6 +28,19 @@ fn planned(yaml: &str, value: &str) -> Result<tea_pgcloud::plan::ConnectPlan, St
         .map_err(|e| e.to_string())
 }
 
+/// What a plan result shows: the error, or the warnings.
+fn shown<E: ToString>(result: &Result<tea_pgcloud::plan::ConnectPlan, E>) -> String {
+    match result {
+        Ok(p) => p
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn assert_clean(shown: &str, value: &str) {
     assert!(!shown.contains(value), "the value shows in: {shown}");
 }
@@ -46,15 +59,7 @@ fn plan_errors_inside_an_expanded_connection_string_quote_nothing() {
             let yaml = "connection_string: ${X}\n".to_string();
             let env = env_with(&dsn);
             let result = load_str(&yaml, "c.yaml", &env).and_then(|c| plan(&c, &env));
-            let shown = match &result {
-                Ok(p) => p
-                    .warnings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                Err(e) => e.to_string(),
-            };
+            let shown = shown(&result);
             assert!(
                 result.is_err() || dsn.contains("target_session_attrs"),
                 "{dsn} was accepted"
@@ -75,16 +80,7 @@ fn plan_errors_about_expanded_keys_quote_nothing() {
             "host: db\nsslrootcert: /nonexistent/${X}\nsslmode: require\n",
             "provider: aws\nhost: ${X}\niam_auth: true\nuser: u\n",
         ] {
-            let shown = match planned(yaml, value) {
-                Ok(p) => p
-                    .warnings
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                Err(e) => e,
-            };
-            assert_clean(&shown, value);
+            assert_clean(&shown(&planned(yaml, value)), value);
         }
     }
 }
@@ -115,6 +111,11 @@ fn run_time_errors_quote_no_host_or_address_from_the_environment() {
         ),
         (
             format!("host=db hostaddr={SHORT} connect_timeout=2"),
+            "connection_string: ${X}\n",
+        ),
+        // An option this crate refuses at connect time, with its value.
+        (
+            format!("host=db hostaddr=127.0.0.1 target_session_attrs={SHORT}"),
             "connection_string: ${X}\n",
         ),
     ];

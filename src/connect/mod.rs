@@ -605,7 +605,9 @@ fn check_supported(plan: &ConnectPlan, env: &dyn Environment) -> Result<(), Conn
         if matching.peek().is_some() && !value.is_empty() && !matching.any(|(_, ok)| *ok == value) {
             return Err(ConnectError::new(
                 ErrorClass::Config,
-                format!("connection option \"{key}={value}\" is not supported by tea-pgcloud yet"),
+                format!(
+                    "connection option \"{key}\" with the value \"{value}\" is not supported by tea-pgcloud yet"
+                ),
             ));
         }
     }
