@@ -92,7 +92,26 @@ pub async fn resolve_login(
 ) -> Result<Resolved, ConnectError> {
     resolve_login_unscrubbed(plan, secrets, tokens)
         .await
-        .map_err(|e| e.scrubbed(&plan.tainted))
+        .map_err(|e| e.scrubbed(&lookup_taint(plan)))
+}
+
+/// The plan's tainted values, plus every name looked up in a secrets backend that holds one
+/// of them (a `prefix` from `${VAR}` makes `PREFIXpassword`, which errors list).
+fn lookup_taint(plan: &ConnectPlan) -> crate::text::Tainted {
+    let mut tainted = plan.tainted.clone();
+    if let Some(credentials) = plan.credentials.as_ref().filter(|_| !tainted.is_empty()) {
+        for field in [
+            crate::config::CredentialField::Username,
+            crate::config::CredentialField::Password,
+        ] {
+            for key in credentials.lookup_keys(field) {
+                if plan.tainted.any_within(&key) {
+                    tainted.add_name(&key);
+                }
+            }
+        }
+    }
+    tainted
 }
 
 async fn resolve_login_unscrubbed(

@@ -117,12 +117,18 @@ impl std::fmt::Display for Escaped<'_> {
 pub struct Tainted {
     /// Longest first, so that a value containing another is replaced whole.
     values: Vec<String>,
+    /// Names built from marked values (lookup keys), replaced wherever they stand as a word.
+    names: Vec<String>,
 }
 
 impl std::fmt::Debug for Tainted {
     // The values may be secrets: only their number is shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tainted({} values)", self.values.len())
+        write!(
+            f,
+            "Tainted({} values)",
+            self.values.len() + self.names.len()
+        )
     }
 }
 
@@ -147,10 +153,21 @@ impl Tainted {
         self.values.insert(at, value.to_string());
     }
 
-    /// Adds every value of `other`.
+    /// Marks a name built from a marked value (`PREFIXpassword` from a `prefix`): it is
+    /// replaced wherever it stands as a whole word, whatever its length.
+    pub fn add_name(&mut self, name: &str) {
+        if !name.is_empty() && !self.names.iter().any(|n| n == name) {
+            self.names.push(name.to_string());
+        }
+    }
+
+    /// Adds every value and name of `other`.
     pub fn extend(&mut self, other: &Tainted) {
         for value in &other.values {
             self.add(value);
+        }
+        for name in &other.names {
+            self.add_name(name);
         }
     }
 
@@ -159,9 +176,14 @@ impl Tainted {
         self.values.iter().any(|v| v == value)
     }
 
+    /// Whether some marked value stands within `text`.
+    pub fn any_within(&self, text: &str) -> bool {
+        self.values.iter().any(|v| text.contains(v.as_str()))
+    }
+
     /// Whether nothing is marked.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.is_empty() && self.names.is_empty()
     }
 
     /// `message` with every marked value replaced: quoted (`"v"`, `` `v` ``, `'v'`) always,
@@ -179,6 +201,31 @@ impl Tainted {
                 out = out.replace(value.as_str(), SCRUBBED);
             }
         }
+        if !self.names.is_empty() {
+            out = self.scrub_names(&out);
+        }
+        out
+    }
+
+    /// `text` with every word that is a marked name replaced (a word: a run of letters,
+    /// digits, `_`, `-`, `/`, `.` and `:`, the characters of variable and secret names).
+    fn scrub_names(&self, text: &str) -> String {
+        let word = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '/' | '.' | ':');
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(word) {
+            out.push_str(&rest[..start]);
+            let tail = &rest[start..];
+            let end = tail.find(|c: char| !word(c)).unwrap_or(tail.len());
+            let token = &tail[..end];
+            if self.names.iter().any(|n| n == token) {
+                out.push_str(SCRUBBED);
+            } else {
+                out.push_str(token);
+            }
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
         out
     }
 }
@@ -221,6 +268,11 @@ mod tests {
             format!("x {SCRUBBED} y {SCRUBBED} z abc")
         );
         assert_eq!(format!("{t:?}"), "Tainted(2 values)");
+        t.add_name("k9USER");
+        assert_eq!(
+            t.scrub("none of k9USER, k9USERS exists"),
+            format!("none of {SCRUBBED}, k9USERS exists")
+        );
     }
 
     #[test]

@@ -148,14 +148,20 @@ fn run_time_errors_quote_no_host_or_address_from_the_environment() {
 #[test]
 fn resolve_errors_quote_no_credentials_option_from_the_environment() {
     // The prefix names the variables looked up; none exists, so the error lists them.
-    let yaml = "host: db\ncredentials:\n  source: env\n  prefix: ${X}\n";
-    let plan = planned(yaml, CANARY).expect("plannable");
-    let env = Arc::new(MapEnv::new());
-    let err = runtime()
-        .block_on(async {
-            let secrets = secrets_for(&plan, env).await?;
-            resolve_login(&plan, secrets.as_ref(), None).await
-        })
-        .expect_err("nothing to resolve");
-    assert_clean(&format!("{err} {err:?}"), CANARY);
+    for value in [CANARY, SHORT] {
+        for yaml in [
+            "host: db\ncredentials:\n  source: env\n  prefix: ${X}\n",
+            "host: db\ncredentials:\n  source: env\n  password_key: ${X}\n",
+        ] {
+            let plan = planned(yaml, value).expect("plannable");
+            let env = Arc::new(MapEnv::new());
+            let err = runtime()
+                .block_on(async {
+                    let secrets = secrets_for(&plan, env).await?;
+                    resolve_login(&plan, secrets.as_ref(), None).await
+                })
+                .expect_err("nothing to resolve");
+            assert_clean(&format!("{err} {err:?}"), value);
+        }
+    }
 }
