@@ -9,7 +9,7 @@
 //!
 //! | when | libpq's rule | here |
 //! |---|---|---|
-//! | the answer to SSLRequest | one byte, `S`, `N` or `E`; bytes already received after `S` were not encrypted and may have been injected: refused ("received unencrypted data after SSL response") | the same |
+//! | the answer to SSLRequest | one byte, `S`, `N` or `E`; bytes that came with the `S` stay in libpq's buffer (OpenSSL reads the socket), and once the handshake has succeeded they are refused: they were not encrypted and may have been injected ("received unencrypted data after SSL response"); a failed handshake is a TLS failure as any other | the same: the guard sets the injection flag, and the connector refuses after a successful handshake |
 //! | before AuthenticationOk | only `R` (8 to 2000 bytes) and `E` (8 to 30000 bytes; a longer one is taken for a pre-3.0 server's error and fails) | the same |
 //! | after AuthenticationOk, until ReadyForQuery | a message type that cannot be long (not `T D d V E N A`) may not exceed 30000 bytes ("lost synchronization with server") | the same, and a long type may not exceed [`MAX_STARTUP_LONG_MESSAGE`] |
 //! | notices during start-up | each one goes to the notice processor | the first [`MAX_STARTUP_NOTICE_BYTES`] bytes of them reach tokio-postgres (which keeps them in memory until the connection runs); the rest are dropped |
@@ -24,6 +24,8 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -53,7 +55,7 @@ const CHUNK: usize = 8192;
 pub enum Violation {
     /// The answer to SSLRequest was not `S`, `N` or `E`.
     InvalidSslResponse(u8),
-    /// Bytes followed `S` before the TLS handshake started.
+    /// Bytes came with `S`, before the TLS handshake (reported once the handshake succeeds).
     UnencryptedAfterSsl,
     /// The server answered SSLRequest with an error (libpq reports it and stops).
     ErrorAfterSslRequest(String),
@@ -175,9 +177,19 @@ pub struct Guard<S> {
     body: Vec<u8>,
     notice_bytes: usize,
     startup_bytes: usize,
+    /// Set when bytes came with `S`; see [`Guard::with_injection_flag`].
+    injected: Option<Arc<AtomicBool>>,
 }
 
 impl<S> Guard<S> {
+    /// Sets `flag` when bytes come with the `S` answer to SSLRequest. Those bytes are dropped,
+    /// as libpq leaves them in its own buffer while OpenSSL reads the socket; whoever completes
+    /// the TLS handshake then refuses the connection when the flag is set.
+    pub fn with_injection_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.injected = Some(flag);
+        self
+    }
+
     /// Guards `inner`, which begins as `start` says.
     pub fn new(inner: S, start: Start) -> Self {
         Self {
@@ -197,6 +209,7 @@ impl<S> Guard<S> {
             body: Vec::new(),
             notice_bytes: 0,
             startup_bytes: 0,
+            injected: None,
         }
     }
 
@@ -216,8 +229,17 @@ impl<S> Guard<S> {
                 Phase::SslResponse => {
                     let (first, rest) = (data[0], &data[1..]);
                     match first {
-                        b'S' if !rest.is_empty() => return Err(Violation::UnencryptedAfterSsl),
                         b'S' => {
+                            if !rest.is_empty() {
+                                match &self.injected {
+                                    Some(flag) => flag.store(true, Ordering::SeqCst),
+                                    None => return Err(Violation::UnencryptedAfterSsl),
+                                }
+                                // Never handed to TLS: libpq's buffer, not OpenSSL's socket.
+                                self.out.push(b'S');
+                                self.phase = Phase::Through;
+                                return Ok(());
+                            }
                             self.out.push(b'S');
                             self.phase = Phase::Through;
                         }
@@ -503,6 +525,15 @@ mod tests {
             run(Start::SslResponse, b"SR\x00\x00\x00\x08", 64),
             Err(Violation::UnencryptedAfterSsl)
         );
+        // With a flag, the bytes are dropped and the flag tells the connector.
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut guard = Guard::new((), Start::SslResponse).with_injection_flag(flag.clone());
+        guard
+            .feed(b"SR\x00\x00\x00\x08")
+            .expect("held for the handshake");
+        guard.feed(b"\x16\x03\x03").expect("TLS records pass");
+        assert_eq!(guard.out, b"S\x16\x03\x03");
+        assert!(flag.load(Ordering::SeqCst));
         assert_eq!(run(Start::SslResponse, b"S", 64), Ok(b"S".to_vec()));
         assert_eq!(
             run(Start::SslResponse, b"X", 64),

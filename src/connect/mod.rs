@@ -318,18 +318,21 @@ async fn attempt(
             let started = Instant::now();
             let stream = open(endpoint).await?;
             let connect = started.elapsed();
-            let start = match connector {
-                None => Start::Messages,
-                Some(c) if c.is_direct() => Start::Through,
-                Some(_) => Start::SslResponse,
+            if let Some(c) = connector {
+                c.reset();
+            }
+            let stream = match connector {
+                None => Guard::new(stream, Start::Messages),
+                Some(c) if c.is_direct() => Guard::new(stream, Start::Through),
+                Some(c) => {
+                    Guard::new(stream, Start::SslResponse).with_injection_flag(c.injection_flag())
+                }
             };
-            let stream = Guard::new(stream, start);
             let mut config = config.clone();
             let startup_started = Instant::now();
             let (client, report) = match connector {
                 Some(connector) => {
                     config.ssl_mode(wire);
-                    connector.reset();
                     // Boxed as `Send` here, where the compiler can prove it: the generic `connect_raw`
                     // future defeats that proof in callers (rust-lang/rust#64552), and the pool
                     // needs a `Send` connect.

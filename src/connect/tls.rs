@@ -238,6 +238,8 @@ pub struct Connector {
     report: ReportSlot,
     refusal: Option<String>,
     direct: bool,
+    /// Set by the socket's [`Guard`] when bytes came with the `S` answer to SSLRequest.
+    injected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -300,6 +302,7 @@ impl Connector {
             report,
             refusal: None,
             direct,
+            injected: Arc::default(),
         })
     }
 
@@ -324,9 +327,17 @@ impl Connector {
         self.direct
     }
 
-    /// Clears the report before another attempt.
+    /// Clears the report (and the injection flag) before another attempt.
     pub fn reset(&self) {
         update(&self.report, |r| *r = TlsReport::default());
+        self.injected
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The flag the socket's [`Guard`] sets when bytes come with the `S` answer to SSLRequest
+    /// ([`Guard::with_injection_flag`]); a handshake that succeeds after that is refused.
+    pub fn injection_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.injected.clone()
     }
 }
 
@@ -350,6 +361,14 @@ where
             let started = std::time::Instant::now();
             let connector = tokio_rustls::TlsConnector::from(self.config.clone());
             let tls = connector.connect(self.server_name.clone(), stream).await?;
+            // libpq checks its buffer once the handshake is done: bytes that came with the `S`
+            // were not encrypted, and may have been put there by a man in the middle.
+            if self.injected.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    super::guard::Violation::UnencryptedAfterSsl,
+                ));
+            }
             let (_, connection) = tls.get_ref();
             let version = connection
                 .protocol_version()
