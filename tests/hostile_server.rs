@@ -446,6 +446,18 @@ struct Case {
 }
 
 impl Case {
+    /// How the two outcomes compare, beyond the contract: `same` (both connected the same
+    /// way, or both refused), `stricter` (libpq connected, this crate refused), `different`.
+    fn comparison(&self) -> &'static str {
+        let connected = |r: &Run| r.server.ready;
+        match (connected(&self.libpq), connected(&self.krate)) {
+            (false, false) => "same",
+            (true, true) if self.libpq.outcome == self.krate.outcome => "same",
+            (true, false) => "stricter",
+            _ => "different",
+        }
+    }
+
     /// Where this crate breaks the contract (see the module documentation).
     fn violations(&self) -> Vec<String> {
         let (l, c) = (&self.libpq, &self.krate);
@@ -553,7 +565,7 @@ fn report(cases: &[Case], total: Duration) -> String {
     for case in cases {
         let v = case.violations();
         let verdict = if v.is_empty() {
-            "ok".to_owned()
+            format!("ok ({})", case.comparison())
         } else {
             format!("FAIL: {}", v.join("; "))
         };
@@ -571,11 +583,15 @@ fn report(cases: &[Case], total: Duration) -> String {
         .iter()
         .filter(|c| !c.violations().is_empty())
         .collect();
+    let count = |what: &str| cases.iter().filter(|c| c.comparison() == what).count();
     writeln!(
         out,
-        "\n{} cases, {} failing; total {:.1} s, {PARALLEL} runs at a time; budget {} s, RSS bound {}, output bound {}",
+        "\n{} cases, {} failing ({} with libpq's outcome, {} stricter, {} different); total {:.1} s, {PARALLEL} runs at a time; budget {} s, RSS bound {}, output bound {}",
         cases.len(),
         failing.len(),
+        count("same"),
+        count("stricter"),
+        count("different"),
         total.as_secs_f64(),
         TIME_BUDGET.as_secs(),
         mib(RSS_BOUND_KIB * 1024),
