@@ -13,6 +13,8 @@
 //! Only values are expanded, never keys, and only inside the catalog mapping. An expanded
 //! value is never quoted in an error message: it may be a password.
 
+use std::fmt::Write;
+
 use crate::env::Environment;
 use crate::yaml::{Node, Value};
 
@@ -95,6 +97,18 @@ pub(crate) fn expand_tree(
     path: &str,
     env: &dyn Environment,
 ) -> Result<(), (crate::yaml::Mark, String, ExpandError)> {
+    let mut path = path.to_string();
+    expand_below(node, &mut path, env)
+}
+
+/// [`expand_tree`] with the path in one buffer that each level extends and truncates again:
+/// a path is rendered once, for the error, not once per node (a long key above many nodes
+/// would make that quadratic).
+fn expand_below(
+    node: &mut Node,
+    path: &mut String,
+    env: &dyn Environment,
+) -> Result<(), (crate::yaml::Mark, String, ExpandError)> {
     let mark = node.mark;
     match &mut node.value {
         Value::Scalar {
@@ -103,7 +117,7 @@ pub(crate) fn expand_tree(
             expanded,
         } => {
             if text.contains('$') {
-                let new = expand_str(text, env).map_err(|e| (mark, path.to_string(), e))?;
+                let new = expand_str(text, env).map_err(|e| (mark, path.clone(), e))?;
                 if new != *text {
                     *text = new;
                     // What an expansion yields is a string (an empty one is not YAML null), and
@@ -115,16 +129,27 @@ pub(crate) fn expand_tree(
             Ok(())
         }
         Value::Seq(items) => {
+            let len = path.len();
             for (i, item) in items.iter_mut().enumerate() {
-                expand_tree(item, &format!("{path}[{i}]"), env)?;
+                path.truncate(len);
+                // Writing to a String cannot fail.
+                let _ = write!(path, "[{i}]");
+                expand_below(item, path, env)?;
             }
+            path.truncate(len);
             Ok(())
         }
         Value::Map(entries) => {
+            let len = path.len();
             for (key, value) in entries.iter_mut() {
-                let key = key.as_scalar().unwrap_or_default();
-                expand_tree(value, &super::join_path(path, key), env)?;
+                path.truncate(len);
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(key.as_scalar().unwrap_or_default());
+                expand_below(value, path, env)?;
             }
+            path.truncate(len);
             Ok(())
         }
     }
@@ -172,6 +197,20 @@ mod tests {
         let env = MapEnv::new();
         let err = expand_str("Tr0ub${4dor&3}x", &env).expect_err("invalid name");
         assert!(!err.message.contains("4dor"), "{}", err.message);
+    }
+
+    #[test]
+    fn tree_errors_name_the_nested_path() {
+        let mut tree =
+            crate::yaml::parse("a:\n  b: [x, {c: \"${UNSET}\"}]\nd: ok\n", "f").expect("valid");
+        let (mark, path, err) =
+            expand_tree(&mut tree, "settings.ltm.catalog", &MapEnv::new()).expect_err("unset");
+        assert_eq!(path, "settings.ltm.catalog.a.b[1].c");
+        assert_eq!((mark.line, mark.col), (2, 14));
+        assert!(err.message.contains("UNSET"), "{}", err.message);
+        let mut tree = crate::yaml::parse("- a\n- - b\n  - $${X}\n  - ${Y}\n", "f").expect("valid");
+        let (_, path, _) = expand_tree(&mut tree, "", &MapEnv::new()).expect_err("unset");
+        assert_eq!(path, "[1][2]");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::env::Environment;
 use crate::error::{Error, ErrorKind, Location};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
-use crate::yaml::{self, Mark, Node};
+use crate::yaml::{self, Mark, Node, Value};
 
 /// Where the catalog sits in a whole TEA agent file.
 pub const CATALOG_PATH: &str = "settings.ltm.catalog";
@@ -410,31 +410,92 @@ pub struct CatalogConfig {
     pub tainted: crate::text::Tainted,
 }
 
+/// The most bytes a configuration file, or standard input, may hold: 4 MiB.
+///
+/// A catalog is a few hundred bytes and a whole agent file rarely more than a few hundred KB;
+/// the bound keeps a wrong path (`/dev/zero`, a log, a FIFO that never ends) from reading until
+/// memory runs out. At most this many bytes plus one are read, whatever the file claims its
+/// length is. The limit is fixed; [`load_str`] takes text of any length.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads and validates a catalog from a file; `-` reads standard input.
 pub fn load_file(path: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
     let (text, name) = read_source(path)?;
     load_str(&text, &name, env)
 }
 
-/// Reads a file (or standard input for `-`), returning its text and its display name.
+/// Reads a file (or standard input for `-`), returning its text and its display name
+/// (`<stdin>` for standard input).
+///
+/// Refuses a source of more than [`MAX_CONFIG_BYTES`], and text that is not UTF-8 with the
+/// `FILE:LINE:COL` of the first bad byte. That location counts as the YAML parser's marks do:
+/// lines break at `\n`, `\r\n` or a lone `\r`, and the column is 1 plus the characters
+/// (Unicode scalar values, not bytes) before the bad byte on its line.
 pub fn read_source(path: &str) -> Result<(String, String), Error> {
-    if path == "-" {
-        let mut text = String::new();
+    let (name, what) = if path == "-" {
+        ("<stdin>", "standard input")
+    } else {
+        (path, path)
+    };
+    let cannot_read =
+        |e: std::io::Error| Error::new(ErrorKind::Io, format!("cannot read {what}: {e}"));
+    let mut bytes = Vec::new();
+    let read = if path == "-" {
         std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read standard input: {e}")))?;
-        return Ok((text, "<stdin>".to_string()));
+            .lock()
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "cannot read {what}: it holds more than {} MiB ({MAX_CONFIG_BYTES} bytes), the most a configuration may hold (a fixed limit)",
+                MAX_CONFIG_BYTES / (1024 * 1024)
+            ),
+        ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {path}: {e}")))?;
-    Ok((text, path.to_string()))
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        Error::new(
+            ErrorKind::Syntax,
+            "not valid UTF-8: a configuration is UTF-8 text",
+        )
+        .at_location(Some(end_mark(valid).location(name)))
+    })?;
+    Ok((text, name.to_string()))
+}
+
+/// Where the byte after `text` (valid UTF-8) stands, counted as yaml-rust2 counts its marks
+/// (see [`read_source`]); a byte-order mark is a character there too.
+fn end_mark(text: &[u8]) -> Mark {
+    let mut mark = Mark { line: 1, col: 1 };
+    let mut after_cr = false;
+    for &byte in text {
+        match byte {
+            b'\n' if after_cr => {}
+            b'\n' | b'\r' => {
+                mark.line += 1;
+                mark.col = 1;
+            }
+            // A UTF-8 continuation byte: part of the character counted at its first byte.
+            _ if byte & 0xC0 == 0x80 => {}
+            _ => mark.col += 1,
+        }
+        after_cr = byte == b'\r';
+    }
+    mark
 }
 
 /// Parses, locates, expands and validates a catalog from YAML text. `file` names the source
 /// in errors.
 pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
     let root = yaml::parse(text, file)?;
-    let (mut catalog, prefix, anchor) = locate(&root, file)?;
+    let (mut catalog, prefix, anchor) = locate(root, file)?;
     validate::check_keys(&catalog, file, &prefix)?;
     let recording = crate::env::Recording::new(env);
     expand::expand_tree(&mut catalog, &prefix, &recording).map_err(|(mark, path, e)| {
@@ -464,18 +525,22 @@ fn mark_expanded(node: &Node, tainted: &mut crate::text::Tainted) {
     }
 }
 
-/// Where a key of a mapping stands.
-fn key_mark(map: &Node, key: &str) -> Option<Mark> {
-    map.as_map()?
-        .iter()
-        .find(|(k, _)| k.as_scalar() == Some(key))
-        .map(|(k, _)| k.mark)
+/// Takes the value under `key` out of a mapping node, with where the key stands.
+fn take_entry(map: Node, key: &str) -> Option<(Mark, Node)> {
+    match map.value {
+        Value::Map(entries) => entries
+            .into_iter()
+            .find(|(k, _)| k.as_scalar() == Some(key))
+            .map(|(k, v)| (k.mark, v)),
+        _ => None,
+    }
 }
 
 /// Finds the catalog mapping: `settings.ltm.catalog` in a whole agent file, else the root
 /// itself when the file is a bare catalog mapping. Also returns its path and where messages
 /// about the catalog as a whole point: the `catalog:` key, or the first line of a bare file.
-fn locate(root: &Node, file: &str) -> Result<(Node, String, Mark), Error> {
+/// The catalog is moved out of the tree, not copied.
+fn locate(root: Node, file: &str) -> Result<(Node, String, Mark), Error> {
     if root.as_map().is_none() {
         return Err(Error::new(
             ErrorKind::NoCatalog,
@@ -487,34 +552,36 @@ fn locate(root: &Node, file: &str) -> Result<(Node, String, Mark), Error> {
         .at_location(Some(root.mark.location(file))));
     }
     if root.get("settings").is_none() {
-        return Ok((root.clone(), String::new(), Mark { line: 1, col: 1 }));
+        return Ok((root, String::new(), Mark { line: 1, col: 1 }));
     }
     let mut node = root;
     let mut path = String::new();
     let mut anchor = Mark { line: 1, col: 1 };
     for part in ["settings", "ltm", "catalog"] {
-        let next = node.get(part).filter(|n| !n.is_null());
-        let Some(next) = next else {
-            let found = if path.is_empty() {
-                "this file".to_string()
-            } else {
-                format!("`{path}`")
-            };
-            let has = if node.get(part).is_some() {
-                format!("has an empty `{part}`")
-            } else {
-                format!("has no `{part}`")
-            };
-            return Err(Error::new(
-                ErrorKind::NoCatalog,
-                format!(
-                    "no catalog: a TEA agent file keeps it at {CATALOG_PATH}, and {found} {has}"
-                ),
-            )
-            .at_path(join_path(&path, part))
-            .at_location(Some(anchor.location(file))));
+        let (key_mark, next) = match take_entry(node, part) {
+            Some((key_mark, next)) if !next.is_null() => (key_mark, next),
+            entry => {
+                let found = if path.is_empty() {
+                    "this file".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                let has = if entry.is_some() {
+                    format!("has an empty `{part}`")
+                } else {
+                    format!("has no `{part}`")
+                };
+                return Err(Error::new(
+                    ErrorKind::NoCatalog,
+                    format!(
+                        "no catalog: a TEA agent file keeps it at {CATALOG_PATH}, and {found} {has}"
+                    ),
+                )
+                .at_path(join_path(&path, part))
+                .at_location(Some(anchor.location(file))));
+            }
         };
-        anchor = key_mark(node, part).unwrap_or(next.mark);
+        anchor = key_mark;
         path = join_path(&path, part);
         if next.as_map().is_none() {
             return Err(Error::new(
@@ -526,7 +593,7 @@ fn locate(root: &Node, file: &str) -> Result<(Node, String, Mark), Error> {
         }
         node = next;
     }
-    Ok((node.clone(), path, anchor))
+    Ok((node, path, anchor))
 }
 
 /// Joins a dotted path and a key (`a.b` + `c` = `a.b.c`; `` + `c` = `c`).
@@ -601,6 +668,67 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "c.yaml:1:7: host: environment variable DB_HOST is not set (write ${DB_HOST:-default} to give a default)"
+        );
+    }
+
+    /// `read_source` on a temp file holding `content`; an error is rendered whole, its file
+    /// named `c.yaml`.
+    fn read_bytes(content: &[u8]) -> Result<String, Error> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, content).expect("temp file");
+        let path = path.to_str().expect("a UTF-8 temp path").to_string();
+        read_source(&path).map(|(text, _)| text).map_err(|e| {
+            let message = e.to_string().replace(&path, "c.yaml");
+            Error::new(e.kind(), message)
+        })
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line_and_character_column_of_the_first_bad_byte() {
+        let check = |content: &[u8], line: usize, col: usize| {
+            let err = read_bytes(content).expect_err("invalid UTF-8");
+            assert_eq!(err.kind(), ErrorKind::Syntax, "{err}");
+            assert!(
+                err.message().starts_with(&format!("c.yaml:{line}:{col}: ")),
+                "{content:?}: {err}"
+            );
+            assert!(err.message().contains("not valid UTF-8"), "{err}");
+        };
+        check(b"\xff", 1, 1);
+        check(b"host: db\n# \xff\n", 2, 3);
+        // Columns count characters: `\xc3\xa9` is one.
+        check(b"a: \xc3\xa9\xc3\xa9\xfe", 1, 6);
+        // Line breaks as YAML counts them: `\r\n` is one, a lone `\r` is one.
+        check(b"a\r\nb\rc\n\nd\xc0\x80", 5, 2);
+        // A sequence cut short by the end of the file.
+        check(b"a: 1\nb: \xe2\x82", 2, 4);
+        // A surrogate's encoding is not UTF-8.
+        check(b"x\xed\xa0\x80", 1, 2);
+    }
+
+    #[test]
+    fn a_source_over_the_size_limit_is_refused_and_one_at_it_is_read() {
+        let limit = usize::try_from(MAX_CONFIG_BYTES).expect("the limit fits in memory");
+        let err = read_bytes(&vec![b'#'; limit + 1]).expect_err("too large");
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert!(err.message().contains("c.yaml"), "{err}");
+        assert!(
+            err.message().contains(&format!("{MAX_CONFIG_BYTES} bytes")),
+            "{err}"
+        );
+        let text = read_bytes(&vec![b'#'; limit]).expect("at the limit");
+        assert_eq!(text.len(), limit);
+    }
+
+    #[test]
+    fn an_endless_device_is_refused_at_the_size_limit() {
+        let err = read_source("/dev/zero").expect_err("endless");
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert!(err.message().contains("/dev/zero"), "{err}");
+        assert!(
+            err.message().contains(&format!("{MAX_CONFIG_BYTES} bytes")),
+            "{err}"
         );
     }
 
