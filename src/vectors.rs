@@ -118,9 +118,9 @@ impl VectorFile {
 
 /// Reads one vector file and checks its shape.
 pub fn load_file(path: &Path) -> Result<VectorFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let name = path.display().to_string();
+    // As a configuration is read: bounded, and invalid UTF-8 located.
+    let (text, name) =
+        crate::config::read_source(&path.to_string_lossy()).map_err(|e| e.to_string())?;
     let node = crate::yaml::parse(&text, &name).map_err(|e| e.to_string())?;
     let mut file: VectorFile =
         serde_json::from_value(node.to_json()).map_err(|e| format!("{name}: {e}"))?;
