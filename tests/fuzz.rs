@@ -34,7 +34,9 @@
 //!
 //! Cases run on a thread with the 8 MiB stack a Linux main thread has (where the CLI runs). A
 //! stack overflow aborts the process, which fails the test; the case that was running is then
-//! in `target/tmp/tea-fuzz/current.txt` (and its text in `case.yaml`).
+//! in `target/tmp/tea-fuzz/current.txt` (and its text in `case.yaml`). The report (outcomes,
+//! time per case, each failure class with its shrunk reproduction) goes to stderr and to
+//! `target/tmp/tea-fuzz/report.txt`, the reproductions to `repro-N.yaml` beside it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
