@@ -563,6 +563,10 @@ impl Environment for ClearedProcessEnv<'_> {
     fn is_file(&self, path: &str) -> bool {
         Path::new(path).is_file()
     }
+
+    fn file_exists(&self, path: &str) -> std::io::Result<bool> {
+        tea_pgcloud::env::stat_exists(path)
+    }
 }
 
 /// What cases are made from: the seeds, and the sweep.
