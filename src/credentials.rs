@@ -96,20 +96,11 @@ pub async fn resolve_login(
 }
 
 /// The plan's tainted values, plus every name looked up in a secrets backend that holds one
-/// of them (a `prefix` from `${VAR}` makes `PREFIXpassword`, which errors list).
+/// of them.
 fn lookup_taint(plan: &ConnectPlan) -> crate::text::Tainted {
     let mut tainted = plan.tainted.clone();
-    if let Some(credentials) = plan.credentials.as_ref().filter(|_| !tainted.is_empty()) {
-        for field in [
-            crate::config::CredentialField::Username,
-            crate::config::CredentialField::Password,
-        ] {
-            for key in credentials.lookup_keys(field) {
-                if plan.tainted.any_within(&key) {
-                    tainted.add_name(&key);
-                }
-            }
-        }
+    if let Some(credentials) = &plan.credentials {
+        credentials.taint_lookup_names(&mut tainted);
     }
     tainted
 }

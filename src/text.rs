@@ -117,6 +117,10 @@ impl std::fmt::Display for Escaped<'_> {
 pub struct Tainted {
     /// Longest first, so that a value containing another is replaced whole.
     values: Vec<String>,
+    /// Parts of a marked value (the keyword values of a connection string from the
+    /// environment): replaced where quoted only, since they are often ordinary words
+    /// (`verify-full`) that a message also uses as such.
+    fragments: Vec<String>,
     /// Names built from marked values (lookup keys), replaced wherever they stand as a word.
     names: Vec<String>,
 }
@@ -127,9 +131,17 @@ impl std::fmt::Debug for Tainted {
         write!(
             f,
             "Tainted({} values)",
-            self.values.len() + self.names.len()
+            self.values.len() + self.fragments.len() + self.names.len()
         )
     }
+}
+
+fn insert_longest_first(list: &mut Vec<String>, value: &str) {
+    let at = list
+        .iter()
+        .position(|v| v.len() < value.len())
+        .unwrap_or(list.len());
+    list.insert(at, value.to_string());
 }
 
 /// What a scrubbed value is replaced by.
@@ -140,17 +152,28 @@ impl Tainted {
     /// ones (`5432`, `db`) stand in ordinary words too, and messages quote values anyway.
     pub const BARE_MIN: usize = 8;
 
-    /// Marks `value` as never to be quoted. Empty values are ignored.
+    /// Marks `value` as never to be quoted, and its trimmed form too (parsers trim what they
+    /// quote). Empty values are ignored.
     pub fn add(&mut self, value: &str) {
+        let trimmed = value.trim();
+        if trimmed != value {
+            self.add(trimmed);
+        }
         if value.is_empty() || self.values.iter().any(|v| v == value) {
             return;
         }
-        let at = self
-            .values
-            .iter()
-            .position(|v| v.len() < value.len())
-            .unwrap_or(self.values.len());
-        self.values.insert(at, value.to_string());
+        insert_longest_first(&mut self.values, value);
+    }
+
+    /// Marks a part of a marked value: replaced where it is quoted, whatever its length.
+    pub fn add_fragment(&mut self, fragment: &str) {
+        let trimmed = fragment.trim();
+        if trimmed != fragment {
+            self.add_fragment(trimmed);
+        }
+        if !fragment.is_empty() && !self.fragments.iter().any(|v| v == fragment) {
+            insert_longest_first(&mut self.fragments, fragment);
+        }
     }
 
     /// Marks a name built from a marked value (`PREFIXpassword` from a `prefix`): it is
@@ -165,6 +188,9 @@ impl Tainted {
     pub fn extend(&mut self, other: &Tainted) {
         for value in &other.values {
             self.add(value);
+        }
+        for fragment in &other.fragments {
+            self.add_fragment(fragment);
         }
         for name in &other.names {
             self.add_name(name);
@@ -183,23 +209,29 @@ impl Tainted {
 
     /// Whether nothing is marked.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.names.is_empty()
+        self.values.is_empty() && self.fragments.is_empty() && self.names.is_empty()
     }
 
     /// `message` with every marked value replaced: quoted (`"v"`, `` `v` ``, `'v'`) always,
     /// bare when the value is at least [`Tainted::BARE_MIN`] characters long.
     pub fn scrub(&self, message: &str) -> String {
         let mut out = message.to_string();
-        for value in &self.values {
+        let quoted_forms = |out: &mut String, value: &str| {
             for quote in ['"', '`', '\''] {
                 let quoted = format!("{quote}{value}{quote}");
                 if out.contains(&quoted) {
-                    out = out.replace(&quoted, SCRUBBED);
+                    *out = out.replace(&quoted, SCRUBBED);
                 }
             }
+        };
+        for value in &self.values {
+            quoted_forms(&mut out, value);
             if value.chars().count() >= Self::BARE_MIN && out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), SCRUBBED);
             }
+        }
+        for fragment in &self.fragments {
+            quoted_forms(&mut out, fragment);
         }
         if !self.names.is_empty() {
             out = self.scrub_names(&out);
@@ -207,25 +239,33 @@ impl Tainted {
         out
     }
 
-    /// `text` with every word that is a marked name replaced (a word: a run of letters,
-    /// digits, `_`, `-`, `/`, `.` and `:`, the characters of variable and secret names).
+    /// `text` with every marked name replaced where it stands as a word: not inside a longer
+    /// run of letters, digits, `_`, `-`, `/`, `.` and `:` (the characters of variable and
+    /// secret names).
     fn scrub_names(&self, text: &str) -> String {
         let word = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '/' | '.' | ':');
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(start) = rest.find(word) {
-            out.push_str(&rest[..start]);
-            let tail = &rest[start..];
-            let end = tail.find(|c: char| !word(c)).unwrap_or(tail.len());
-            let token = &tail[..end];
-            if self.names.iter().any(|n| n == token) {
-                out.push_str(SCRUBBED);
-            } else {
-                out.push_str(token);
+        let mut names: Vec<&String> = self.names.iter().collect();
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        let mut out = text.to_string();
+        for name in names {
+            let mut result = String::with_capacity(out.len());
+            let mut last = 0;
+            for (at, _) in out.match_indices(name.as_str()) {
+                if at < last {
+                    continue;
+                }
+                let before = out[..at].chars().next_back();
+                let after = out[at + name.len()..].chars().next();
+                if before.is_some_and(word) || after.is_some_and(word) {
+                    continue;
+                }
+                result.push_str(&out[last..at]);
+                result.push_str(SCRUBBED);
+                last = at + name.len();
             }
-            rest = &tail[end..];
+            result.push_str(&out[last..]);
+            out = result;
         }
-        out.push_str(rest);
         out
     }
 }

@@ -2631,7 +2631,11 @@ fn the_oracle_flags_canaries_passwords_and_control_characters() {
         "invalid sslmode value: \"cAnArY\nFAKE.yaml:9:9: ok\" pAsSwOrD-4q?",
     ));
     let classes = classes_of(&e);
-    assert_eq!(classes.len(), 3, "{classes:?}");
+    // The error's Display escapes the newline itself (the crate's rule for every text
+    // output), so only the canary and the password are left to flag. No public type can hand
+    // the checker a raw control character any more; its control-character check stays as
+    // the guard that the escaping is kept.
+    assert_eq!(classes.len(), 2, "{classes:?}");
     assert!(
         classes[0].starts_with("canary in a load error (invalid-value)"),
         "{classes:?}"
@@ -2641,8 +2645,8 @@ fn the_oracle_flags_canaries_passwords_and_control_characters() {
         "{classes:?}"
     );
     assert!(
-        classes[2].starts_with("control character in a load error"),
-        "{classes:?}"
+        e.to_string().contains("\\nFAKE.yaml"),
+        "the newline is shown escaped: {e}"
     );
     let outside =
         Error::new(ErrorKind::Syntax, "x").at_location(Some(tea_pgcloud::error::Location {

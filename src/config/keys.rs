@@ -453,13 +453,17 @@ pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = match word.chars().count() {
+    let len = word.chars().count();
+    let limit = match len {
         0..=3 => 1,
         4..=7 => 2,
         _ => 3,
     };
     candidates
         .into_iter()
+        // The distance is at least the difference in length: a long value (a whole file
+        // pasted into `sslmode`) is compared with nothing, instead of at quadratic cost.
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)

@@ -244,6 +244,22 @@ impl CredentialsConfig {
         }
     }
 
+    /// Marks every name looked up for either field that holds a marked value (a `prefix`
+    /// from `${VAR}` makes `PREFIXpassword`), so that messages listing those names leave
+    /// them out.
+    pub fn taint_lookup_names(&self, tainted: &mut crate::text::Tainted) {
+        if tainted.is_empty() {
+            return;
+        }
+        for field in [CredentialField::Username, CredentialField::Password] {
+            for key in self.lookup_keys(field) {
+                if tainted.any_within(&key) {
+                    tainted.add_name(&key);
+                }
+            }
+        }
+    }
+
     /// The keys tried, in order, for one field: the configured key under the prefix, then the
     /// conventional `USER` / `PASSWORD` under a non-empty prefix, then `POSTGRES_USER` /
     /// `POSTGRES_PASSWORD`; duplicates removed. The bare `USER` is never tried: in an
@@ -451,13 +467,16 @@ pub fn read_source(path: &str) -> Result<(String, String), Error> {
     };
     read.map_err(cannot_read)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        // Located at the first byte past the limit, counted as for invalid UTF-8 below.
+        let limit = bytes.len() - 1;
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "cannot read {what}: it holds more than {} MiB ({MAX_CONFIG_BYTES} bytes), the most a configuration may hold (a fixed limit)",
+                "cannot read {what}: it holds more than {} MiB ({MAX_CONFIG_BYTES} bytes), the most a configuration may hold (a fixed limit); this is the first byte past it",
                 MAX_CONFIG_BYTES / (1024 * 1024)
             ),
-        ));
+        )
+        .at_location(Some(end_mark(&bytes[..limit]).location(name))));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -505,10 +524,32 @@ pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<Catalog
     })?;
     let mut tainted = recording.tainted();
     mark_expanded(&catalog, &mut tainted);
+    refuse_nul(&catalog, &prefix, file)?;
     let mut config =
         validate::validate(&catalog, file, &prefix, anchor).map_err(|e| e.scrubbed(&tainted))?;
     config.tainted = tainted;
     Ok(config)
+}
+
+/// libpq's options are C strings: a value holding NUL (written in the YAML, or brought by
+/// `${VAR}`) cannot reach the server as written, so it is refused where it stands.
+fn refuse_nul(node: &Node, path: &str, file: &str) -> Result<(), Error> {
+    match &node.value {
+        yaml::Value::Scalar { text, .. } if text.contains('\0') => Err(Error::new(
+            ErrorKind::InvalidValue,
+            "holds a NUL character (U+0000), which no libpq connection option can carry",
+        )
+        .at_path(path.to_string())
+        .at_location(Some(node.mark.location(file)))),
+        yaml::Value::Scalar { .. } => Ok(()),
+        yaml::Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, n)| refuse_nul(n, &join_path(path, &i.to_string()), file)),
+        yaml::Value::Map(entries) => entries.iter().try_for_each(|(k, v)| {
+            refuse_nul(v, &join_path(path, k.as_scalar().unwrap_or_default()), file)
+        }),
+    }
 }
 
 /// Marks the text of every scalar that `${VAR}` expansion produced.

@@ -115,8 +115,15 @@ pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan
         && let Ok(params) = crate::conninfo::ConnInfo::parse(text)
     {
         for (_, value) in params.iter() {
-            tainted.add(value);
+            tainted.add_fragment(value);
+            // host, hostaddr and port hold lists: errors quote one item.
+            for item in value.split(',') {
+                tainted.add_fragment(item);
+            }
         }
+    }
+    if let Some(credentials) = &config.credentials {
+        credentials.taint_lookup_names(&mut tainted);
     }
     match result {
         Ok(mut plan) => {
@@ -236,7 +243,7 @@ fn finish(
                         path: origin.path(key),
                         location: origin.location(key),
                         message: format!(
-                            "root certificate file {path} does not exist here: libpq would then check no certificate under allow, prefer and require, and verify-ca / verify-full would fail"
+                            "root certificate file \"{path}\" does not exist here: libpq would then check no certificate under allow, prefer and require, and verify-ca / verify-full would fail"
                         ),
                     });
                 }
