@@ -37,7 +37,8 @@ use testcontainers_modules::postgres::Postgres;
 
 use super::docker_shim;
 use super::launcher::{
-    LaunchError, Profile, RELOAD_FAILURE_MARKERS, answers_ssl_request, conf_quote, random_hex,
+    LaunchError, Profile, RELOAD_FAILURE_MARKERS, Watchdog, answers_ssl_request, conf_quote,
+    random_hex,
 };
 
 /// The default image when the engine holds it: the offline build of `conformance/image`.
@@ -50,6 +51,8 @@ const ROLE: &str = "tea";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a reload may take to show up.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The label whose value (random per server) names a server's container to its watchdog.
+pub const WATCHDOG_LABEL: &str = "tea-pgcloud.watchdog";
 
 /// The script that writes a profile into the container; arguments: certificate, key, client CA
 /// (each empty when absent), `tea_profile.conf`, `pg_hba.conf`.
@@ -187,9 +190,12 @@ pub fn container_hba_line(line: &str) -> String {
     }
 }
 
-/// A PostgreSQL server in a container; the container is removed on drop.
+/// A PostgreSQL server in a container; the container is removed on drop, and by its watchdog
+/// when the launching process ends without dropping it (`conformance::launcher`, "When the
+/// launching process ends").
 pub struct DockerServer {
     container: Option<ContainerAsync<Postgres>>,
+    watchdog: Option<Watchdog>,
     image: String,
     port: u16,
     password: String,
@@ -220,6 +226,10 @@ impl DockerServer {
     pub fn start(image: &str, profile: &Profile) -> Result<DockerServer, LaunchError> {
         preflight(image)?;
         let superuser_password = random_hex(16)?;
+        // Armed before the container exists: a launcher killed while the container starts
+        // leaves nothing behind either.
+        let label = random_hex(8)?;
+        let watchdog = Watchdog::docker(&format!("{WATCHDOG_LABEL}={label}"))?;
         let (name, tag) = split_image(image);
         let request = Postgres::default()
             .with_user("postgres")
@@ -227,6 +237,7 @@ impl DockerServer {
             .with_db_name("postgres")
             .with_name(name)
             .with_tag(tag)
+            .with_label(WATCHDOG_LABEL, &label)
             .with_cmd([
                 "-c",
                 "fsync=off",
@@ -259,6 +270,7 @@ impl DockerServer {
         })?;
         let mut server = DockerServer {
             container: Some(container),
+            watchdog: Some(watchdog),
             image: image.to_owned(),
             port,
             password: random_hex(16)?,
@@ -584,8 +596,13 @@ impl DockerServer {
 
 impl Drop for DockerServer {
     fn drop(&mut self) {
-        if let Some(container) = self.container.take() {
-            let _ = block(|| container.rm());
+        let removed = match self.container.take() {
+            Some(container) => block(|| container.rm()).is_ok(),
+            None => true,
+        };
+        // Not removed: the watchdog, dropped with `self`, removes the container by its label.
+        if removed && let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
         }
     }
 }

@@ -10,7 +10,8 @@
 //! SCRAM-SHA-256 password, and runs a [`Profile`]: the TLS files the server presents and its
 //! `pg_hba.conf` lines. [`PgServer::apply`] switches to another profile, proven in effect before
 //! it returns; dropping the [`PgServer`] stops the server and removes what it left behind, also
-//! when a test panics.
+//! when a test panics, and a watchdog does the same when the launching process ends without
+//! dropping it (see "When the launching process ends").
 //!
 //! The native launcher runs `initdb` into a fresh private directory, starts the server on a free
 //! loopback port (unix socket in the same directory) and stops it with `pg_ctl stop -m
@@ -58,6 +59,35 @@
 //! either applies the profile or fails with the server log. [`PgServer::apply_with`] can force a
 //! restart.
 //!
+//! # When the launching process ends
+//!
+//! Servers held in a `static` (the benches' and some test targets' shared servers) are never
+//! dropped, and a process killed by a signal drops nothing. So every server, from either
+//! launcher, has a watchdog from before it is started: a small `sh` (named
+//! [`WATCHDOG_NAME`] in `ps`) whose standard input is a pipe whose only write end the launching
+//! process holds. The write end is close-on-exec (as every pipe std opens), so neither the
+//! server nor `psql` nor any other child inherits it, and the kernel closes it when the process
+//! ends, however it ends: returning from `main`, `exit`, a panic, SIGTERM, SIGKILL. The
+//! watchdog then cleans up:
+//!
+//! - native: the postmaster of the private directory (the pid in `data/postmaster.pid`, checked
+//!   against the process's working directory, which is its data directory) gets SIGQUIT (an
+//!   immediate shutdown), SIGKILL if it has not gone within 5 s, then the directory is removed.
+//!   Were a `pg_ctl start` still under way when the watchdog looks, the postmaster it starts
+//!   finds its lock file gone and shuts itself down within a minute (PostgreSQL rechecks the
+//!   lock file);
+//! - docker: the containers labelled with the server's own `tea-pgcloud.watchdog` label are
+//!   removed (`docker rm -f -v`, else the engine's API through `curl`), through `DOCKER_HOST` and
+//!   then the default engine (a version shim may have ended with the launcher).
+//!
+//! The watchdog runs in a process group of its own and ignores SIGHUP, SIGINT, SIGQUIT and
+//! SIGTERM, so a Ctrl-C or a `kill` sent to the launcher's process group does not take it
+//! along. Dropping a server still stops it in order first (`pg_ctl stop`, `docker rm`); the
+//! drop then tells the watchdog it has nothing to do and waits for it to end (a few
+//! milliseconds), or, when the orderly stop failed, lets it clean up and waits for that.
+//! (A parent-death signal, `PR_SET_PDEATHSIG`, would not do: it fires when the spawning
+//! *thread* ends, and test threads end all the time.)
+//!
 //! # Environment
 //!
 //! - `TEA_PG_BINDIR`: the directory holding `initdb`, `pg_ctl` and `postgres` (see
@@ -72,8 +102,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -389,6 +420,186 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The `$0` of every watchdog shell: what `ps` shows for it.
+pub const WATCHDOG_NAME: &str = "tea-pgcloud-watchdog";
+/// How long dropping a server waits for its watchdog to finish a cleanup.
+const WATCHDOG_WAIT: Duration = Duration::from_secs(60);
+
+/// The start of every watchdog: ignore the signals a terminal or a job controller sends a
+/// whole process group (the launcher's end is what counts, and that shows as the end of
+/// standard input), then read standard input to its end. A last line `disarm` means the
+/// launcher cleaned up itself.
+const WATCHDOG_PRELUDE: &str = r#"trap '' HUP INT QUIT TERM PIPE
+last=
+while IFS= read -r line; do last=$line; done
+[ "$last" = disarm ] && exit 0
+"#;
+
+/// The native watchdog's cleanup; `$1` the data directory (canonical), `$2` the private
+/// directory. The postmaster is the pid on the first line of `postmaster.pid`, and only if its
+/// working directory is `$1` (the postmaster runs in its data directory: a stale pid file or
+/// a reused pid is left alone): SIGQUIT (immediate shutdown), then SIGKILL if it has not gone
+/// within 5 s. Then the directory goes.
+const NATIVE_CLEANUP: &str = r#"data=$1
+dir=$2
+gone() {
+  [ -e "/proc/$1" ] || return 0
+  state=
+  read -r _ _ state _ 2>/dev/null < "/proc/$1/stat" || return 0
+  [ "$state" = Z ]
+}
+wait_gone() {
+  n=0
+  while ! gone "$1"; do
+    [ "$n" -lt 100 ] || return 1
+    sleep 0.05
+    n=$((n + 1))
+  done
+}
+pid=
+if [ -f "$data/postmaster.pid" ]; then
+  read -r pid 2>/dev/null < "$data/postmaster.pid" || true
+fi
+case "$pid" in '' | *[!0-9]*) pid= ;; esac
+if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$data" ]; then
+  kill -QUIT "$pid" 2>/dev/null
+  wait_gone "$pid" || { kill -KILL "$pid" 2>/dev/null; wait_gone "$pid"; }
+fi
+case "$dir" in /?*) rm -rf -- "$dir" ;; esac
+"#;
+
+/// A companion process that stops one server when the process that launched it ends, however
+/// it ends: dropped, exiting with the server still in a `static` (statics are never dropped),
+/// panicking, or killed by a signal, SIGKILL included (see the module documentation, "When
+/// the launching process ends").
+///
+/// It is a `sh` whose standard input is a pipe whose only write end this process holds (std
+/// opens pipes close-on-exec, so no other child, the server and `psql` included, inherits it).
+/// When that end closes (dropped here, or closed by the kernel as the process dies), the shell
+/// runs its cleanup. It runs in a process group of its own and ignores the signals sent to
+/// groups (a terminal's Ctrl-C, `kill -- -PGID`), so it outlives the launcher's group.
+pub(crate) struct Watchdog {
+    pipe: Option<ChildStdin>,
+    child: Child,
+    done: bool,
+}
+
+impl Watchdog {
+    fn spawn(cleanup: &str, args: &[&std::ffi::OsStr]) -> Result<Self, LaunchError> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{WATCHDOG_PRELUDE}{cleanup}"))
+            .arg(WATCHDOG_NAME)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| LaunchError::io("starting the server's watchdog (sh)", &e))?;
+        Ok(Self {
+            pipe: child.stdin.take(),
+            child,
+            done: false,
+        })
+    }
+
+    /// The watchdog of a native server whose private directory is `dir`: it stops the
+    /// postmaster of `dir/data` and removes `dir`.
+    fn native(dir: &Path) -> Result<Self, LaunchError> {
+        // The postmaster's working directory is its data directory with every link resolved.
+        let dir = fs::canonicalize(dir)
+            .map_err(|e| LaunchError::io(format_args!("resolving {}", dir.display()), &e))?;
+        let data = dir.join("data");
+        Self::spawn(NATIVE_CLEANUP, &[data.as_os_str(), dir.as_os_str()])
+    }
+
+    /// The watchdog of containers labelled `label` (`key=value`, ASCII): it removes them (`docker rm
+    /// -f -v`, else the engine's API through `curl`), through `DOCKER_HOST` and, when that no
+    /// longer answers (a version shim that ended with the launcher), the default engine.
+    #[cfg(feature = "docker")]
+    pub(crate) fn docker(label: &str) -> Result<Self, LaunchError> {
+        const DOCKER_CLEANUP: &str = r#"label=$1
+filters=$2
+shift 2
+for host in "$@"; do
+  if [ "$host" = default ]; then
+    unset DOCKER_HOST
+    sock=/var/run/docker.sock
+  else
+    DOCKER_HOST=$host
+    export DOCKER_HOST
+    case "$host" in unix://*) sock=${host#unix://} ;; *) sock= ;; esac
+  fi
+  if command -v docker >/dev/null 2>&1 && ids=$(docker ps -aq --filter "label=$label"); then
+    [ -z "$ids" ] && exit 0
+    docker rm -f -v $ids >/dev/null && exit 0
+  elif [ -n "$sock" ] && command -v curl >/dev/null 2>&1 &&
+    list=$(curl -sf --max-time 30 --unix-socket "$sock" "http://docker/containers/json?all=1&filters=$filters"); then
+    ok=1
+    for id in $(printf '%s' "$list" | grep -o '"Id":"[0-9a-f]*"' | cut -d'"' -f4); do
+      curl -sf --max-time 30 --unix-socket "$sock" -X DELETE "http://docker/containers/$id?force=1&v=1" >/dev/null || ok=0
+    done
+    [ "$ok" = 1 ] && exit 0
+  fi
+done
+exit 1
+"#;
+        // `{"label":["<label>"]}`, percent-encoded for the API's query string.
+        let filters: String = format!("{{\"label\":[\"{label}\"]}}")
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let host = env::var_os("DOCKER_HOST").filter(|h| !h.is_empty());
+        let default = OsString::from("default");
+        let mut args = vec![std::ffi::OsStr::new(label), std::ffi::OsStr::new(&filters)];
+        args.extend(host.as_deref());
+        args.push(&default);
+        Self::spawn(DOCKER_CLEANUP, &args)
+    }
+
+    /// Tells the watchdog that the launcher cleaned up itself, then lets it end.
+    pub(crate) fn disarm(mut self) {
+        if let Some(mut pipe) = self.pipe.take() {
+            // A watchdog that is already gone cannot be told; nothing is left to do then.
+            let _ = pipe.write_all(b"disarm\n");
+        }
+        self.finish();
+    }
+
+    /// Closes the pipe (the watchdog cleans up unless disarmed) and waits for the watchdog,
+    /// within [`WATCHDOG_WAIT`]; past that it is left to finish on its own.
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        drop(self.pipe.take());
+        let deadline = Instant::now() + WATCHDOG_WAIT;
+        let mut pause = Duration::from_millis(1);
+        while let Ok(None) = self.child.try_wait() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// The postgres OS user's uid and gid, for running the server when we are root.
 #[derive(Debug, Clone, Copy)]
 struct RunAs {
@@ -577,10 +788,12 @@ pub(crate) fn conf_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// A PostgreSQL server from the machine's binaries (the `native` launcher); stopped (`pg_ctl stop -m immediate`) and its directory removed
-/// on drop, also when a test panics.
+/// A PostgreSQL server from the machine's binaries (the `native` launcher); stopped (`pg_ctl
+/// stop -m immediate`) and its directory removed on drop, also when a test panics, and by its
+/// watchdog when the launching process ends without dropping it.
 pub struct NativeServer {
     dir: ScratchDir,
+    watchdog: Option<Watchdog>,
     sock: PathBuf,
     bindir: PathBuf,
     run_as: Option<RunAs>,
@@ -616,9 +829,13 @@ impl NativeServer {
         let bindir = find_bindir()?;
         let run_as = server_identity()?;
         let dir = ScratchDir::create(&scratch_base(run_as), "tea-pg-")?;
+        // Before anything runs in the directory: whatever this process starts there from now
+        // on ends with it.
+        let watchdog = Watchdog::native(&dir.path)?;
         let mut server = NativeServer {
             sock: dir.path.join("sock"),
             dir,
+            watchdog: Some(watchdog),
             bindir,
             run_as,
             port: 0,
@@ -1046,39 +1263,61 @@ impl NativeServer {
     }
 
     /// Stops the server if one runs in the data directory: `pg_ctl stop -m immediate`, and if
-    /// that fails, `kill -KILL` on the postmaster's pid.
-    fn shutdown(&mut self) {
+    /// that fails, `kill -KILL` on the postmaster's pid. Returns whether no server runs any
+    /// more.
+    fn shutdown(&mut self) -> bool {
         let pid_file = self.data_dir().join("postmaster.pid");
         if !pid_file.exists() {
-            return;
+            return true;
         }
         let stop = self.pg_ctl(&["-w", "-t", "10", "-s", "-m", "immediate", "stop"]);
         if run(stop, None).is_ok() && !pid_file.exists() {
             self.running = false;
-            return;
+            return true;
         }
         let pid = fs::read_to_string(&pid_file)
             .ok()
             .and_then(|text| text.lines().next().map(str::trim).map(str::to_owned))
             .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if let Some(pid) = pid {
-            let mut kill = Command::new("kill");
-            kill.args(["-KILL", &pid]);
-            let _ = run(kill, None);
-            // Let the postmaster die and release the port before the directory goes.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Path::new("/proc").join(&pid).exists() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(10));
-            }
+        let Some(pid) = pid else {
+            // No pid to stop: the postmaster is not (or no longer) running.
+            self.running = false;
+            return true;
+        };
+        let mut kill = Command::new("kill");
+        kill.args(["-KILL", &pid]);
+        let _ = run(kill, None);
+        // Let the postmaster die and release the port before the directory goes.
+        let proc = Path::new("/proc").join(&pid);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while proc.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
         }
         self.running = false;
+        !proc.exists()
     }
 }
 
 impl Drop for NativeServer {
     fn drop(&mut self) {
-        self.shutdown();
-        // `self.dir` is removed when the field drops, after this.
+        let stopped = self.shutdown();
+        let watchdog = self.watchdog.take();
+        if !stopped {
+            // The watchdog has the postmaster's pid from the directory: it stops the server
+            // and removes the directory.
+            drop(watchdog);
+            return;
+        }
+        let _ = fs::remove_dir_all(&self.dir.path);
+        if let Some(watchdog) = watchdog {
+            if self.dir.path.exists() {
+                // Its `rm -rf` runs as it ends.
+                drop(watchdog);
+            } else {
+                watchdog.disarm();
+            }
+        }
+        // `self.dir` drops after this, with nothing left to remove.
     }
 }
 

@@ -3,10 +3,11 @@
 # debootstrap from the machine's own apt mirror, built into a local image FROM scratch with the
 # entry point of docker-entrypoint.sh (the official image's contract).
 #
-#   conformance/image/build.sh [--force] [--keep-rootfs] MAJOR...
+#   conformance/image/build.sh [--force] [--keep-rootfs] [--repo NAME] MAJOR...
 #
 # MAJOR 15 comes from Debian 12 (bookworm), 17 from Debian 13 (trixie). The images are tagged
-# tea-pgcloud/postgres:MAJOR; an existing tag is kept unless --force. The root file system is
+# NAME:MAJOR, NAME from --repo, else TEA_PG_IMAGE_REPO, else tea-pgcloud/postgres; an existing
+# tag is kept unless --force. The root file system is
 # built under target/pg-rootfs/MAJOR, packed into the build context of the Dockerfile beside this
 # script (FROM scratch + ADD), and removed after the build unless --keep-rootfs.
 # Needs root (or sudo), debootstrap (installed when missing) and a Docker engine.
@@ -15,15 +16,29 @@ here=$(cd "$(dirname "$0")" && pwd)
 root_dir=$(cd "$here/../.." && pwd)
 force=0
 keep=0
+repo="${TEA_PG_IMAGE_REPO:-tea-pgcloud/postgres}"
 majors=()
-for arg in "$@"; do
-  case "$arg" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --force) force=1 ;;
     --keep-rootfs) keep=1 ;;
-    15 | 17) majors+=("$arg") ;;
-    *) echo "build.sh: unknown argument '$arg' (majors: 15, 17)" >&2; exit 2 ;;
+    --repo)
+      [ $# -ge 2 ] && [ -n "$2" ] || { echo "build.sh: --repo needs an image name" >&2; exit 2; }
+      repo="$2"
+      shift
+      ;;
+    --repo=*) repo="${1#--repo=}" ;;
+    15 | 17) majors+=("$1") ;;
+    *) echo "build.sh: unknown argument '$1' (majors: 15, 17)" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$repo" in
+  "" | *:* | *[!a-z0-9._/-]*)
+    echo "build.sh: bad image name '$repo' (lowercase name without a tag, e.g. tea-pgcloud/postgres)" >&2
+    exit 2
+    ;;
+esac
 [ ${#majors[@]} -gt 0 ] || majors=(15 17)
 
 sudo=""
@@ -60,7 +75,7 @@ fi
 uri=$(mirror)
 
 for major in "${majors[@]}"; do
-  tag="tea-pgcloud/postgres:$major"
+  tag="$repo:$major"
   if [ "$force" -eq 0 ] && docker image inspect "$tag" >/dev/null 2>&1; then
     echo "build.sh: $tag present (--force rebuilds it)"
     continue
@@ -91,10 +106,6 @@ for major in "${majors[@]}"; do
   old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
   context="$root_dir/target/pg-rootfs/context-$major"
   $sudo rm -rf "$context"
-  new_id=$(docker image inspect --format '{{.Id}}' "$tag")
-  if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-    docker image rm "$old_id" >/dev/null 2>&1 || true
-  fi
   mkdir -p "$context"
   $sudo tar -C "$rootfs" --numeric-owner -cf "$context/rootfs.tar" .
   cp "$here/Dockerfile" "$context/Dockerfile"
@@ -102,6 +113,12 @@ for major in "${majors[@]}"; do
     --build-arg "DESCRIPTION=$version on Debian $suite, built by tea-pgcloud conformance/image/build.sh" \
     -t "$tag" "$context" >/dev/null
   $sudo rm -rf "$context"
+  # The tag now names the new image; the one it named before (if any, and if no other tag or
+  # container still uses it) goes.
+  new_id=$(docker image inspect --format '{{.Id}}' "$tag")
+  if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
+  fi
   [ "$keep" -eq 1 ] || $sudo rm -rf "$rootfs"
   size=$(docker image inspect --format '{{.Size}}' "$tag")
   echo "build.sh: $tag ($version, $((size / 1000000)) MB) built in $(($(date +%s) - started)) s"
