@@ -107,7 +107,8 @@ fn profile() -> Profile {
     )
 }
 
-/// The child: launches, reports `key=value` pairs on one line, then ends as told.
+/// The child: launches, reports `key=value` pairs on one line, waits until its standard input
+/// ends (the parent has looked at the server), then ends as told.
 fn child(mode: &str) {
     let (launcher, ending) = mode.split_once('-').unwrap_or((mode, "exit"));
     let started = match launcher {
@@ -140,9 +141,9 @@ fn child(mode: &str) {
     if HELD.set(server).is_err() {
         std::process::exit(3);
     }
+    // For `exit` the parent closes standard input; for the others it kills us while we wait.
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
     if ending != "exit" {
-        // Wait to be killed: standard input stays open until the parent kills us.
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(4);
     }
 }
@@ -266,6 +267,8 @@ fn launch_child(mode: &str) -> Result<(Child, Report), String> {
 fn end_child(mut child: Child, ending: Ending) -> Result<(), String> {
     match ending {
         Ending::Exit => {
+            // The end of its standard input lets the child return from main.
+            drop(child.stdin.take());
             let status = child.wait().map_err(|e| format!("waiting: {e}"))?;
             if !status.success() {
                 return Err(format!("the child exited with {status}"));

@@ -7,9 +7,9 @@
 #
 # MAJOR 15 comes from Debian 12 (bookworm), 17 from Debian 13 (trixie). The images are tagged
 # NAME:MAJOR, NAME from --repo, else TEA_PG_IMAGE_REPO, else tea-pgcloud/postgres; an existing
-# tag is kept unless --force. The root file system is
-# built under target/pg-rootfs/MAJOR, packed into the build context of the Dockerfile beside this
-# script (FROM scratch + ADD), and removed after the build unless --keep-rootfs.
+# tag is kept unless --force. The root file system is built under target/pg-rootfs/MAJOR, packed
+# into the build context of the Dockerfile beside this script (FROM scratch + ADD), and removed
+# after the build (or a failed one) unless --keep-rootfs.
 # Needs root (or sudo), debootstrap (installed when missing) and a Docker engine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -73,6 +73,16 @@ if ! command -v debootstrap >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq debootstrap >/dev/null
 fi
 uri=$(mirror)
+
+# A failed build (debootstrap, a full disk) leaves neither its root file system nor its build
+# context behind; --keep-rootfs keeps the root file system.
+rootfs=""
+context=""
+cleanup() {
+  [ -z "$context" ] || $sudo rm -rf "$context"
+  [ "$keep" -eq 1 ] || [ -z "$rootfs" ] || $sudo rm -rf "$rootfs"
+}
+trap cleanup EXIT
 
 for major in "${majors[@]}"; do
   tag="$repo:$major"
