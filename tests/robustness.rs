@@ -6,6 +6,9 @@ use tea_pgcloud::config::load_str;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::provider::plan;
 
+#[path = "common/fragments.rs"]
+mod fragments;
+
 /// Reaches the YAML only through `${X}`: it may show up where a value is shown by design (a
 /// misplaced `database: ${X}` is the database name), but never in an error message.
 const CANARY: &str = "cAnArY-9x!";
@@ -14,103 +17,12 @@ const PASSWORD: &str = "pAsSwOrD-4q?";
 
 /// Fragments of catalog YAML, including every key, odd values and broken syntax.
 fn fragment() -> impl Strategy<Value = String> {
-    let keys = prop::sample::select(vec![
-        "type",
-        "connection_string",
-        "provider",
-        "host",
-        "port",
-        "database",
-        "user",
-        "sslmode",
-        "sslrootcert",
-        "sslcert",
-        "sslkey",
-        "connect_timeout",
-        "application_name",
-        "min_size",
-        "max_size",
-        "auto_migrate",
-        "lazy",
-        "project",
-        "region",
-        "instance",
-        "connection_name",
-        "ip_type",
-        "socket_dir",
-        "iam_auth",
-        "ssl_bundle",
-        "ssl_bundle_url",
-        "ssl_bundle_sha256",
-        "max_lifetime",
-        "token_refresh",
-        "credentials",
-        "source",
-        "prefix",
-        "secret_name",
-        "secret_prefix",
-        "vault_url",
-        "project_id",
-        "settings",
-        "ltm",
-        "catalog",
-        "password",
-        "sslmdoe",
-    ]);
-    let values = prop::sample::select(vec![
-        "gcp",
-        "aws",
-        "azure",
-        "self-hosted",
-        "require",
-        "verify-full",
-        "system",
-        "auto",
-        "lazy",
-        "ahead",
-        "http://127.0.0.1:1/b.pem",
-        "5432",
-        "-1",
-        "99999",
-        "true",
-        "no",
-        "~",
-        "''",
-        "\"${X}\"",
-        "${UNSET}",
-        "${X:-d}",
-        "$$",
-        "${",
-        "[a, b]",
-        "{a: 1}",
-        "/cloudsql",
-        "p:r:i",
-        "a:b",
-        "é✓ü",
-        "db.x.us-east-1.rds.amazonaws.com",
-        "host=h password=literal-pw bogus=1",
-        "'unterminated",
-        "${X}x",
-        "pre-${X}",
-        "https://v.vault.azure.net",
-        "http://v",
-        "ltm/postgres/",
-        "&a",
-        "*a",
-        "!!str x",
-        "|",
-    ]);
+    let keys = prop::sample::select(fragments::KEYS.to_vec());
+    let values = prop::sample::select(fragments::VALUES.to_vec());
     // A value written literally in the YAML may be quoted back in an error (the file is what
     // the user reads anyway); the canary reaches the YAML only through ${X}, whose expansion is
     // never quoted, and through connection strings, whose errors never quote a password.
-    let connection_strings = prop::sample::select(vec![
-        "host=h password=pAsSwOrD-4q? bogus=1",
-        "postgresql://u:pAsSwOrD-4q%3F@h/d?x=1",
-        "postgresql://u:pAsSwOrD-4q%3F@h/d?sslmode=nope",
-        "host=h password='pAsSwOrD-4q? sslmode=require",
-        "host=h password=pAsSwOrD-4q?",
-        "password=pAsSwOrD-4q? host=a,b port=1,2,3",
-    ]);
+    let connection_strings = prop::sample::select(fragments::CONNECTION_STRINGS.to_vec());
     prop_oneof![
         (keys.clone(), values).prop_map(|(k, v)| format!("{k}: {v}\n")),
         connection_strings.prop_map(|v| format!("connection_string: \"{v}\"\n")),
