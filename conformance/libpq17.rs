@@ -412,6 +412,7 @@ impl Report {
                 .iter()
                 .map(|r| (r.case.id.to_owned(), r.libpq.as_str().to_owned()))
                 .collect(),
+            description: serde_json::Map::new(),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
-use super::certs::{CertFactory, ServerCertKind};
+use super::certs::{CertFactory, IssuerKind, ServerCertKind, SubjectAltName};
 use super::launcher::{Launcher, PgServer, Profile, TlsFiles};
 use super::oracle;
 use crate::config::load_str;
@@ -272,7 +272,7 @@ pub fn outcomes_agree(ours: Outcome, libpq: Outcome) -> bool {
 /// The client side's files: the CAs and two HOME directories (with and without
 /// `.postgresql/root.crt`).
 pub struct ClientFiles {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     right_ca: PathBuf,
     wrong_ca: PathBuf,
     empty_home: PathBuf,
@@ -293,7 +293,7 @@ impl ClientFiles {
         std::fs::create_dir_all(rooted_home.join(".postgresql"))?;
         std::fs::write(rooted_home.join(".postgresql/root.crt"), factory.root_pem())?;
         Ok(Self {
-            _dir: dir,
+            _dir: Some(dir),
             right_ca,
             wrong_ca,
             empty_home,
@@ -301,11 +301,29 @@ impl ClientFiles {
         })
     }
 
-    fn home(&self, root: Root) -> &Path {
+    /// The `HOME` of a case with this root choice: with `.postgresql/root.crt` (the right CA)
+    /// for [`Root::Default`], else an empty directory.
+    pub fn home(&self, root: Root) -> &Path {
         match root {
             Root::Default => &self.rooted_home,
             _ => &self.empty_home,
         }
+    }
+
+    /// The CA that signed the server certificates.
+    pub fn right_ca(&self) -> &Path {
+        &self.right_ca
+    }
+
+    /// An unrelated CA.
+    pub fn wrong_ca(&self) -> &Path {
+        &self.wrong_ca
+    }
+
+    /// `HOME/.postgresql/root.crt` of a case with this root choice, when that home has one.
+    pub fn home_root_crt(&self, root: Root) -> Option<PathBuf> {
+        let path = self.home(root).join(".postgresql/root.crt");
+        (root == Root::Default).then_some(path)
     }
 }
 
@@ -334,24 +352,40 @@ pub fn server_profile(profile: &ServerProfile, factory: &CertFactory) -> Result<
     })
 }
 
-/// The connection string of a case (no password).
-pub fn conninfo(case: &Case, server: &PgServer, files: &ClientFiles) -> String {
-    let mut s = match case.host {
-        HostForm::Name => format!("host={} hostaddr=127.0.0.1", case.profile.host_name),
-        HostForm::Ip => "host=127.0.0.1".to_string(),
-    };
-    s.push_str(&format!(
-        " port={} user={} dbname=postgres sslmode={} connect_timeout=10",
-        server.port(),
-        server.user(),
-        case.sslmode
-    ));
+/// The libpq keyword map of a case, in a fixed order, without the password: what libpq, this
+/// library and every client of the client protocol are given.
+pub fn params(case: &Case, port: u16, user: &str, files: &ClientFiles) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match case.host {
+        HostForm::Name => {
+            out.push(("host", case.profile.host_name.to_owned()));
+            out.push(("hostaddr", "127.0.0.1".to_owned()));
+        }
+        HostForm::Ip => out.push(("host", "127.0.0.1".to_owned())),
+    }
+    out.push(("port", port.to_string()));
+    out.push(("user", user.to_owned()));
+    out.push(("dbname", "postgres".to_owned()));
+    out.push(("sslmode", case.sslmode.as_str().to_owned()));
     match case.root {
-        Root::Right => s.push_str(&format!(" sslrootcert={}", files.right_ca.display())),
-        Root::Wrong => s.push_str(&format!(" sslrootcert={}", files.wrong_ca.display())),
+        Root::Right => out.push(("sslrootcert", files.right_ca.display().to_string())),
+        Root::Wrong => out.push(("sslrootcert", files.wrong_ca.display().to_string())),
         Root::None | Root::Default => {}
     }
-    s
+    out.push((
+        "connect_timeout",
+        oracle::CONNECT_TIMEOUT_SECS.to_string(),
+    ));
+    out
+}
+
+/// The connection string of a case (no password).
+pub fn conninfo(case: &Case, server: &PgServer, files: &ClientFiles) -> String {
+    params(case, server.port(), server.user(), files)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The real file system, with `HOME` replaced (and a few variables set): what this library sees
@@ -447,6 +481,10 @@ pub struct Recording {
     pub libpq: String,
     /// Case id -> libpq's outcome.
     pub cases: BTreeMap<String, String>,
+    /// What the cases are, for readers in other languages (the TLS matrix's [`describe`]:
+    /// `profiles`, `roots`, `host_forms`, `details`); empty for other recordings.
+    #[serde(flatten)]
+    pub description: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Recording {
@@ -483,21 +521,39 @@ pub fn run_profile(
     files: &ClientFiles,
     recording: &Recording,
     runtime: &tokio::runtime::Runtime,
-    mut progress: impl FnMut(&CaseResult),
+    progress: impl FnMut(&CaseResult),
 ) -> Result<(Vec<CaseResult>, String), String> {
     let config = server_profile(profile, factory)?;
     let server = launcher.start(&config).map_err(|e| e.to_string())?;
+    let results = run_cases(&server, profile, files, recording, runtime, progress)?;
+    Ok((results, server.server_version().to_string()))
+}
+
+/// Switches `server` to `profile` (a reload, proven in effect; see the launcher).
+pub fn apply_profile(
+    server: &mut PgServer,
+    profile: &ServerProfile,
+    factory: &CertFactory,
+) -> Result<(), String> {
+    let config = server_profile(profile, factory)?;
+    server.apply(&config).map_err(|e| e.to_string())
+}
+
+/// Runs every case of `profile` on `server`, which must run that profile.
+fn run_cases(
+    server: &PgServer,
+    profile: &'static ServerProfile,
+    files: &ClientFiles,
+    recording: &Recording,
+    runtime: &tokio::runtime::Runtime,
+    mut progress: impl FnMut(&CaseResult),
+) -> Result<Vec<CaseResult>, String> {
     let mut results = Vec::new();
     for case in cases(profile) {
-        let conninfo = conninfo(&case, &server, files);
+        let conninfo = conninfo(&case, server, files);
         let home = files.home(case.root);
         let (ours, ours_message) = runtime.block_on(run_ours(&conninfo, server.password(), home));
-        let attempt = oracle::Attempt {
-            conninfo: &conninfo,
-            password: Some(server.password()),
-            home,
-        };
-        let libpq = oracle::run(&attempt).map_err(|e| e.to_string())?;
+        let libpq = run_libpq(&conninfo, server, home)?;
         let result = CaseResult {
             case,
             ours,
@@ -509,7 +565,21 @@ pub fn run_profile(
         progress(&result);
         results.push(result);
     }
-    Ok((results, server.server_version().to_string()))
+    Ok(results)
+}
+
+/// Runs one case through libpq (psql).
+pub fn run_libpq(
+    conninfo: &str,
+    server: &PgServer,
+    home: &Path,
+) -> Result<oracle::OracleResult, String> {
+    let attempt = oracle::Attempt {
+        conninfo,
+        password: Some(server.password()),
+        home,
+    };
+    oracle::run(&attempt).map_err(|e| e.to_string())
 }
 
 /// The whole run.
@@ -550,6 +620,7 @@ impl Report {
                 .iter()
                 .map(|r| (r.case.id(), r.libpq.as_str().to_string()))
                 .collect(),
+            description: describe(),
         }
     }
 
@@ -650,8 +721,8 @@ impl fmt::Display for Report {
     }
 }
 
-/// Runs the whole matrix (every profile, each on a server from `launcher`) and returns the
-/// report.
+/// Runs the whole matrix on one server from `launcher`, switched from profile to profile by a
+/// reload, and returns the report.
 pub fn run_all(
     launcher: &Launcher,
     recording: &Recording,
@@ -672,22 +743,127 @@ pub fn run_all(
         ..Report::default()
     };
     let mut done = 0;
+    let mut server: Option<PgServer> = None;
     for profile in PROFILES {
-        let (results, server) = run_profile(
-            launcher,
-            profile,
-            &factory,
-            &files,
-            recording,
-            &runtime,
-            |r| {
-                done += 1;
-                progress(done, total, r);
-            },
-        )?;
+        let server = match server.as_mut() {
+            Some(server) => {
+                apply_profile(server, profile, &factory)?;
+                server
+            }
+            None => server.insert(
+                launcher
+                    .start(&server_profile(profile, &factory)?)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let results = run_cases(server, profile, &files, recording, &runtime, |r| {
+            done += 1;
+            progress(done, total, r);
+        })?;
         report.results.extend(results);
-        report.server = server;
+        report.server = server.server_version().to_string();
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// What the matrix's cases are, as language-neutral data (written into the recording beside
+/// libpq's outcomes): every server profile, every root choice and host form, and per case the
+/// keyword map it sends, with `<port>`, `<right-ca>` and `<wrong-ca>` standing for the run's
+/// values.
+pub fn describe() -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{Value, json};
+    let profiles: serde_json::Map<String, Value> = PROFILES
+        .iter()
+        .map(|p| {
+            let hba = match p.hba {
+                Hba::Any => "host",
+                Hba::SslOnly => "hostssl",
+                Hba::NoSslOnly => "hostnossl",
+            };
+            let certificate = p.cert.map(|kind| {
+                let sans: Vec<String> = kind
+                    .subject_alt_names()
+                    .iter()
+                    .map(|san| match san {
+                        SubjectAltName::Dns(name) => format!("DNS:{name}"),
+                        SubjectAltName::Ip(ip) => format!("IP:{ip}"),
+                    })
+                    .collect();
+                json!({
+                    "kind": kind.as_str(),
+                    "common_name": kind.common_name(),
+                    "subject_alt_names": sans,
+                    "issuer": match kind.issuer() {
+                        IssuerKind::Root => "right-ca",
+                        IssuerKind::Intermediate => "intermediate of right-ca",
+                        IssuerKind::OtherRoot => "wrong-ca",
+                    },
+                    "chain_served": if kind.serves_intermediate() {
+                        "leaf + intermediate"
+                    } else {
+                        "leaf"
+                    },
+                    "expired": kind.is_expired(),
+                })
+            });
+            (
+                p.name.to_owned(),
+                json!({
+                    "ssl": p.cert.is_some(),
+                    "certificate": certificate,
+                    "hba": [format!("{hba} all all 127.0.0.1/32 scram-sha-256")],
+                    "host_name": p.host_name,
+                }),
+            )
+        })
+        .collect();
+    let roots = json!({
+        "no-root": "no sslrootcert; no ~/.postgresql/root.crt",
+        "right-ca": "sslrootcert = the CA that signed the server certificates (its intermediate \
+                     is not in the file); no ~/.postgresql/root.crt",
+        "wrong-ca": "sslrootcert = an unrelated CA; no ~/.postgresql/root.crt",
+        "default-root": "no sslrootcert; ~/.postgresql/root.crt = the CA that signed the server \
+                         certificates",
+    });
+    let host_forms = json!({
+        "name": "host = the profile's host_name, hostaddr = 127.0.0.1",
+        "ip": "host = 127.0.0.1",
+    });
+    let placeholder = ClientFiles {
+        _dir: None,
+        right_ca: PathBuf::from("<right-ca>"),
+        wrong_ca: PathBuf::from("<wrong-ca>"),
+        empty_home: PathBuf::from("<home>"),
+        rooted_home: PathBuf::from("<home>"),
+    };
+    let mut details = serde_json::Map::new();
+    for profile in PROFILES {
+        for case in cases(profile) {
+            let params: serde_json::Map<String, Value> = params(&case, 0, "tea", &placeholder)
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "port" { "<port>".to_owned() } else { v };
+                    (k.to_owned(), Value::String(v))
+                })
+                .collect();
+            details.insert(
+                case.id(),
+                json!({
+                    "profile": profile.name,
+                    "sslmode": case.sslmode.as_str(),
+                    "root": case.root.as_str(),
+                    "host": case.host.as_str(),
+                    "params": params,
+                    "home_root_crt": case.root == Root::Default,
+                }),
+            );
+        }
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("profiles".into(), Value::Object(profiles));
+    out.insert("roots".into(), roots);
+    out.insert("host_forms".into(), host_forms);
+    out.insert("details".into(), Value::Object(details));
+    out
 }

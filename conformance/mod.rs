@@ -11,6 +11,7 @@ use std::fmt;
 use crate::error::ErrorClass;
 
 pub mod certs;
+pub mod client;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "docker")]
@@ -23,6 +24,7 @@ pub mod libpq17;
 pub mod matrix;
 pub mod oracle;
 pub mod rotation;
+pub mod verdict;
 
 /// What a connection attempt came to, in the classes shared by this library and the oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,21 +4,18 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use tea_pgcloud::conformance::certs::CertFactory;
+use tea_pgcloud::conformance::client::{self, ClientRun, ClientSpec};
 use tea_pgcloud::conformance::launcher::Launcher;
 use tea_pgcloud::conformance::matrix::{self, Recording};
+use tea_pgcloud::conformance::verdict::{self, Report};
 
-/// Runs the matrix and prints the table: exit 0 when every case agrees with libpq and with
-/// the recording, 1 otherwise.
-pub fn conformance(
-    launcher: Option<&str>,
-    image: Option<&str>,
-    json: Option<&Path>,
-    record: bool,
-) -> i32 {
+/// The launcher from `--launcher` / `--image` / the environment; `Err(exit code)` when it
+/// cannot be had (or when the run went through the Docker API shim in a child process).
+fn pick_launcher(launcher: Option<&str>, image: Option<&str>) -> Result<Launcher, i32> {
     let launcher = match (launcher, image) {
         (Some(name), _) if name != "docker" && image.is_some() => {
             eprintln!("conformance: --image goes with --launcher docker, not {name}");
-            return 2;
+            return Err(2);
         }
         (_, Some(image)) => Ok(Launcher::Docker {
             image: image.to_owned(),
@@ -30,15 +27,30 @@ pub fn conformance(
         Ok(launcher) => launcher,
         Err(e) => {
             eprintln!("conformance: {e}");
-            return 2;
+            return Err(2);
         }
     };
     #[cfg(feature = "docker")]
     if matches!(launcher, Launcher::Docker { .. })
         && let Some(code) = tea_pgcloud::conformance::docker_shim::rerun_through_shim()
     {
-        return code;
+        return Err(code);
     }
+    Ok(launcher)
+}
+
+/// Runs the matrix and prints the table: exit 0 when every case agrees with libpq and with
+/// the recording, 1 otherwise.
+pub fn conformance(
+    launcher: Option<&str>,
+    image: Option<&str>,
+    json: Option<&Path>,
+    record: bool,
+) -> i32 {
+    let launcher = match pick_launcher(launcher, image) {
+        Ok(launcher) => launcher,
+        Err(code) => return code,
+    };
     eprintln!("conformance: launcher {}", launcher.describe());
     let recording_path = matrix::recording_path();
     let recording_path = recording_path.as_path();
@@ -114,6 +126,130 @@ pub fn conformance(
         );
     }
     i32::from(!report.disagreements().is_empty() || !drift.is_empty())
+}
+
+/// What `conformance --client` was asked to do besides running the clients.
+pub struct ClientOptions<'a> {
+    /// The `--client` arguments: folders with a `client.yaml`, or commands.
+    pub clients: &'a [String],
+    /// `--expectations`: for the one client given as a command.
+    pub expectations: Option<&'a Path>,
+    /// `--json FILE`.
+    pub json: Option<&'a Path>,
+    /// `--write-expectations FILE`.
+    pub write_expectations: Option<&'a Path>,
+    /// `--cases PATTERN`s: only the matching cases.
+    pub select: &'a [String],
+    /// `--html FILE`.
+    pub html: Option<&'a Path>,
+}
+
+/// Runs the matrix through libpq and each client (the client protocol), prints each client's
+/// verdicts: exit 0 when every client passes its expectations and libpq its recording, 1 when
+/// not, 2 when the run could not start.
+pub fn clients(launcher: Option<&str>, image: Option<&str>, options: &ClientOptions) -> i32 {
+    if options.expectations.is_some() && options.clients.len() != 1 {
+        eprintln!(
+            "conformance: --expectations goes with exactly one --client; give several clients \
+             as folders with their own expectations.yaml"
+        );
+        return 2;
+    }
+    let mut runs = Vec::new();
+    for arg in options.clients {
+        let run = ClientSpec::from_arg(arg, options.expectations).and_then(ClientRun::new);
+        match run {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                eprintln!("conformance: --client {arg}: {e}");
+                return 2;
+            }
+        }
+    }
+    let launcher = match pick_launcher(launcher, image) {
+        Ok(launcher) => launcher,
+        Err(code) => return code,
+    };
+    let names: Vec<&str> = runs.iter().map(|r| r.process.spec().name.as_str()).collect();
+    eprintln!(
+        "conformance: launcher {}; clients: {}",
+        launcher.describe(),
+        names.join(", ")
+    );
+    let recording = match Recording::load(&matrix::recording_path()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let info = client::run(&launcher, &recording, &mut runs, options.select, |done, total, id| {
+        if tty {
+            eprint!("\r[{done}/{total}] {id:<48}");
+            let _ = std::io::stderr().flush();
+        } else if done % 48 == 0 || done == total {
+            eprintln!(
+                "[{done}/{total}] {:.0} s, last case {id}",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    let info = match info {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return 2;
+        }
+    };
+    let report = Report::new(&info, &runs);
+    print!("{report}");
+    let mut code = i32::from(!report.passes());
+    let mut write = |path: &Path, text: String| {
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("{}: {e}", path.display());
+            code = 1;
+        }
+    };
+    if let Some(path) = options.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        write(path, text + "\n");
+    }
+    if let Some(path) = options.html {
+        write(path, report.to_html());
+        println!("HTML report: {}", path.display());
+    }
+    if let Some(path) = options.write_expectations {
+        for run in &runs {
+            let name = &run.process.spec().name;
+            let target = if runs.len() == 1 {
+                path.to_path_buf()
+            } else {
+                let mut p = path.as_os_str().to_owned();
+                p.push(format!(".{name}"));
+                p.into()
+            };
+            write(&target, verdict::draft(name, &run.results));
+            println!("draft expectations of {name}: {}", target.display());
+        }
+    }
+    code
+}
+
+/// Serves the client protocol for this library on standard input and output.
+pub fn serve_client() -> i32 {
+    let stdin = std::io::stdin().lock();
+    match client::serve(stdin, std::io::stdout().lock()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("conformance --serve-client: {e}");
+            1
+        }
+    }
 }
 
 /// Writes the development certificates.

@@ -52,7 +52,8 @@ enum Command {
         #[arg(long)]
         reveal: bool,
     },
-    /// Run the live TLS matrix: every case through this library and through libpq (psql).
+    /// Run the live TLS matrix: every case through this library and through libpq (psql), or,
+    /// with --client, through other PostgreSQL clients (conformance/clients/PROTOCOL.md).
     #[cfg(feature = "conformance")]
     Conformance {
         /// How to run PostgreSQL: `native` (the machine's server binaries), `docker` (a container
@@ -68,8 +69,32 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
         /// Rewrite the recording of libpq's outcomes (fixtures/conformance/tls-matrix.json).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["client", "serve_client"])]
         record: bool,
+        /// Run the matrix through this client instead of this library: a folder holding a
+        /// `client.yaml` (e.g. conformance/clients/asyncpg), or a command speaking the client
+        /// protocol. Repeat for several clients; they share the servers.
+        #[arg(long, value_name = "DIR|CMD")]
+        client: Vec<String>,
+        /// The expectations file of the one --client given as a command (default: the folder's
+        /// expectations.yaml, or one beside the first file the command names).
+        #[arg(long, value_name = "FILE", requires = "client")]
+        expectations: Option<PathBuf>,
+        /// Write each client's deviations in this run as a draft expectations file (with one
+        /// client: FILE; with several: FILE.<name>).
+        #[arg(long, value_name = "FILE", requires = "client")]
+        write_expectations: Option<PathBuf>,
+        /// Only the cases whose id matches one of these patterns (`*` within a part, e.g.
+        /// `tls-on/verify-*/*/*`); repeat for several.
+        #[arg(long = "cases", value_name = "PATTERN", requires = "client")]
+        select: Vec<String>,
+        /// Also write the static HTML report (a heat map per client) to this file.
+        #[arg(long, value_name = "FILE", requires = "client")]
+        html: Option<PathBuf>,
+        /// Serve the client protocol for this library (JSON lines on stdin/stdout), as the
+        /// `tea-pgcloud` client of the kit does.
+        #[arg(long, conflicts_with_all = ["client", "launcher", "image", "json"])]
+        serve_client: bool,
     },
     /// Serve a Docker API version shim in front of an engine older than testcontainers' API
     /// (1.52): export the DOCKER_HOST it prints. Runs until killed.
@@ -148,12 +173,37 @@ pub fn run() -> i32 {
             image,
             json,
             record,
-        } => live::conformance(
-            launcher.as_deref(),
-            image.as_deref(),
-            json.as_deref(),
-            record,
-        ),
+            client,
+            expectations,
+            write_expectations,
+            select,
+            html,
+            serve_client,
+        } => {
+            if serve_client {
+                live::serve_client()
+            } else if client.is_empty() {
+                live::conformance(
+                    launcher.as_deref(),
+                    image.as_deref(),
+                    json.as_deref(),
+                    record,
+                )
+            } else {
+                live::clients(
+                    launcher.as_deref(),
+                    image.as_deref(),
+                    &live::ClientOptions {
+                        clients: &client,
+                        expectations: expectations.as_deref(),
+                        json: json.as_deref(),
+                        write_expectations: write_expectations.as_deref(),
+                        select: &select,
+                        html: html.as_deref(),
+                    },
+                )
+            }
+        }
         #[cfg(feature = "docker")]
         Command::DockerShim { socket } => live::docker_shim(&socket),
         #[cfg(feature = "conformance")]
