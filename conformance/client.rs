@@ -598,6 +598,7 @@ pub fn request(
     server: &PgServer,
     files: &ClientFiles,
     application_name: &str,
+    timeout: Duration,
 ) -> Value {
     let mut params = matrix::params(case, server.port(), server.user(), files);
     params.push(("password", server.password().to_owned()));
@@ -621,7 +622,7 @@ pub fn request(
             "wrong_ca": files.wrong_ca().display().to_string(),
             "home_root_crt": files.home_root_crt(case.root).map(|p| p.display().to_string()),
         },
-        "timeout_s": CASE_TIMEOUT.as_secs(),
+        "timeout_s": timeout.as_secs().max(1),
     })
 }
 
@@ -634,6 +635,8 @@ pub struct ClientRun {
     pub expectations: Expectations,
     /// Its result per case, in matrix order.
     pub results: Vec<ClientResult>,
+    /// How long it may take per case ([`CASE_TIMEOUT`] unless changed).
+    pub timeout: Duration,
 }
 
 impl ClientRun {
@@ -647,6 +650,7 @@ impl ClientRun {
             process: ClientProcess::new(spec, Vec::new()),
             expectations,
             results: Vec::new(),
+            timeout: CASE_TIMEOUT,
         })
     }
 }
@@ -741,8 +745,8 @@ pub fn run(
             for client in clients.iter_mut() {
                 sequence += 1;
                 let application_name = format!("tea-ck-{run_tag}-{sequence}");
-                let request = request(&case, server, &files, &application_name);
-                let answer = client.process.ask(&id, &request, CASE_TIMEOUT);
+                let request = request(&case, server, &files, &application_name, client.timeout);
+                let answer = client.process.ask(&id, &request, client.timeout);
                 let seen = match &answer {
                     Ok(reply) => wait_for_log(server, &application_name, reply.claim),
                     Err(_) => Seen::default(),

@@ -867,3 +867,54 @@ pub fn describe() -> serde_json::Map<String, serde_json::Value> {
     out.insert("details".into(), Value::Object(details));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The case file says what the cases are: its description is exactly what [`describe`]
+    /// gives (rewrite it with `tea-pgcloud conformance --record`), and it has every case, with
+    /// libpq's outcome.
+    #[test]
+    fn the_recording_describes_every_case() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(RECORDING);
+        let recording = Recording::load(&path).expect("the recording reads");
+        let described = describe();
+        assert_eq!(
+            serde_json::Value::Object(recording.description.clone()),
+            serde_json::Value::Object(described.clone()),
+            "{RECORDING} does not describe the cases as the tables do: run `tea-pgcloud \
+             conformance --record`"
+        );
+        let ids: Vec<String> = PROFILES.iter().flat_map(cases).map(|c| c.id()).collect();
+        assert_eq!(ids.len(), 576);
+        let details = described["details"].as_object().expect("details is a map");
+        for id in &ids {
+            assert!(recording.get(id).is_some(), "{id}: no recorded outcome");
+            assert!(details.contains_key(id), "{id}: not described");
+        }
+        assert_eq!(details.len(), ids.len());
+        assert_eq!(recording.cases.len(), ids.len());
+    }
+
+    #[test]
+    fn a_case_description_holds_its_keyword_map() {
+        let details = describe();
+        let case = &details["details"]["wildcard/verify-full/right-ca/name"];
+        assert_eq!(case["params"]["host"], "db.tea.test");
+        assert_eq!(case["params"]["hostaddr"], "127.0.0.1");
+        assert_eq!(case["params"]["sslrootcert"], "<right-ca>");
+        assert_eq!(case["params"]["port"], "<port>");
+        assert_eq!(case["home_root_crt"], false);
+        let rooted = &details["details"]["tls-on/require/default-root/ip"];
+        assert_eq!(rooted["home_root_crt"], true);
+        assert!(rooted["params"].get("sslrootcert").is_none());
+        let profile = &details["profiles"]["intermediate-leaf-only"];
+        assert_eq!(profile["certificate"]["chain_served"], "leaf");
+        assert_eq!(
+            profile["certificate"]["issuer"],
+            "intermediate of right-ca"
+        );
+        assert_eq!(details["profiles"]["tls-off"]["certificate"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs psycopg 3.3.9 into target/clients/psycopg/site (never the system site-packages);
+# client.py puts that folder at the front of sys.path. Idempotent: nothing happens when the
+# exact version is already there.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+site="$root/target/clients/psycopg/site"
+want="3.3.9"
+
+have="$(python3 - "$site" psycopg <<'PY'
+import importlib.metadata as m, sys
+site, name = sys.argv[1], sys.argv[2]
+print(next((d.version for d in m.distributions(path=[site])
+            if (d.metadata["Name"] or "").lower() == name), ""))
+PY
+)"
+if [ "$have" = "$want" ]; then
+    echo "psycopg client: psycopg $want already in $site"
+    exit 0
+fi
+
+rm -rf "$site"
+mkdir -p "$site"
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check --no-input --quiet \
+    --no-warn-conflicts \
+    --target "$site" 'psycopg==3.3.9'
+PSYCOPG_IMPL=python PYTHONPATH="$site" python3 -c 'import psycopg; print("psycopg", psycopg.__version__, "libpq", psycopg.pq.version(), psycopg.pq.__impl__)'
+echo "psycopg client: psycopg $want installed in $site"
