@@ -996,15 +996,42 @@ mod tests {
     }
 
     #[test]
-    fn html_escapes_what_a_client_says() {
-        let mut run = results(|_| Verdict::Agree);
-        run[0].message = Some("<script>alert(1)</script>".into());
-        let html_text = {
-            let mut s = String::new();
-            s.push_str(&esc(run[0].message.as_deref().unwrap_or_default()));
-            s
+    fn the_html_report_draws_one_cell_per_case_and_escapes_what_clients_say() {
+        use crate::conformance::client::{ClientProcess, ClientSpec};
+        let mut results = results(|c| {
+            if c.profile.name == "tls-on" && c.sslmode == SslMode::Require {
+                Verdict::Weaker
+            } else {
+                Verdict::Agree
+            }
+        });
+        results[0].message = Some("<script>alert(\"x\")</script>".into());
+        let spec = ClientSpec {
+            name: "evil <b>".into(),
+            driver: Some("d&d".into()),
+            command: "true".into(),
+            expectations: None,
         };
-        assert!(!html_text.contains("<script>"));
-        assert!(html_text.contains("&lt;script&gt;"));
+        let runs = vec![ClientRun {
+            process: ClientProcess::new(spec, Vec::new()),
+            expectations: Expectations::default(),
+            results,
+            timeout: std::time::Duration::from_secs(1),
+        }];
+        let info = RunInfo::default();
+        let report = Report::new(&info, &runs);
+        let html = report.to_html();
+        assert!(!html.contains("<script>"), "a client's text is escaped");
+        assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)"));
+        assert!(html.contains("evil &lt;b&gt;") && html.contains("d&amp;d"));
+        // 576 cases: 576 cells with a verdict class, 8 of them weaker and unlisted.
+        assert_eq!(html.matches("<td class=\"cell ").count(), 576);
+        assert_eq!(html.matches("<td class=\"cell weaker unlisted\"").count(), 8);
+        // 72 rows (12 profiles x 6 sslmodes) and the header.
+        assert_eq!(html.matches("<tr><th>").count(), 72 + 1 + 1);
+        assert!(!report.passes());
+        let text = report.to_string();
+        assert!(text.contains("8 weaker"), "{text}");
+        assert!(text.contains("e.g. tls-on/require/"), "{text}");
     }
 }
