@@ -47,7 +47,15 @@ for _name in list(os.environ):
 REPLIES = sys.stdout
 sys.stdout = sys.stderr
 
-import asyncpg  # noqa: E402
+try:
+    import asyncpg
+except ImportError as e:
+    print(
+        f"asyncpg client: cannot import the driver ({e}); "
+        "run conformance/clients/asyncpg/install.sh first",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 QUERY = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 

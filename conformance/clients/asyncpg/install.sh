@@ -25,5 +25,8 @@ mkdir -p "$site"
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check --no-input --quiet \
     --no-warn-conflicts \
     --target "$site" 'asyncpg==0.32.0'
-PYTHONPATH="$site" python3 -c 'import asyncpg; print("asyncpg", asyncpg.__version__)'
+PYTHONPATH="$site" python3 - <<'PY'
+import asyncpg
+print("asyncpg", asyncpg.__version__)
+PY
 echo "asyncpg client: asyncpg $want installed in $site"

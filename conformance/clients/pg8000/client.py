@@ -56,7 +56,15 @@ if SITE.is_dir():
 REPLIES = sys.stdout
 sys.stdout = sys.stderr
 
-import pg8000.native  # noqa: E402
+try:
+    import pg8000.native
+except ImportError as e:
+    print(
+        f"pg8000 client: cannot import the driver ({e}); "
+        "run conformance/clients/pg8000/install.sh first",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 QUERY = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 

@@ -25,5 +25,8 @@ mkdir -p "$site"
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check --no-input --quiet \
     --no-warn-conflicts \
     --target "$site" 'pg8000==1.31.6'
-PYTHONPATH="$site" python3 -c 'import pg8000; print("pg8000", pg8000.__version__ if hasattr(pg8000, "__version__") else "")'
+PYTHONPATH="$site" python3 - <<'PY'
+import pg8000
+print("pg8000", pg8000.__version__)
+PY
 echo "pg8000 client: pg8000 $want installed in $site"

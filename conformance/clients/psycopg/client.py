@@ -39,7 +39,15 @@ for _name in list(os.environ):
 REPLIES = sys.stdout
 sys.stdout = sys.stderr
 
-import psycopg  # noqa: E402
+try:
+    import psycopg
+except ImportError as e:
+    print(
+        f"psycopg client: cannot import the driver ({e}); "
+        "run conformance/clients/psycopg/install.sh first",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 QUERY = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
