@@ -621,6 +621,8 @@ pub fn request(
             "right_ca": files.right_ca().display().to_string(),
             "wrong_ca": files.wrong_ca().display().to_string(),
             "home_root_crt": files.home_root_crt(case.root).map(|p| p.display().to_string()),
+            "client_crt": files.client_crt().display().to_string(),
+            "client_key": files.client_key().display().to_string(),
         },
         "timeout_s": timeout.as_secs().max(1),
     })

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,21 @@ pub enum Hba {
     SslOnly,
     /// `hostnossl`: plain only.
     NoSslOnly,
+    /// `hostssl ... cert`: TLS with a client certificate (signed by the right CA, common name
+    /// the user) instead of a password; the cases send `sslcert` and `sslkey`.
+    SslCert,
+}
+
+impl Hba {
+    /// The profile's `pg_hba.conf` line.
+    pub fn line(self) -> &'static str {
+        match self {
+            Self::Any => "host all all 127.0.0.1/32 scram-sha-256",
+            Self::SslOnly => "hostssl all all 127.0.0.1/32 scram-sha-256",
+            Self::NoSslOnly => "hostnossl all all 127.0.0.1/32 scram-sha-256",
+            Self::SslCert => "hostssl all all 127.0.0.1/32 cert",
+        }
+    }
 }
 
 /// A server configuration of the matrix.
@@ -85,6 +101,12 @@ pub const PROFILES: &[ServerProfile] = &[
         name: "hostnossl-only",
         cert: Some(ServerCertKind::Good),
         hba: Hba::NoSslOnly,
+        host_name: "localhost",
+    },
+    ServerProfile {
+        name: "client-cert",
+        cert: Some(ServerCertKind::Good),
+        hba: Hba::SslCert,
         host_name: "localhost",
     },
     ServerProfile {
@@ -269,14 +291,20 @@ pub fn outcomes_agree(ours: Outcome, libpq: Outcome) -> bool {
             && libpq == Outcome::Error(ErrorClass::UntrustedCert))
 }
 
-/// The client side's files: the CAs and two HOME directories (with and without
-/// `.postgresql/root.crt`).
+/// The user the cases log in as (the launcher's login role), and so the common name of the
+/// client certificate.
+pub const CLIENT_USER: &str = "tea";
+
+/// The client side's files: the CAs, the client certificate of the `client-cert` profile, and
+/// two HOME directories (with and without `.postgresql/root.crt`).
 pub struct ClientFiles {
     _dir: Option<tempfile::TempDir>,
     right_ca: PathBuf,
     wrong_ca: PathBuf,
     empty_home: PathBuf,
     rooted_home: PathBuf,
+    client_crt: PathBuf,
+    client_key: PathBuf,
 }
 
 impl ClientFiles {
@@ -292,13 +320,38 @@ impl ClientFiles {
         std::fs::create_dir_all(&empty_home)?;
         std::fs::create_dir_all(rooted_home.join(".postgresql"))?;
         std::fs::write(rooted_home.join(".postgresql/root.crt"), factory.root_pem())?;
+        let client = factory
+            .client(CLIENT_USER)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let client_crt = dir.path().join("client.crt");
+        let client_key = dir.path().join("client.key");
+        std::fs::write(&client_crt, &client.cert)?;
+        // libpq refuses a private key that others can read.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&client_key)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, client.key.as_bytes()))?;
         Ok(Self {
             _dir: Some(dir),
             right_ca,
             wrong_ca,
             empty_home,
             rooted_home,
+            client_crt,
+            client_key,
         })
+    }
+
+    /// The client certificate (common name [`CLIENT_USER`], signed by the right CA).
+    pub fn client_crt(&self) -> &Path {
+        &self.client_crt
+    }
+
+    /// Its private key (mode 0600).
+    pub fn client_key(&self) -> &Path {
+        &self.client_key
     }
 
     /// The `HOME` of a case with this root choice: with `.postgresql/root.crt` (the right CA)
@@ -335,20 +388,16 @@ pub fn server_profile(profile: &ServerProfile, factory: &CertFactory) -> Result<
             Some(TlsFiles {
                 cert_pem: pem.cert,
                 key_pem: pem.key,
-                client_ca_pem: None,
+                client_ca_pem: (profile.hba == Hba::SslCert)
+                    .then(|| factory.root_pem().to_owned()),
             })
         }
         None => None,
     };
-    let kind = match profile.hba {
-        Hba::Any => "host",
-        Hba::SslOnly => "hostssl",
-        Hba::NoSslOnly => "hostnossl",
-    };
     Ok(Profile {
         name: profile.name.to_string(),
         tls,
-        hba: vec![format!("{kind} all all 127.0.0.1/32 scram-sha-256")],
+        hba: vec![profile.hba.line().to_owned()],
     })
 }
 
@@ -371,6 +420,10 @@ pub fn params(case: &Case, port: u16, user: &str, files: &ClientFiles) -> Vec<(&
         Root::Right => out.push(("sslrootcert", files.right_ca.display().to_string())),
         Root::Wrong => out.push(("sslrootcert", files.wrong_ca.display().to_string())),
         Root::None | Root::Default => {}
+    }
+    if case.profile.hba == Hba::SslCert {
+        out.push(("sslcert", files.client_crt.display().to_string()));
+        out.push(("sslkey", files.client_key.display().to_string()));
     }
     out.push((
         "connect_timeout",
@@ -776,11 +829,6 @@ pub fn describe() -> serde_json::Map<String, serde_json::Value> {
     let profiles: serde_json::Map<String, Value> = PROFILES
         .iter()
         .map(|p| {
-            let hba = match p.hba {
-                Hba::Any => "host",
-                Hba::SslOnly => "hostssl",
-                Hba::NoSslOnly => "hostnossl",
-            };
             let certificate = p.cert.map(|kind| {
                 let sans: Vec<String> = kind
                     .subject_alt_names()
@@ -812,7 +860,8 @@ pub fn describe() -> serde_json::Map<String, serde_json::Value> {
                 json!({
                     "ssl": p.cert.is_some(),
                     "certificate": certificate,
-                    "hba": [format!("{hba} all all 127.0.0.1/32 scram-sha-256")],
+                    "hba": [p.hba.line()],
+                    "client_ca": (p.hba == Hba::SslCert).then_some("right-ca"),
                     "host_name": p.host_name,
                 }),
             )
@@ -836,6 +885,8 @@ pub fn describe() -> serde_json::Map<String, serde_json::Value> {
         wrong_ca: PathBuf::from("<wrong-ca>"),
         empty_home: PathBuf::from("<home>"),
         rooted_home: PathBuf::from("<home>"),
+        client_crt: PathBuf::from("<client-crt>"),
+        client_key: PathBuf::from("<client-key>"),
     };
     let mut details = serde_json::Map::new();
     for profile in PROFILES {
@@ -887,7 +938,7 @@ mod tests {
              conformance --record`"
         );
         let ids: Vec<String> = PROFILES.iter().flat_map(cases).map(|c| c.id()).collect();
-        assert_eq!(ids.len(), 576);
+        assert_eq!(ids.len(), 624);
         let details = described["details"].as_object().expect("details is a map");
         for id in &ids {
             assert!(recording.get(id).is_some(), "{id}: no recorded outcome");

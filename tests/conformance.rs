@@ -187,7 +187,7 @@ fn client_certificate_auth(factory: &CertFactory) -> Result<(), String> {
     Ok(())
 }
 
-/// What the 576 cases leave out: several hosts (libpq moves on only when a connection cannot be
+/// What the matrix's cases leave out: several hosts (libpq moves on only when a connection cannot be
 /// opened), wrong passwords under every sslmode (the allow / prefer retries), a unix socket,
 /// an error after login, channel binding.
 fn edge_cases(factory: &CertFactory, files: &ClientFiles) -> Result<(), String> {
