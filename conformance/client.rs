@@ -82,10 +82,7 @@ impl ClientSpec {
         if arg.trim().is_empty() {
             return Err("--client: an empty command".into());
         }
-        let named_file = arg
-            .split_whitespace()
-            .map(Path::new)
-            .find(|p| p.is_file());
+        let named_file = arg.split_whitespace().map(Path::new).find(|p| p.is_file());
         let beside = named_file
             .and_then(Path::parent)
             .map(|d| d.join("expectations.yaml"))
@@ -110,16 +107,16 @@ impl ClientSpec {
     pub fn from_dir(dir: &Path) -> Result<Self, String> {
         let path = dir.join("client.yaml");
         let text = read_small(&path)?;
-        let node = crate::yaml::parse(&text, &path.display().to_string())
-            .map_err(|e| e.to_string())?;
+        let node =
+            crate::yaml::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
         let field = |key: &str| -> Option<String> {
             node.get(key)
                 .and_then(|n| n.as_scalar())
                 .map(str::to_owned)
                 .filter(|s| !s.trim().is_empty())
         };
-        let command = field("command")
-            .ok_or_else(|| format!("{}: `command` is missing", path.display()))?;
+        let command =
+            field("command").ok_or_else(|| format!("{}: `command` is missing", path.display()))?;
         let name = field("name").unwrap_or_else(|| {
             dir.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -432,8 +429,8 @@ impl ClientProcess {
 
     fn exchange(&mut self, id: &str, request: &Value, timeout: Duration) -> Result<Reply, Fault> {
         if self.running.is_none() {
-            let running =
-                Running::start(&self.spec.command, &self.spec.name, &self.env).map_err(Fault::NoStart)?;
+            let running = Running::start(&self.spec.command, &self.spec.name, &self.env)
+                .map_err(Fault::NoStart)?;
             self.running = Some(running);
         }
         let Some(running) = self.running.as_mut() else {
@@ -531,7 +528,10 @@ pub fn parse_reply(id: &str, line: &[u8]) -> Result<Reply, String> {
     match object.get("id") {
         Some(Value::String(got)) if got == id => {}
         Some(Value::String(got)) => {
-            return Err(format!("the reply is for case {:?}, not {id:?}", shown(got)));
+            return Err(format!(
+                "the reply is for case {:?}, not {id:?}",
+                shown(got)
+            ));
         }
         _ => return Err(format!("no string `id`: {}", shown(text))),
     }
@@ -697,7 +697,7 @@ pub fn run(
         launcher: launcher.describe(),
         ..RunInfo::default()
     };
-    let run_tag = crate::conformance::launcher::random_hex(4).map_err(|e| e.to_string())?;
+    let run_tag = crate::conformance::server::random_hex(4).map_err(|e| e.to_string())?;
     let total = PROFILES
         .iter()
         .flat_map(matrix::cases)
@@ -795,7 +795,9 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
         }
         let reply = match serde_json::from_str::<Value>(&line) {
             Ok(request) => runtime.block_on(serve_one(&request)),
-            Err(e) => json!({"id": null, "outcome": "fail", "message": format!("bad request: {e}")}),
+            Err(e) => {
+                json!({"id": null, "outcome": "fail", "message": format!("bad request: {e}")})
+            }
         };
         writeln!(output, "{reply}")?;
         output.flush()?;
@@ -805,9 +807,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
 
 async fn serve_one(request: &Value) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let reply = |claim: Claim, message: Option<String>| {
-        json!({"id": id, "outcome": claim.as_str(), "message": message})
-    };
+    let reply = |claim: Claim, message: Option<String>| json!({"id": id, "outcome": claim.as_str(), "message": message});
     let Some(params) = request.get("params").and_then(Value::as_object) else {
         return reply(Claim::Fail, Some("the request has no `params` map".into()));
     };
@@ -828,8 +828,7 @@ async fn serve_one(request: &Value) -> Value {
         .and_then(Value::as_str)
         .map(PathBuf::from)
         .unwrap_or_default();
-    let (outcome, message) =
-        matrix::run_ours(&info.to_keyword_value(), &password, &home).await;
+    let (outcome, message) = matrix::run_ours(&info.to_keyword_value(), &password, &home).await;
     reply(Claim::of(outcome), message)
 }
 
@@ -839,7 +838,10 @@ mod tests {
 
     #[test]
     fn a_reply_must_carry_the_request_id_and_an_outcome() {
-        let ok = parse_reply("a/b/c/d", br#"{"id":"a/b/c/d","outcome":"tls","message":null}"#);
+        let ok = parse_reply(
+            "a/b/c/d",
+            br#"{"id":"a/b/c/d","outcome":"tls","message":null}"#,
+        );
         assert_eq!(
             ok,
             Ok(Reply {
@@ -847,7 +849,7 @@ mod tests {
                 message: None
             })
         );
-        let other = parse_reply("a/b/c/d", br#"{"id":"x","outcome":"tls"}"#).unwrap_err();
+        let other = parse_reply("a/b/c/d", br#"{"id":"x","outcome":"tls"}"#).expect_err("an error");
         assert!(other.contains("not \"a/b/c/d\""), "{other}");
         assert!(parse_reply("a", br#"{"id":"a","outcome":"connected"}"#).is_err());
         assert!(parse_reply("a", b"tls").is_err());

@@ -1,5 +1,6 @@
 //! The `docker` launcher (cargo feature `docker`): a throwaway PostgreSQL in a container, through
-//! testcontainers and its Postgres module, with the official image's contract.
+//! testcontainers and its Postgres module, with the official image's contract, as a
+//! [`DockerServer`] (one [`Server`] of `conformance::launcher`'s `PgServer`).
 //!
 //! The image is `TEA_PG_IMAGE` (`name:tag`); by default `tea-pgcloud/postgres:17` when the engine
 //! holds it (built offline by `conformance/image/build.sh`), else the official
@@ -18,7 +19,7 @@
 //!   container they arrive from the bridge's gateway, not from 127.0.0.1: the address field of
 //!   the profile's `pg_hba.conf` lines (`127.0.0.1/32`, `::1/128`) becomes `all`. The published
 //!   port is bound to 127.0.0.1 only.
-//! - there is no unix socket on the host: [`DockerServer::superuser_password`] lets harness code
+//! - there is no unix socket on the host: [`Server::superuser_password`] lets harness code
 //!   log in as `postgres` over TCP (a `host all postgres all scram-sha-256` line precedes the
 //!   profile's lines), and admin SQL runs through `psql` inside the container.
 //!
@@ -26,6 +27,8 @@
 //! [`crate::conformance::docker_shim`] (`tea-pgcloud docker-shim`), which [`DockerServer::start`]
 //! says when the engine refuses the version.
 
+use std::env;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -36,23 +39,50 @@ use testcontainers::{ContainerAsync, ImageExt};
 use testcontainers_modules::postgres::Postgres;
 
 use super::docker_shim;
-use super::launcher::{
-    LaunchError, Profile, RELOAD_FAILURE_MARKERS, Watchdog, answers_ssl_request, conf_quote,
-    random_hex,
+use super::server::{
+    ApplyMode, ERROR_LOG_LINES, LaunchError, Profile, RELOAD_FAILURE_MARKERS, RELOAD_TIMEOUT, ROLE,
+    SUPERUSER, Server, Watchdog, answers_ssl_request, conf_quote, last_lines, random_hex,
 };
 
 /// The default image when the engine holds it: the offline build of `conformance/image`.
 pub const OFFLINE_IMAGE: &str = "tea-pgcloud/postgres:17";
 /// The default image otherwise: the official one.
 pub const OFFICIAL_IMAGE: &str = "postgres:17-alpine";
-/// The login role the tests connect as (as with the native launcher).
-const ROLE: &str = "tea";
 /// How long a container may take to be ready.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a reload may take to show up.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The label whose value (random per server) names a server's container to its watchdog.
 pub const WATCHDOG_LABEL: &str = "tea-pgcloud.watchdog";
+
+/// The docker watchdog's cleanup; `$1` the label (`key=value`), `$2` the same as the engine
+/// API's `filters` query parameter, then the engines to try (a `DOCKER_HOST` value, or
+/// `default`). It removes the labelled containers with `docker rm -f -v`, else through the
+/// engine's API with `curl` on a unix socket, and stops at the first engine where that works.
+const DOCKER_CLEANUP: &str = r#"label=$1
+filters=$2
+shift 2
+for host in "$@"; do
+  if [ "$host" = default ]; then
+    unset DOCKER_HOST
+    sock=/var/run/docker.sock
+  else
+    DOCKER_HOST=$host
+    export DOCKER_HOST
+    case "$host" in unix://*) sock=${host#unix://} ;; *) sock= ;; esac
+  fi
+  if command -v docker >/dev/null 2>&1 && ids=$(docker ps -aq --filter "label=$label"); then
+    [ -z "$ids" ] && exit 0
+    docker rm -f -v $ids >/dev/null && exit 0
+  elif [ -n "$sock" ] && command -v curl >/dev/null 2>&1 &&
+    list=$(curl -sf --max-time 30 --unix-socket "$sock" "http://docker/containers/json?all=1&filters=$filters"); then
+    ok=1
+    for id in $(printf '%s' "$list" | grep -o '"Id":"[0-9a-f]*"' | cut -d'"' -f4); do
+      curl -sf --max-time 30 --unix-socket "$sock" -X DELETE "http://docker/containers/$id?force=1&v=1" >/dev/null || ok=0
+    done
+    [ "$ok" = 1 ] && exit 0
+  fi
+done
+exit 1
+"#;
 
 /// The script that writes a profile into the container; arguments: certificate, key, client CA
 /// (each empty when absent), `tea_profile.conf`, `pg_hba.conf`.
@@ -190,8 +220,30 @@ pub fn container_hba_line(line: &str) -> String {
     }
 }
 
+/// The watchdog of containers labelled `label` (`key=value`, ASCII): it removes them (`docker rm
+/// -f -v`, else the engine's API through `curl`), through `DOCKER_HOST` and, when that no
+/// longer answers (a version shim that ended with the launcher), the default engine.
+fn watchdog(label: &str) -> Result<Watchdog, LaunchError> {
+    // `{"label":["<label>"]}`, percent-encoded for the API's query string.
+    let filters: String = format!("{{\"label\":[\"{label}\"]}}")
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let host = env::var_os("DOCKER_HOST").filter(|h| !h.is_empty());
+    let default = OsString::from("default");
+    let mut args = vec![OsStr::new(label), OsStr::new(&filters)];
+    args.extend(host.as_deref());
+    args.push(&default);
+    Watchdog::spawn(DOCKER_CLEANUP, &args)
+}
+
 /// A PostgreSQL server in a container; the container is removed on drop, and by its watchdog
-/// when the launching process ends without dropping it (`conformance::launcher`, "When the
+/// when the launching process ends without dropping it (`conformance::server`, "When the
 /// launching process ends").
 pub struct DockerServer {
     container: Option<ContainerAsync<Postgres>>,
@@ -229,10 +281,10 @@ impl DockerServer {
         // Armed before the container exists: a launcher killed while the container starts
         // leaves nothing behind either.
         let label = random_hex(8)?;
-        let watchdog = Watchdog::docker(&format!("{WATCHDOG_LABEL}={label}"))?;
+        let watchdog = watchdog(&format!("{WATCHDOG_LABEL}={label}"))?;
         let (name, tag) = split_image(image);
         let request = Postgres::default()
-            .with_user("postgres")
+            .with_user(SUPERUSER)
             .with_password(&superuser_password)
             .with_db_name("postgres")
             .with_name(name)
@@ -279,7 +331,7 @@ impl DockerServer {
             profile: profile.clone(),
             generation: 1,
         };
-        server.apply(profile)?;
+        server.reload_profile(profile)?;
         server.admin_sql(&format!(
             "SET log_statement = 'none';\n\
              SET password_encryption = 'scram-sha-256';\n\
@@ -353,41 +405,12 @@ impl DockerServer {
             .unwrap_or_default()
     }
 
-    /// The last `lines` lines of the container's log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
     fn with_log(&self, err: LaunchError) -> LaunchError {
-        err.with_log(self.log_tail(30))
-    }
-
-    /// Runs SQL as the superuser through `psql` inside the container (the unix socket, `trust`);
-    /// returns each query's rows, one per line, `|` between columns.
-    pub fn admin_sql(&self, sql: &str) -> Result<String, LaunchError> {
-        let cmd = vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
-            "printf '%s' \"$1\" | psql -X -q -At -w -v ON_ERROR_STOP=1 -U postgres -d postgres -f -"
-                .to_owned(),
-            "sh".to_owned(),
-            sql.to_owned(),
-        ];
-        let (code, stdout, stderr) = self.exec(cmd)?;
-        if code != 0 {
-            let mut err = LaunchError::new(format!("psql in the container exited with {code}"))
-                .with_command("psql -f - (in the container)")
-                .with_stderr(stderr);
-            err = self.with_log(err);
-            return Err(err);
-        }
-        Ok(stdout.trim_end().to_owned())
+        err.with_log(self.log_tail(ERROR_LOG_LINES))
     }
 
     /// Writes `profile` into the container and reloads; the reload is proven in effect.
-    pub fn apply(&mut self, profile: &Profile) -> Result<(), LaunchError> {
+    fn reload_profile(&mut self, profile: &Profile) -> Result<(), LaunchError> {
         self.generation += 1;
         self.profile = profile.clone();
         let name = profile.name.replace(['\n', '\r'], " ");
@@ -558,39 +581,81 @@ impl DockerServer {
             .ok_or_else(|| LaunchError::new("the container has no address on a bridge network"))
     }
 
-    /// The published TCP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The image the container runs.
     pub fn image(&self) -> &str {
         &self.image
     }
 
-    /// The login role's password.
-    pub fn password(&self) -> &str {
-        &self.password
-    }
-
-    /// The superuser `postgres`'s password (for harness logins over TCP).
-    pub fn superuser_password(&self) -> &str {
-        &self.superuser_password
-    }
-
-    /// The server's version.
-    pub fn server_version(&self) -> &str {
-        &self.version
-    }
-
-    /// The profile in effect.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
-    }
-
     /// The container's id.
     pub fn container_id(&self) -> &str {
         self.container().id()
+    }
+}
+
+impl Server for DockerServer {
+    fn launcher(&self) -> &'static str {
+        "docker"
+    }
+
+    /// Writes the profile into the container and reloads; the reload is proven in effect.
+    /// [`ApplyMode::Restart`] is refused: the server is the container's main process.
+    fn apply_with(&mut self, profile: &Profile, mode: ApplyMode) -> Result<ApplyMode, LaunchError> {
+        match mode {
+            ApplyMode::Reload => self.reload_profile(profile).map(|()| ApplyMode::Reload),
+            ApplyMode::Restart => Err(LaunchError::new(
+                "the docker launcher applies profiles by reload only",
+            )),
+        }
+    }
+
+    /// The published TCP port on 127.0.0.1.
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The last `lines` lines of the container's log.
+    fn log_tail(&self, lines: usize) -> String {
+        last_lines(&self.log(), lines)
+    }
+
+    fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The superuser `postgres`'s password, for harness logins over TCP (the container's unix
+    /// socket is not on the host).
+    fn superuser_password(&self) -> Option<&str> {
+        Some(&self.superuser_password)
+    }
+
+    fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Runs SQL as the superuser through `psql` inside the container (the unix socket, `trust`);
+    /// returns each query's rows, one per line, `|` between columns.
+    fn admin_sql(&self, sql: &str) -> Result<String, LaunchError> {
+        let cmd = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            "printf '%s' \"$1\" | psql -X -q -At -w -v ON_ERROR_STOP=1 -U postgres -d postgres -f -"
+                .to_owned(),
+            "sh".to_owned(),
+            sql.to_owned(),
+        ];
+        let (code, stdout, stderr) = self.exec(cmd)?;
+        if code != 0 {
+            let mut err = LaunchError::new(format!("psql in the container exited with {code}"))
+                .with_command("psql -f - (in the container)")
+                .with_stderr(stderr);
+            err = self.with_log(err);
+            return Err(err);
+        }
+        Ok(stdout.trim_end().to_owned())
     }
 }
 

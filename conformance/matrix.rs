@@ -388,8 +388,7 @@ pub fn server_profile(profile: &ServerProfile, factory: &CertFactory) -> Result<
             Some(TlsFiles {
                 cert_pem: pem.cert,
                 key_pem: pem.key,
-                client_ca_pem: (profile.hba == Hba::SslCert)
-                    .then(|| factory.root_pem().to_owned()),
+                client_ca_pem: (profile.hba == Hba::SslCert).then(|| factory.root_pem().to_owned()),
             })
         }
         None => None,
@@ -403,7 +402,12 @@ pub fn server_profile(profile: &ServerProfile, factory: &CertFactory) -> Result<
 
 /// The libpq keyword map of a case, in a fixed order, without the password: what libpq, this
 /// library and every client of the client protocol are given.
-pub fn params(case: &Case, port: u16, user: &str, files: &ClientFiles) -> Vec<(&'static str, String)> {
+pub fn params(
+    case: &Case,
+    port: u16,
+    user: &str,
+    files: &ClientFiles,
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     match case.host {
         HostForm::Name => {
@@ -425,10 +429,7 @@ pub fn params(case: &Case, port: u16, user: &str, files: &ClientFiles) -> Vec<(&
         out.push(("sslcert", files.client_crt.display().to_string()));
         out.push(("sslkey", files.client_key.display().to_string()));
     }
-    out.push((
-        "connect_timeout",
-        oracle::CONNECT_TIMEOUT_SECS.to_string(),
-    ));
+    out.push(("connect_timeout", oracle::CONNECT_TIMEOUT_SECS.to_string()));
     out
 }
 
@@ -962,10 +963,10 @@ mod tests {
         assert!(rooted["params"].get("sslrootcert").is_none());
         let profile = &details["profiles"]["intermediate-leaf-only"];
         assert_eq!(profile["certificate"]["chain_served"], "leaf");
+        assert_eq!(profile["certificate"]["issuer"], "intermediate of right-ca");
         assert_eq!(
-            profile["certificate"]["issuer"],
-            "intermediate of right-ca"
+            details["profiles"]["tls-off"]["certificate"],
+            serde_json::Value::Null
         );
-        assert_eq!(details["profiles"]["tls-off"]["certificate"], serde_json::Value::Null);
     }
 }

@@ -22,8 +22,10 @@ pub mod launcher;
 #[cfg(feature = "docker")]
 pub mod libpq17;
 pub mod matrix;
+pub mod native;
 pub mod oracle;
 pub mod rotation;
+pub mod server;
 pub mod verdict;
 
 /// What a connection attempt came to, in the classes shared by this library and the oracle.

@@ -191,14 +191,19 @@ impl ClientResult {
 /// standing for any text within a part.
 pub fn pattern_matches(pattern: &str, id: &str) -> bool {
     let (p, i): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), id.split('/').collect());
-    p.len() == i.len() && p.iter().zip(&i).all(|(p, i)| glob(p.as_bytes(), i.as_bytes()))
+    p.len() == i.len()
+        && p.iter()
+            .zip(&i)
+            .all(|(p, i)| glob(p.as_bytes(), i.as_bytes()))
 }
 
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
         Some((b'*', rest)) => (0..=text.len()).any(|skip| glob(rest, &text[skip..])),
-        Some((c, rest)) => text.split_first().is_some_and(|(t, tail)| t == c && glob(rest, tail)),
+        Some((c, rest)) => text
+            .split_first()
+            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
     }
 }
 
@@ -264,7 +269,10 @@ impl Expectations {
                 ));
             }
         }
-        let client = root.get("client").and_then(Value::as_str).map(str::to_owned);
+        let client = root
+            .get("client")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut deviations = Vec::new();
         let list = match root.get("deviations") {
             None | Some(Value::Null) => &Vec::new(),
@@ -454,7 +462,9 @@ pub fn draft(name: &str, results: &[ClientResult]) -> String {
         out.push_str("    reason: TODO\n");
     }
     if !any {
-        out = format!("# {name} agrees with libpq on every case of this run.\nclient: {name}\ndeviations: []\n");
+        out = format!(
+            "# {name} agrees with libpq on every case of this run.\nclient: {name}\ndeviations: []\n"
+        );
     }
     out
 }
@@ -667,7 +677,12 @@ impl<'a> Report<'a> {
         );
         h.push_str("<div class=\"legend\">");
         for v in Verdict::ALL {
-            let _ = write!(h, "<span class=\"cell {}\">{}</span> ", v.as_str(), v.as_str());
+            let _ = write!(
+                h,
+                "<span class=\"cell {}\">{}</span> ",
+                v.as_str(),
+                v.as_str()
+            );
         }
         h.push_str("</div>\n<table class=\"summary\"><tr><th>client</th><th>driver</th>");
         for v in [
@@ -878,11 +893,23 @@ mod tests {
 
     #[test]
     fn patterns_match_within_parts() {
-        assert!(pattern_matches("tls-on/*/right-ca/*", "tls-on/require/right-ca/ip"));
-        assert!(pattern_matches("intermediate-*/require/*/ip", "intermediate-chain/require/no-root/ip"));
+        assert!(pattern_matches(
+            "tls-on/*/right-ca/*",
+            "tls-on/require/right-ca/ip"
+        ));
+        assert!(pattern_matches(
+            "intermediate-*/require/*/ip",
+            "intermediate-chain/require/no-root/ip"
+        ));
         assert!(!pattern_matches("*", "tls-on/require/right-ca/ip"));
-        assert!(!pattern_matches("tls-on/*/right-ca", "tls-on/require/right-ca/ip"));
-        assert!(!pattern_matches("tls-*/require/*/*", "hostssl-only/require/x/ip"));
+        assert!(!pattern_matches(
+            "tls-on/*/right-ca",
+            "tls-on/require/right-ca/ip"
+        ));
+        assert!(!pattern_matches(
+            "tls-*/require/*/*",
+            "hostssl-only/require/x/ip"
+        ));
     }
 
     fn results(verdict_of: impl Fn(&Case) -> Verdict) -> Vec<ClientResult> {
@@ -903,8 +930,9 @@ mod tests {
     }
 
     fn expect(verdict: &str, cases: &[&str]) -> Expectations {
-        let value = json!({"deviations": [{"verdict": verdict, "cases": cases, "reason": "because"}]});
-        Expectations::from_json(&value, "e.yaml").unwrap()
+        let value =
+            json!({"deviations": [{"verdict": verdict, "cases": cases, "reason": "because"}]});
+        Expectations::from_json(&value, "e.yaml").expect("valid")
     }
 
     #[test]
@@ -917,19 +945,32 @@ mod tests {
             }
         };
         let run = results(weak_require);
-        assert!(expect("weaker", &["*/require/right-ca/*"]).check(&run).passes());
+        assert!(
+            expect("weaker", &["*/require/right-ca/*"])
+                .check(&run)
+                .passes()
+        );
         // Unlisted: a new deviation.
         let none = Expectations::default().check(&run);
         let profiles = PROFILES.len();
         assert_eq!(none.problems.len(), profiles * 2, "{:?}", none.problems);
         // Listed too widely: the agreeing cases make the entry false.
         let wide = expect("weaker", &["*/require/*/*"]).check(&run);
-        assert_eq!(wide.problems.len(), profiles * 6, "{:?}", wide.problems.first());
+        assert_eq!(
+            wide.problems.len(),
+            profiles * 6,
+            "{:?}",
+            wide.problems.first()
+        );
         // The deviation disappeared: the entry is now false.
         let gone = expect("weaker", &["*/require/right-ca/*"]).check(&results(|_| Verdict::Agree));
         assert_eq!(gone.problems.len(), profiles * 2);
         // The wrong verdict.
-        assert!(!expect("stricter", &["*/require/right-ca/*"]).check(&run).passes());
+        assert!(
+            !expect("stricter", &["*/require/right-ca/*"])
+                .check(&run)
+                .passes()
+        );
         // A pattern that matches nothing.
         let nothing = expect("weaker", &["*/require/right-ca/*", "no-such/*/*/*"]).check(&run);
         assert_eq!(nothing.problems.len(), 1, "{:?}", nothing.problems);
@@ -952,13 +993,23 @@ mod tests {
 
     #[test]
     fn an_expectations_file_names_what_is_wrong() {
-        let todo = json!({"deviations": [{"verdict": "weaker", "cases": ["a/b/c/d"], "reason": "TODO"}]});
-        let err = Expectations::from_json(&todo, "e.yaml").unwrap_err();
+        let todo =
+            json!({"deviations": [{"verdict": "weaker", "cases": ["a/b/c/d"], "reason": "TODO"}]});
+        let err = Expectations::from_json(&todo, "e.yaml").expect_err("an error");
         assert!(err.contains("deviations[0].reason"), "{err}");
         let unknown = json!({"deviation": []});
-        assert!(Expectations::from_json(&unknown, "e.yaml").unwrap_err().contains("deviation: unknown key"));
-        let verdict = json!({"deviations": [{"verdict": "worse", "cases": "a/b/c/d", "reason": "x"}]});
-        assert!(Expectations::from_json(&verdict, "e.yaml").unwrap_err().contains("deviations[0].verdict"));
+        assert!(
+            Expectations::from_json(&unknown, "e.yaml")
+                .expect_err("an error")
+                .contains("deviation: unknown key")
+        );
+        let verdict =
+            json!({"deviations": [{"verdict": "worse", "cases": "a/b/c/d", "reason": "x"}]});
+        assert!(
+            Expectations::from_json(&verdict, "e.yaml")
+                .expect_err("an error")
+                .contains("deviations[0].verdict")
+        );
     }
 
     #[test]
@@ -979,7 +1030,10 @@ mod tests {
         let run = results(verdict_of);
         let weaker = patterns_for(&run, Verdict::Weaker);
         // tls-off has no certificate, wildcard deviates otherwise: neither profile widens.
-        assert!(weaker.contains(&"tls-on/require/right-ca/*".to_owned()), "{weaker:?}");
+        assert!(
+            weaker.contains(&"tls-on/require/right-ca/*".to_owned()),
+            "{weaker:?}"
+        );
         // Three roots for each profile with a certificate but wildcard.
         assert_eq!(weaker.len(), (PROFILES.len() - 2) * 3, "{weaker:?}");
         assert!(!weaker.iter().any(|p| p.starts_with("*/")), "{weaker:?}");
@@ -989,12 +1043,19 @@ mod tests {
             {"verdict": "weaker", "cases": weaker, "reason": "r"},
             {"verdict": "stricter", "cases": stricter, "reason": "r"},
         ]});
-        let check = Expectations::from_json(&value, "e.yaml").unwrap().check(&run);
+        let check = Expectations::from_json(&value, "e.yaml")
+            .expect("valid")
+            .check(&run);
         assert!(check.passes(), "{:?}", check.problems);
         let text = draft("x", &run);
         assert!(text.contains("reason: TODO"), "{text}");
-        let parsed = crate::yaml::parse(&text, "draft.yaml").unwrap().to_json();
-        assert!(Expectations::from_json(&parsed, "draft.yaml").is_err(), "TODO is refused");
+        let parsed = crate::yaml::parse(&text, "draft.yaml")
+            .expect("valid")
+            .to_json();
+        assert!(
+            Expectations::from_json(&parsed, "draft.yaml").is_err(),
+            "TODO is refused"
+        );
     }
 
     #[test]
@@ -1027,8 +1088,14 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)"));
         assert!(html.contains("evil &lt;b&gt;") && html.contains("d&amp;d"));
         // One cell with a verdict class per case, 8 of them weaker and unlisted.
-        assert_eq!(html.matches("<td class=\"cell ").count(), PROFILES.len() * 48);
-        assert_eq!(html.matches("<td class=\"cell weaker unlisted\"").count(), 8);
+        assert_eq!(
+            html.matches("<td class=\"cell ").count(),
+            PROFILES.len() * 48
+        );
+        assert_eq!(
+            html.matches("<td class=\"cell weaker unlisted\"").count(),
+            8
+        );
         // A row per profile and sslmode, the map's header and the summary's.
         assert_eq!(html.matches("<tr><th>").count(), PROFILES.len() * 6 + 1 + 1);
         assert!(!report.passes());

@@ -70,7 +70,10 @@ fn this_crate_through_the_protocol_agrees_with_libpq() {
     let spec = ClientSpec {
         name: "tea-pgcloud".into(),
         driver: None,
-        command: format!("{} conformance --serve-client", env!("CARGO_BIN_EXE_tea-pgcloud")),
+        command: format!(
+            "{} conformance --serve-client",
+            env!("CARGO_BIN_EXE_tea-pgcloud")
+        ),
         expectations: Some(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("conformance/clients/tea-pgcloud/expectations.yaml"),
@@ -127,9 +130,17 @@ fn bad_clients_are_reported_per_case_and_never_hang_the_run() {
             "if n == 2:\n    time.sleep(60)\nreply('fail')",
         ),
         // Answers once, then exits with status 3 on its next request.
-        python_client(dir.path(), "crasher", "if n == 2:\n    sys.exit(3)\nreply('fail')"),
+        python_client(
+            dir.path(),
+            "crasher",
+            "if n == 2:\n    sys.exit(3)\nreply('fail')",
+        ),
         // Writes its reply twice: the second line is caught on the next case.
-        python_client(dir.path(), "chatty", "reply('fail')\nif n == 1:\n    reply('fail')"),
+        python_client(
+            dir.path(),
+            "chatty",
+            "reply('fail')\nif n == 1:\n    reply('fail')",
+        ),
         // Answers the second request for another case.
         python_client(
             dir.path(),
@@ -148,7 +159,11 @@ fn bad_clients_are_reported_per_case_and_never_hang_the_run() {
     let started = Instant::now();
     let runs = run(clients, &["tls-on/verify-full/*/*"], timeout);
     // 6 clients x 8 cases; at most a few time-outs, never a hang.
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
     let by_name = |name: &str| {
         runs.iter()
             .find(|r| r.process.spec().name == name)
@@ -174,8 +189,14 @@ fn bad_clients_are_reported_per_case_and_never_hang_the_run() {
         }
     }
     let mute = by_name("mute");
-    assert!(mute[..3].iter().all(|(_, v)| *v == Verdict::Exited), "{mute:?}");
-    assert!(mute[3..].iter().all(|(_, v)| *v == Verdict::NotRun), "{mute:?}");
+    assert!(
+        mute[..3].iter().all(|(_, v)| *v == Verdict::Exited),
+        "{mute:?}"
+    );
+    assert!(
+        mute[3..].iter().all(|(_, v)| *v == Verdict::NotRun),
+        "{mute:?}"
+    );
     let crasher = runs
         .iter()
         .find(|r| r.process.spec().name == "crasher")

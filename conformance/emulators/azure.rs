@@ -12,8 +12,9 @@
 //!   Entra's `invalid_client` error.
 //!
 //! Faults apply to authenticated requests, as the real service checks the token first. The
-//! SDK is pointed here by [`crate::secrets::azure::EmulatorTransport`], which keeps the real
-//! `https://NAME.vault.azure.net` URLs and passes the original host in `x-forwarded-host`.
+//! SDK is pointed here by [`EmulatorTransport`](super::azure_transport::EmulatorTransport),
+//! which keeps the real `https://NAME.vault.azure.net` URLs and passes the original host in
+//! `x-forwarded-host`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

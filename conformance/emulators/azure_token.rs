@@ -11,9 +11,10 @@
 //! [`AzureTokenEmulator::set_lifetime`] says otherwise. Faults apply to every token endpoint,
 //! before the caller's credentials are checked: a delay (changeable while running), an error
 //! status (5xx) for the next N requests, an already-expired token, a body that is not JSON.
-//! The SDK reaches the emulator through [`crate::secrets::azure::EmulatorTransport`], which
-//! keeps the real `https://login.microsoftonline.com` and `http://169.254.169.254` URLs and
-//! passes the original host in `x-forwarded-host`; the App Service endpoint is
+//! The SDK reaches the emulator through
+//! [`EmulatorTransport`](super::azure_transport::EmulatorTransport), which keeps the real
+//! `https://login.microsoftonline.com` and `http://169.254.169.254` URLs and passes the
+//! original host in `x-forwarded-host`; the App Service endpoint is
 //! [`AzureTokenEmulator::app_service_endpoint`], an `http://127.0.0.1` URL as on App Service.
 
 use std::collections::HashMap;

@@ -9,6 +9,8 @@ pub mod aws_creds;
 pub mod azure;
 #[cfg(feature = "azure")]
 pub mod azure_token;
+#[cfg(feature = "azure")]
+pub mod azure_transport;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 #[cfg(feature = "gcp")]

@@ -170,7 +170,10 @@ pub fn clients(launcher: Option<&str>, image: Option<&str>, options: &ClientOpti
         Ok(launcher) => launcher,
         Err(code) => return code,
     };
-    let names: Vec<&str> = runs.iter().map(|r| r.process.spec().name.as_str()).collect();
+    let names: Vec<&str> = runs
+        .iter()
+        .map(|r| r.process.spec().name.as_str())
+        .collect();
     eprintln!(
         "conformance: launcher {}; clients: {}",
         launcher.describe(),
@@ -185,17 +188,23 @@ pub fn clients(launcher: Option<&str>, image: Option<&str>, options: &ClientOpti
     };
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let info = client::run(&launcher, &recording, &mut runs, options.select, |done, total, id| {
-        if tty {
-            eprint!("\r[{done}/{total}] {id:<48}");
-            let _ = std::io::stderr().flush();
-        } else if done % 48 == 0 || done == total {
-            eprintln!(
-                "[{done}/{total}] {:.0} s, last case {id}",
-                started.elapsed().as_secs_f64()
-            );
-        }
-    });
+    let info = client::run(
+        &launcher,
+        &recording,
+        &mut runs,
+        options.select,
+        |done, total, id| {
+            if tty {
+                eprint!("\r[{done}/{total}] {id:<48}");
+                let _ = std::io::stderr().flush();
+            } else if done % 48 == 0 || done == total {
+                eprintln!(
+                    "[{done}/{total}] {:.0} s, last case {id}",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        },
+    );
     if tty {
         eprintln!();
     }

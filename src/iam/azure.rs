@@ -259,22 +259,6 @@ impl EntraTokenProvider {
         Ok(provider)
     }
 
-    /// A provider for `plan` whose every request goes to the token emulator at
-    /// `emulator_uri` (`http://127.0.0.1:PORT`) through
-    /// [`crate::secrets::azure::EmulatorTransport`]: the SDK keeps its real
-    /// `https://login.microsoftonline.com` and `http://169.254.169.254` URLs.
-    #[cfg(feature = "conformance")]
-    pub fn for_emulator(
-        plan: &ConnectPlan,
-        env: Arc<dyn Environment + Send + Sync>,
-        emulator_uri: &str,
-        timeouts: AzureTimeouts,
-    ) -> Result<Self, TokenError> {
-        let transport = crate::secrets::azure::EmulatorTransport::new(emulator_uri, &timeouts)
-            .map_err(|e| config_error(e.to_string()))?;
-        Self::with_http_client(plan, env, Arc::new(transport), timeouts)
-    }
-
     /// The `azure_identity` credential in use: `ClientSecretCredential`,
     /// `WorkloadIdentityCredential` or `ManagedIdentityCredential`.
     pub fn credential_name(&self) -> &'static str {

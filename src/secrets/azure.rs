@@ -65,7 +65,7 @@ use crate::config::CredentialsConfig;
 use crate::env::{Environment, ProcessEnv};
 use crate::secret::Secret;
 
-const BACKEND: &str = "azure";
+pub(crate) const BACKEND: &str = "azure";
 
 /// The longest Key Vault secret name.
 pub const MAX_SECRET_NAME_LEN: usize = 127;
@@ -126,7 +126,7 @@ impl AzureTimeouts {
     }
 
     /// The SDK client options: this retry policy and `transport`.
-    fn client_options(&self, transport: &Transport) -> ClientOptions {
+    pub(crate) fn client_options(&self, transport: &Transport) -> ClientOptions {
         ClientOptions {
             retry: self.retry_options(),
             transport: Some(transport.clone()),
@@ -175,7 +175,7 @@ pub(crate) fn reqwest_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client
         .build()
 }
 
-fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, SecretError> {
+pub(crate) fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, SecretError> {
     reqwest_client(timeouts).map_err(|e| {
         SecretError::new(
             BACKEND,
@@ -386,48 +386,6 @@ impl AzureBackend {
         })
     }
 
-    /// A backend for the Key Vault emulator at `emulator_uri` (`http://127.0.0.1:PORT`):
-    /// `credentials` gives the real-looking `vault_url` and the prefix; every request, the
-    /// vault's and the token endpoint's, goes through an [`EmulatorTransport`] to the emulator,
-    /// and the credential is a real `ClientSecretCredential` for the emulator's tenant, so the
-    /// SDK runs its 401-challenge flow and token request unchanged.
-    #[cfg(feature = "conformance")]
-    pub fn for_emulator(
-        credentials: &CredentialsConfig,
-        emulator_uri: &str,
-        timeouts: AzureTimeouts,
-    ) -> Result<Self, SecretError> {
-        use crate::conformance::emulators::azure as emulator;
-        let vault_url = vault_url(credentials)?;
-        let transport = Transport::new(Arc::new(EmulatorTransport::new(emulator_uri, &timeouts)?));
-        let credential = ClientSecretCredential::new(
-            emulator::TENANT_ID,
-            emulator::CLIENT_ID.to_string(),
-            AzureSecret::new(emulator::CLIENT_SECRET),
-            Some(ClientSecretCredentialOptions {
-                client_options: timeouts.client_options(&transport),
-            }),
-        )
-        .map_err(|e| {
-            SecretError::new(
-                BACKEND,
-                SecretErrorKind::AccessDenied,
-                format!(
-                    "cannot set up ClientSecretCredential: {}",
-                    safe_sdk_text(&e).unwrap_or_else(|| "invalid settings".into())
-                ),
-            )
-        })?;
-        Self::new(
-            vault_url,
-            credentials.secret_prefix.as_deref().unwrap_or(""),
-            credential,
-            "ClientSecretCredential",
-            transport,
-            timeouts,
-        )
-    }
-
     /// The vault, as written (without a trailing `/`).
     pub fn vault(&self) -> &str {
         &self.vault
@@ -498,7 +456,7 @@ impl SecretsBackend for AzureBackend {
     }
 }
 
-fn vault_url(credentials: &CredentialsConfig) -> Result<&str, SecretError> {
+pub(crate) fn vault_url(credentials: &CredentialsConfig) -> Result<&str, SecretError> {
     credentials.vault_url.as_deref().ok_or_else(|| {
         SecretError::new(
             BACKEND,
@@ -683,73 +641,6 @@ fn classify(e: &azure_core::Error, credential: &str, timeouts: &AzureTimeouts) -
             K::Unavailable,
             safe_sdk_text(e).unwrap_or_else(|| "request failed".into()),
         ),
-    }
-}
-
-#[cfg(feature = "conformance")]
-pub use emulator_transport::EmulatorTransport;
-
-#[cfg(feature = "conformance")]
-mod emulator_transport {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    use azure_core::http::{AsyncRawResponse, HttpClient, Request, Url};
-
-    use super::{AzureTimeouts, BACKEND, SecretError, SecretErrorKind, http_client};
-
-    /// Sends every request to an emulator (`http://127.0.0.1:PORT`), keeping the path and the
-    /// query: the SDK keeps its real `https://NAME.vault.azure.net` and
-    /// `https://login.microsoftonline.com` URLs (it refuses bearer tokens over http and an http
-    /// authority host) while the bytes go to the emulator. The original host travels in
-    /// `x-forwarded-host`.
-    #[derive(Debug, Clone)]
-    pub struct EmulatorTransport {
-        target: Url,
-        client: reqwest::Client,
-    }
-
-    impl EmulatorTransport {
-        /// A transport to `emulator_uri`, with the attempt timeouts of `timeouts`.
-        pub fn new(emulator_uri: &str, timeouts: &AzureTimeouts) -> Result<Self, SecretError> {
-            let target = Url::parse(emulator_uri).map_err(|_| {
-                SecretError::new(
-                    BACKEND,
-                    SecretErrorKind::Malformed,
-                    format!("emulator address {emulator_uri:?} is not a URL"),
-                )
-            })?;
-            Ok(Self {
-                target,
-                client: http_client(timeouts)?,
-            })
-        }
-    }
-
-    impl HttpClient for EmulatorTransport {
-        // The trait is declared with `#[async_trait]`; this is the signature it expands to.
-        fn execute_request<'life0, 'life1, 'async_trait>(
-            &'life0 self,
-            request: &'life1 Request,
-        ) -> Pin<Box<dyn Future<Output = azure_core::Result<AsyncRawResponse>> + Send + 'async_trait>>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            Self: 'async_trait,
-        {
-            Box::pin(async move {
-                let mut redirected = request.clone();
-                let original = request.url();
-                let mut url = self.target.clone();
-                url.set_path(original.path());
-                url.set_query(original.query());
-                if let Some(host) = original.host_str() {
-                    redirected.insert_header("x-forwarded-host", host.to_string());
-                }
-                *redirected.url_mut() = url;
-                HttpClient::execute_request(&self.client, &redirected).await
-            })
-        }
     }
 }
 
