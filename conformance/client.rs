@@ -16,6 +16,7 @@
 //! claimed encryption, confirms the claim. The verdicts and reports are in
 //! [`super::verdict`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -284,12 +285,20 @@ impl Running {
         thread::spawn(move || read_lines(stdout, &tx));
         let prefix = name.to_owned();
         thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!(
-                    "[{prefix}] {}",
-                    crate::text::escape_controls(&crate::text::bounded(&line, 500))
-                );
+            // Bounded lines: a client cannot make this process hold an endless one.
+            let mut reader = BufReader::new(stderr);
+            loop {
+                let mut line = Vec::new();
+                match (&mut reader).take(4096).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => eprintln!(
+                        "[{prefix}] {}",
+                        crate::text::escape_controls(&crate::text::bounded(
+                            String::from_utf8_lossy(&line).trim_end(),
+                            500
+                        ))
+                    ),
+                }
             }
         });
         Ok(Self {
@@ -557,29 +566,37 @@ pub struct Seen {
     pub plain: bool,
 }
 
-/// Reads a server log for `connection authorized: ... application_name=NAME[ SSL enabled ...]`
-/// lines (PostgreSQL 12 and later, `log_connections = on`).
-pub fn seen_in_log(log: &str, application_name: &str) -> Seen {
-    let needle = format!("application_name={application_name}");
-    let mut seen = Seen::default();
+/// Reads a server log's `connection authorized: ... application_name=NAME[ SSL enabled ...]`
+/// lines (PostgreSQL 12 and later, `log_connections = on`): what was seen under each name.
+pub fn connections_in_log(log: &str) -> HashMap<&str, Seen> {
+    const NAME: &str = "application_name=";
+    let mut seen: HashMap<&str, Seen> = HashMap::new();
     for line in log.lines() {
         let Some(at) = line.find("connection authorized: ") else {
             continue;
         };
         let rest = &line[at..];
-        let Some(pos) = rest.find(&needle) else {
+        let Some(pos) = rest.find(NAME) else {
             continue;
         };
-        let after = &rest[pos + needle.len()..];
-        if after.is_empty() || after.starts_with(' ') {
-            if after.starts_with(" SSL enabled") {
-                seen.tls = true;
-            } else {
-                seen.plain = true;
-            }
+        let after = &rest[pos + NAME.len()..];
+        let (name, tail) = after.split_at(after.find(' ').unwrap_or(after.len()));
+        let entry = seen.entry(name).or_default();
+        if tail.starts_with(" SSL enabled") {
+            entry.tls = true;
+        } else {
+            entry.plain = true;
         }
     }
     seen
+}
+
+/// What a server log says of the connections made under one `application_name`.
+pub fn seen_in_log(log: &str, application_name: &str) -> Seen {
+    connections_in_log(log)
+        .get(application_name)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// Whether the server confirms `claim`: an authorized connection with that encryption.
@@ -708,6 +725,7 @@ pub fn run(
     }
     let mut done = 0;
     let mut sequence = 0usize;
+    let mut pending = Vec::new();
     let mut server: Option<PgServer> = None;
     for profile in PROFILES {
         let cases: Vec<Case> = matrix::cases(profile)
@@ -744,41 +762,89 @@ pub fn run(
             if recorded != Some(libpq.outcome) {
                 info.drift.push((id.clone(), libpq.outcome, recorded));
             }
-            for client in clients.iter_mut() {
+            for (n, client) in clients.iter_mut().enumerate() {
                 sequence += 1;
                 let application_name = format!("tea-ck-{run_tag}-{sequence}");
                 let request = request(&case, server, &files, &application_name, client.timeout);
-                let answer = client.process.ask(&id, &request, client.timeout);
-                let seen = match &answer {
-                    Ok(reply) => wait_for_log(server, &application_name, reply.claim),
-                    Err(_) => Seen::default(),
-                };
-                client.results.push(ClientResult::judge(
+                let mut answer = client.process.ask(&id, &request, client.timeout);
+                // A client's message may quote its connection string: the run's password
+                // never reaches a report.
+                if let Ok(Reply {
+                    message: Some(message),
+                    ..
+                }) = &mut answer
+                    && message.contains(server.password())
+                {
+                    *message = message.replace(server.password(), "<password>");
+                }
+                pending.push(Pending {
+                    client: n,
                     case,
-                    libpq.outcome,
-                    libpq.message.clone(),
+                    libpq: libpq.outcome,
+                    libpq_message: libpq.message.clone(),
                     answer,
-                    seen,
-                ));
+                    application_name,
+                });
             }
             done += 1;
             progress(done, total, &id);
+        }
+        // The profile's claims are checked against the server log in one read (a container's
+        // log arrives through the engine, so the read waits, up to LOG_WAIT, until every
+        // claimed connection can be there).
+        let log = read_log(server, &pending);
+        let seen = connections_in_log(&log);
+        for p in pending.drain(..) {
+            let seen = match &p.answer {
+                Ok(_) => seen
+                    .get(p.application_name.as_str())
+                    .copied()
+                    .unwrap_or_default(),
+                Err(_) => Seen::default(),
+            };
+            clients[p.client].results.push(ClientResult::judge(
+                p.case,
+                p.libpq,
+                p.libpq_message,
+                p.answer,
+                seen,
+            ));
         }
     }
     info.elapsed = started.elapsed();
     Ok(info)
 }
 
-/// Reads the server log until it confirms `claim` for `application_name`, or [`LOG_WAIT`]
-/// passes (a `fail` claim reads it once, to note a connection the client did not report).
-fn wait_for_log(server: &PgServer, application_name: &str, claim: Claim) -> Seen {
+/// A client's answer on one case, waiting for the server log.
+struct Pending {
+    client: usize,
+    case: Case,
+    libpq: Outcome,
+    libpq_message: Option<String>,
+    answer: Result<Reply, Fault>,
+    application_name: String,
+}
+
+/// The whole server log, read again until it confirms every `tls` or `plain` claim of `pending`
+/// or [`LOG_WAIT`] passes.
+fn read_log(server: &PgServer, pending: &[Pending]) -> String {
     let deadline = Instant::now() + LOG_WAIT;
     loop {
-        let seen = seen_in_log(&server.log_tail(400), application_name);
-        if claim == Claim::Fail || confirms(seen, claim) || Instant::now() >= deadline {
-            return seen;
+        let log = server.log_tail(usize::MAX);
+        let seen = connections_in_log(&log);
+        let all_there = pending.iter().all(|p| match &p.answer {
+            Ok(reply) => confirms(
+                seen.get(p.application_name.as_str())
+                    .copied()
+                    .unwrap_or_default(),
+                reply.claim,
+            ),
+            Err(_) => true,
+        });
+        if all_there || Instant::now() >= deadline {
+            return log;
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
