@@ -80,8 +80,13 @@ impl ClientSpec {
             }
             return Ok(spec);
         }
+        if dir.is_dir() {
+            return Err(
+                "a folder without a client.yaml (see conformance/clients/PROTOCOL.md)".into(),
+            );
+        }
         if arg.trim().is_empty() {
-            return Err("--client: an empty command".into());
+            return Err("an empty command".into());
         }
         let named_file = arg.split_whitespace().map(Path::new).find(|p| p.is_file());
         let beside = named_file
@@ -133,13 +138,22 @@ impl ClientSpec {
     }
 }
 
-/// Reads a file of at most 1 MiB as UTF-8.
+/// The largest manifest or expectations file read.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a file of at most [`MAX_FILE_BYTES`] as UTF-8.
 pub(crate) fn read_small(path: &Path) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(1 << 20)
+    file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{}: larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
     String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
 }
 
