@@ -177,6 +177,24 @@ impl ClientResult {
         result
     }
 
+    /// The client's outcome with its message: `fail (message)`.
+    pub fn client_text(&self) -> String {
+        with_message(self.shown(), self.message.as_deref())
+    }
+
+    /// libpq's outcome with its message; only the last line (the attempt that made libpq give
+    /// up) when `last_line`.
+    pub fn libpq_text(&self, last_line: bool) -> String {
+        let message = self.libpq_message.as_deref().map(|m| {
+            if last_line {
+                m.lines().last().unwrap_or(m)
+            } else {
+                m
+            }
+        });
+        with_message(self.libpq.as_str(), message)
+    }
+
     /// The client's outcome as shown: `tls`, `plain`, `fail`, or the fault.
     pub fn shown(&self) -> &'static str {
         match self.claim {
@@ -184,6 +202,13 @@ impl ClientResult {
             Some(_) => "unconfirmed",
             None => self.verdict.as_str(),
         }
+    }
+}
+
+fn with_message(outcome: &str, message: Option<&str>) -> String {
+    match message {
+        Some(m) => format!("{outcome} ({m})"),
+        None => outcome.to_owned(),
     }
 }
 
@@ -387,13 +412,9 @@ impl Expectations {
                 ));
             } else if r.verdict.is_deviation() && !check.expected[n] {
                 check.problems.push(format!(
-                    "{id}: new deviation, {}: client {}{}, libpq {}",
+                    "{id}: new deviation, {}: client {}, libpq {}",
                     r.verdict,
-                    r.shown(),
-                    r.message
-                        .as_deref()
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default(),
+                    r.client_text(),
                     r.libpq
                 ));
             }
@@ -570,20 +591,12 @@ impl fmt::Display for ClientReport<'_> {
             if let Some(r) = self.run.results.iter().find(|r| r.verdict == *verdict) {
                 writeln!(
                     f,
-                    "  {:<11} {:>4}  e.g. {}: client {}{}; libpq {}{}",
+                    "  {:<11} {:>4}  e.g. {}: client {}; libpq {}",
                     verdict.as_str(),
                     self.count(*verdict),
                     r.case.id(),
-                    r.shown(),
-                    r.message
-                        .as_deref()
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default(),
-                    r.libpq,
-                    r.libpq_message
-                        .as_deref()
-                        .map(|m| format!(" ({})", m.lines().last().unwrap_or(m)))
-                        .unwrap_or_default()
+                    r.client_text(),
+                    r.libpq_text(true)
                 )?;
             }
         }
@@ -765,18 +778,10 @@ impl<'a> Report<'a> {
                         any = true;
                         let unlisted = r.verdict != Verdict::Agree && !expected;
                         let title = format!(
-                            "{}\nclient: {}{}\nlibpq: {}{}\nverdict: {}{}",
+                            "{}\nclient: {}\nlibpq: {}\nverdict: {}{}",
                             r.case.id(),
-                            r.shown(),
-                            r.message
-                                .as_deref()
-                                .map(|m| format!(" ({m})"))
-                                .unwrap_or_default(),
-                            r.libpq,
-                            r.libpq_message
-                                .as_deref()
-                                .map(|m| format!(" ({m})"))
-                                .unwrap_or_default(),
+                            r.client_text(),
+                            r.libpq_text(false),
                             r.verdict,
                             if unlisted {
                                 " (not in the expectations file)"

@@ -204,3 +204,51 @@ fn bad_clients_are_reported_per_case_and_never_hang_the_run() {
     let message = crasher.results[1].message.as_deref().unwrap_or_default();
     assert!(message.contains("exit status: 3"), "{message}");
 }
+
+/// The command line: a run that cannot start exits 2 and says why, naming the file and key.
+#[test]
+fn the_command_line_refuses_what_cannot_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("expectations.yaml");
+    std::fs::write(
+        &bad,
+        "deviations:\n  - verdict: weaker\n    cases: ['*/require/*/*']\n    reason: TODO\n",
+    )
+    .expect("write");
+    let tea = env!("CARGO_BIN_EXE_tea-pgcloud");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(tea)
+            .arg("conformance")
+            .args(args)
+            .output()
+            .expect("tea-pgcloud runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[
+        "--client",
+        "true",
+        "--expectations",
+        &bad.display().to_string(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("deviations[0].reason"), "{stderr}");
+    let (code, stderr) = run(&["--client", &dir.path().display().to_string()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("without a client.yaml"), "{stderr}");
+    let (code, stderr) = run(&[
+        "--client",
+        "true",
+        "--client",
+        "false",
+        "--expectations",
+        &bad.display().to_string(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("exactly one --client"), "{stderr}");
+    let (code, stderr) = run(&["--client", "true", "--cases", "no-such/*/*/*"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no case matches"), "{stderr}");
+}
