@@ -29,8 +29,8 @@ fi
 rm -rf "$site"
 mkdir -p "$site"
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check --no-input --quiet \
-    --no-warn-conflicts \
-    --target "$site" 'psycopg==3.3.9'
+    --no-warn-conflicts --no-deps \
+    --target "$site" 'psycopg==3.3.9' 'typing_extensions==4.16.0'
 PSYCOPG_IMPL=python PYTHONPATH="$site" python3 - <<'PY'
 import psycopg
 print("psycopg", psycopg.__version__, "libpq", psycopg.pq.version(),
