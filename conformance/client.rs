@@ -228,19 +228,6 @@ pub enum Fault {
     NotRun,
 }
 
-impl Fault {
-    /// The verdict name: `timeout`, `exited`, `bad-reply`, `not-run` (also for a client that
-    /// could not be started).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Timeout(_) => "timeout",
-            Self::Exited(_) => "exited",
-            Self::BadReply(_) => "bad-reply",
-            Self::NoStart(_) | Self::NotRun => "not-run",
-        }
-    }
-}
-
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -330,16 +317,26 @@ impl Running {
 
     /// Waits a moment for a client that closed its output to end; returns its status.
     fn ended(mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status_text(Some(status));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        self.stop()
+        end_child(&mut self.child)
     }
 }
+
+/// Waits [`EXIT_GRACE`] for a client whose output or input is closed to end, kills its process
+/// group when it does not; returns its exit status.
+fn end_child(child: &mut Child) -> String {
+    let deadline = Instant::now() + EXIT_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status_text(Some(status));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    kill_group(child);
+    status_text(child.wait().ok())
+}
+
+/// How long a client may take to end once its output or input is closed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 fn status_text(status: Option<ExitStatus>) -> String {
     match status {
@@ -516,21 +513,10 @@ impl Drop for ClientProcess {
         // Closing its input ends a well-behaved client; one that lingers is killed.
         if let Some(running) = self.running.take() {
             let Running {
-                mut child,
-                stdin,
-                lines,
+                mut child, stdin, ..
             } = running;
             drop(stdin);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            drop(lines);
-            kill_group(&mut child);
-            let _ = child.wait();
+            end_child(&mut child);
         }
     }
 }
@@ -634,11 +620,7 @@ pub fn request(
     let mut params = matrix::params(case, server.port(), server.user(), files);
     params.push(("password", server.password().to_owned()));
     params.push(("application_name", application_name.to_owned()));
-    let mut info = ConnInfo::new();
-    for (key, value) in &params {
-        // Every key above is a libpq keyword, so `set` cannot refuse it.
-        let _ = info.set(key, value.clone());
-    }
+    let info = matrix::to_conninfo(&params);
     let map: serde_json::Map<String, Value> = params
         .into_iter()
         .map(|(k, v)| (k.to_owned(), Value::String(v)))

@@ -19,6 +19,7 @@ use super::launcher::{Launcher, PgServer, Profile, TlsFiles};
 use super::oracle;
 use crate::config::load_str;
 use crate::connect::{self, Login};
+use crate::conninfo::ConnInfo;
 use crate::env::{Environment, MapEnv};
 use crate::error::ErrorClass;
 use crate::provider::plan;
@@ -433,13 +434,20 @@ pub fn params(
     out
 }
 
-/// The connection string of a case (no password).
+/// A keyword map as a [`ConnInfo`].
+pub fn to_conninfo(params: &[(&'static str, String)]) -> ConnInfo {
+    let mut info = ConnInfo::new();
+    for (key, value) in params {
+        // Every key [`params`] and the client request give is a libpq keyword, so `set`
+        // cannot refuse it.
+        let _ = info.set(key, value.clone());
+    }
+    info
+}
+
+/// The connection string of a case (no password), quoted as libpq reads it.
 pub fn conninfo(case: &Case, server: &PgServer, files: &ClientFiles) -> String {
-    params(case, server.port(), server.user(), files)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    to_conninfo(&params(case, server.port(), server.user(), files)).to_keyword_value()
 }
 
 /// The real file system, with `HOME` replaced (and a few variables set): what this library sees

@@ -144,6 +144,7 @@ impl ClientResult {
                     Fault::Timeout(_) => Verdict::Timeout,
                     Fault::Exited(_) => Verdict::Exited,
                     Fault::BadReply(_) => Verdict::BadReply,
+                    // A client that could not be started runs no case.
                     Fault::NoStart(_) | Fault::NotRun => Verdict::NotRun,
                 };
                 result.message = Some(fault.to_string());
