@@ -18,10 +18,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +32,7 @@ use super::matrix::{self, Case, ClientFiles, PROFILES, Recording};
 use super::oracle;
 use super::verdict::{ClientResult, Expectations};
 use crate::conninfo::ConnInfo;
+use crate::lines::{Line, LineProcess};
 
 /// The longest reply line read, in bytes; a longer one is a bad reply.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -247,149 +246,11 @@ impl fmt::Display for Fault {
     }
 }
 
-/// One line, or the end, of a client's output.
-enum Line {
-    Text(Vec<u8>),
-    TooLong,
-    End,
-}
-
-/// A started client program.
-struct Running {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<Line>,
-}
-
-impl Running {
-    fn start(command: &str, name: &str, env: &[(String, String)]) -> Result<Self, String> {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so that a kill reaches whatever it started too.
-            .process_group(0);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().map_err(|e| format!("sh -c {command:?}: {e}"))?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            kill_group(&mut child);
-            return Err("the client's pipes were not set up".into());
-        };
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || read_lines(stdout, &tx));
-        let prefix = name.to_owned();
-        thread::spawn(move || {
-            // Bounded lines: a client cannot make this process hold an endless one.
-            let mut reader = BufReader::new(stderr);
-            loop {
-                let mut line = Vec::new();
-                match (&mut reader).take(4096).read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => eprintln!(
-                        "[{prefix}] {}",
-                        crate::text::escape_controls(&crate::text::bounded(
-                            String::from_utf8_lossy(&line).trim_end(),
-                            500
-                        ))
-                    ),
-                }
-            }
-        });
-        Ok(Self {
-            child,
-            stdin,
-            lines,
-        })
-    }
-
-    /// Kills the process group and reaps the child; returns its exit status.
-    fn stop(mut self) -> String {
-        kill_group(&mut self.child);
-        status_text(self.child.wait().ok())
-    }
-
-    /// Waits a moment for a client that closed its output to end; returns its status.
-    fn ended(mut self) -> String {
-        end_child(&mut self.child)
-    }
-}
-
-/// Waits [`EXIT_GRACE`] for a client whose output or input is closed to end, kills its process
-/// group when it does not; returns its exit status.
-fn end_child(child: &mut Child) -> String {
-    let deadline = Instant::now() + EXIT_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status_text(Some(status));
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    kill_group(child);
-    status_text(child.wait().ok())
-}
-
-/// How long a client may take to end once its output or input is closed.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
-
-fn status_text(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(status) => status.to_string(),
-        None => "exit status unknown".to_owned(),
-    }
-}
-
-/// SIGKILL to the child's process group (the child leads it: `process_group(0)`), then to the
-/// child itself in case the group is gone.
-fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.kill();
-}
-
-/// Reads `out` line by line into `tx`, each line bounded by [`MAX_REPLY_BYTES`].
-fn read_lines(out: impl Read, tx: &mpsc::Sender<Line>) {
-    let mut reader = BufReader::new(out);
-    loop {
-        let mut line = Vec::new();
-        let limit = (MAX_REPLY_BYTES + 1) as u64;
-        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => {
-                let _ = tx.send(Line::End);
-                return;
-            }
-            Ok(_) if line.last() != Some(&b'\n') && line.len() > MAX_REPLY_BYTES => {
-                let _ = tx.send(Line::TooLong);
-                // Skip the rest of the overlong line.
-                let mut rest = Vec::new();
-                if reader.read_until(b'\n', &mut rest).is_err() {
-                    let _ = tx.send(Line::End);
-                    return;
-                }
-            }
-            Ok(_) => {
-                if tx.send(Line::Text(line)).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// A client program speaking the protocol, started on first use and again after each failure.
 pub struct ClientProcess {
     spec: ClientSpec,
     env: Vec<(String, String)>,
-    running: Option<Running>,
+    running: Option<LineProcess>,
     failures_in_a_row: usize,
     given_up: bool,
 }
@@ -449,8 +310,13 @@ impl ClientProcess {
 
     fn exchange(&mut self, id: &str, request: &Value, timeout: Duration) -> Result<Reply, Fault> {
         if self.running.is_none() {
-            let running = Running::start(&self.spec.command, &self.spec.name, &self.env)
-                .map_err(Fault::NoStart)?;
+            let running = LineProcess::start(
+                &self.spec.command,
+                &self.env,
+                MAX_REPLY_BYTES,
+                Some(&self.spec.name),
+            )
+            .map_err(Fault::NoStart)?;
             self.running = Some(running);
         }
         let Some(running) = self.running.as_mut() else {
@@ -458,7 +324,7 @@ impl ClientProcess {
         };
         // A line already waiting was written after the previous reply: the protocol allows one
         // line per request.
-        if let Ok(line) = running.lines.try_recv() {
+        if let Some(line) = running.pending() {
             let why = match line {
                 Line::Text(text) => format!(
                     "an extra line after the previous reply: {}",
@@ -469,25 +335,19 @@ impl ClientProcess {
             };
             return Err(self.restart(Fault::BadReply(why)));
         }
-        let line = format!("{request}\n");
-        if running
-            .stdin
-            .write_all(line.as_bytes())
-            .and_then(|()| running.stdin.flush())
-            .is_err()
-        {
+        if running.send(&request.to_string()).is_err() {
             return Err(self.ended());
         }
-        match running.lines.recv_timeout(timeout) {
-            Ok(Line::Text(text)) => match parse_reply(id, &text) {
+        match running.recv(timeout) {
+            Some(Line::Text(text)) => match parse_reply(id, &text) {
                 Ok(reply) => Ok(reply),
                 Err(why) => Err(self.restart(Fault::BadReply(why))),
             },
-            Ok(Line::TooLong) => Err(self.restart(Fault::BadReply(format!(
+            Some(Line::TooLong) => Err(self.restart(Fault::BadReply(format!(
                 "a reply line longer than {MAX_REPLY_BYTES} bytes"
             )))),
-            Ok(Line::End) | Err(RecvTimeoutError::Disconnected) => Err(self.ended()),
-            Err(RecvTimeoutError::Timeout) => Err(self.restart(Fault::Timeout(timeout))),
+            Some(Line::End) => Err(self.ended()),
+            None => Err(self.restart(Fault::Timeout(timeout))),
         }
     }
 
@@ -502,7 +362,7 @@ impl ClientProcess {
     /// The client closed its output: waits for it to end and reports its status.
     fn ended(&mut self) -> Fault {
         match self.running.take() {
-            Some(running) => Fault::Exited(running.ended()),
+            Some(running) => Fault::Exited(running.end().0),
             None => Fault::Exited("exit status unknown".into()),
         }
     }
@@ -512,11 +372,7 @@ impl Drop for ClientProcess {
     fn drop(&mut self) {
         // Closing its input ends a well-behaved client; one that lingers is killed.
         if let Some(running) = self.running.take() {
-            let Running {
-                mut child, stdin, ..
-            } = running;
-            drop(stdin);
-            end_child(&mut child);
+            running.end();
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod credentials;
 pub mod env;
 pub mod error;
 pub mod iam;
+pub mod lines;
 pub mod plan;
 pub mod pool;
 pub mod provider;

@@ -117,12 +117,45 @@ impl HostPort {
 /// certificate file that does not exist here, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// What kind of warning: stable, matched by the vectors.
+    pub code: WarningCode,
     /// The dotted YAML path it is about.
     pub path: String,
     /// Where that key (or the catalog) stands.
     pub location: Location,
     /// What to know.
     pub message: String,
+}
+
+/// The kinds of [`Warning`], with the stable codes of `fixtures/vectors/SPEC.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WarningCode {
+    /// TCP hosts and TLS weaker than verify-full.
+    WeakTls,
+    /// A written root certificate file does not exist here.
+    RootCertMissing,
+    /// No host: libpq's compiled-in socket directory is used.
+    DefaultSocketDir,
+    /// An `sslmode` over the Cloud SQL Auth Proxy's socket, where it cannot apply.
+    SocketSslmode,
+    /// An Azure user in Single Server's `user@server` form.
+    AzureSingleServerUser,
+    /// Environment credentials, none of whose lookup keys is set.
+    CredentialsEnvUnset,
+}
+
+impl WarningCode {
+    /// The stable code (`weak-tls`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WeakTls => "weak-tls",
+            Self::RootCertMissing => "root-cert-missing",
+            Self::DefaultSocketDir => "default-socket-dir",
+            Self::SocketSslmode => "socket-sslmode",
+            Self::AzureSingleServerUser => "azure-single-server-user",
+            Self::CredentialsEnvUnset => "credentials-env-unset",
+        }
+    }
 }
 
 impl fmt::Display for Warning {
@@ -255,7 +288,7 @@ impl ConnectPlan {
                 "max_lifetime": self.pool.max_lifetime,
                 "token_refresh": self.pool.token_refresh.as_str(),
             },
-            "warnings": self.warnings.iter().map(|w| json!({"path": w.path, "message": w.message})).collect::<Vec<_>>(),
+            "warnings": self.warnings.iter().map(|w| json!({"code": w.code.as_str(), "path": w.path, "message": w.message})).collect::<Vec<_>>(),
             "ssl_bundle": self.rds_bundle.as_ref().map(|b| json!({"url": b.url, "sha256": b.sha256, "path": b.path})),
         })
     }

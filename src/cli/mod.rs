@@ -1,6 +1,7 @@
 //! Command-line front end. Exit codes: 0 success, 1 invalid input or failed cases, 2 usage.
 
 use std::io::Write;
+#[cfg(feature = "conformance")]
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -10,12 +11,12 @@ use tea_pgcloud::env::ProcessEnv;
 use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::provider::plan;
 use tea_pgcloud::text::Escaped;
-use tea_pgcloud::vectors::{self, Adapter, Builtin, Runner};
 
 mod catalog;
 #[cfg(feature = "conformance")]
 mod live;
 mod ping;
+mod vectors;
 
 /// Connects The Edge Agent's LTM catalog to PostgreSQL on GCP, AWS, Azure or your own server.
 #[derive(Debug, Parser)]
@@ -138,18 +139,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the language-neutral vector files.
-    Vectors {
-        /// Directory of vector files.
-        #[arg(default_value = "fixtures/vectors")]
-        dir: PathBuf,
-        /// Run the cases through another implementation speaking JSON lines on stdin/stdout.
-        #[arg(long, value_name = "CMD", conflicts_with = "serve")]
-        adapter: Option<String>,
-        /// Serve the adapter protocol for this implementation (JSON lines on stdin/stdout).
-        #[arg(long)]
-        serve: bool,
-    },
+    /// Run the language-neutral vector files (fixtures/vectors/SPEC.md), through this crate
+    /// or through another port's adapter.
+    Vectors(vectors::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -212,11 +204,7 @@ pub fn run() -> i32 {
             client_cn,
             force,
         } => live::certs(&dir, &client_cn, force),
-        Command::Vectors {
-            dir,
-            adapter,
-            serve,
-        } => run_vectors(&dir, adapter.as_deref(), serve),
+        Command::Vectors(args) => vectors::run(&args),
     }
 }
 
@@ -301,55 +289,4 @@ fn show_plan(file: &str, json: bool) -> i32 {
             1
         }
     }
-}
-
-fn run_vectors(dir: &std::path::Path, adapter: Option<&str>, serve: bool) -> i32 {
-    if serve {
-        let stdin = std::io::stdin().lock();
-        return match vectors::serve(stdin, std::io::stdout().lock()) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("vectors --serve: {e}");
-                1
-            }
-        };
-    }
-    let files = match vectors::load_dir(dir) {
-        Ok(files) => files,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    let mut runner: Box<dyn Runner> = match adapter {
-        Some(command) => match Adapter::spawn(command) {
-            Ok(adapter) => Box::new(adapter),
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
-        },
-        None => Box::new(Builtin),
-    };
-    let (mut passed, mut failed) = (0usize, 0usize);
-    for file in &files {
-        let outcomes = vectors::run_all(std::slice::from_ref(file), runner.as_mut());
-        let bad: Vec<_> = outcomes.iter().filter(|o| o.result.is_err()).collect();
-        println!(
-            "{}: {} case(s) of kind {}, {} failed",
-            file.path.display(),
-            outcomes.len(),
-            file.kind,
-            bad.len()
-        );
-        for outcome in &bad {
-            if let Err(why) = &outcome.result {
-                println!("  FAIL {}: {why}", outcome.id);
-            }
-        }
-        failed += bad.len();
-        passed += outcomes.len() - bad.len();
-    }
-    println!("{passed} passed, {failed} failed");
-    i32::from(failed > 0)
 }

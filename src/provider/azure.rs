@@ -4,7 +4,7 @@ use super::Target;
 use crate::config::{CatalogConfig, Provider};
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
-use crate::plan::{IamKind, PlanKind, Source, Warning};
+use crate::plan::{IamKind, PlanKind, Source, Warning, WarningCode};
 use crate::sslmode::SslMode;
 
 /// The environment variables consulted when the YAML leaves a key out.
@@ -63,6 +63,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             && suffix.eq_ignore_ascii_case(server)
         {
             target.warnings.push(Warning {
+                code: WarningCode::AzureSingleServerUser,
                     path: origin.path("user"),
                     location: origin.location("user"),
                     message: format!(

@@ -4,7 +4,7 @@ use super::Target;
 use crate::config::{CatalogConfig, IpType, Provider};
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
-use crate::plan::{DEFAULT_PORT, IamKind, PlanKind, Source, Warning};
+use crate::plan::{DEFAULT_PORT, IamKind, PlanKind, Source, Warning, WarningCode};
 use crate::sslmode::SslMode;
 
 /// The Auth Proxy's default socket directory.
@@ -127,6 +127,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             target.default_sslmode = SslMode::Disable;
             if let Some(mode) = config.sslmode.filter(|m| *m != SslMode::Disable) {
                 target.warnings.push(Warning {
+                    code: WarningCode::SocketSslmode,
                     path: origin.path("sslmode"),
                     location: origin.location("sslmode"),
                     message: format!(

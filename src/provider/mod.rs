@@ -29,7 +29,7 @@ use crate::env::Environment;
 use crate::error::{Error, ErrorKind};
 use crate::plan::{
     ConnectPlan, HostPort, IamKind, LIBPQ_DEFAULT_SOCKET_DIR, PlanKind, RdsBundle, Source, Warning,
-    hosts_of,
+    WarningCode, hosts_of,
 };
 use crate::secret::Secret;
 use crate::sslmode::{RootCert, SslMode, Verify, effective_tls, negotiation, verification};
@@ -218,6 +218,7 @@ fn finish(
         .map_err(|e| origin.value_error(target.host_key, ErrorKind::InvalidValue, e))?;
     if used_default {
         target.warnings.push(Warning {
+            code: WarningCode::DefaultSocketDir,
             path: origin.path(target.host_key),
             location: origin.value_location(target.host_key),
             message: format!(
@@ -240,6 +241,7 @@ fn finish(
             } else {
                 if !all_sockets {
                     target.warnings.push(Warning {
+            code: WarningCode::RootCertMissing,
                         path: origin.path(key),
                         location: origin.location(key),
                         message: format!(
@@ -301,6 +303,7 @@ fn finish(
             _ => "TLS is require: the server's identity is not verified (a root certificate and sslmode verify-full close that gap)".to_string(),
         };
         target.warnings.push(Warning {
+            code: WarningCode::WeakTls,
             path: origin.path(sslmode_key),
             location: origin.location(sslmode_key),
             message,
@@ -418,6 +421,7 @@ fn secret_source(
                     Some(name) => Source::Env(name.clone()),
                     None => {
                         warnings.push(Warning {
+                            code: WarningCode::CredentialsEnvUnset,
                             path: origin.path("credentials"),
                             location: origin.location("credentials"),
                             message: format!("none of {} is set here", keys.join(", ")),

@@ -66,6 +66,20 @@ pub enum SecretErrorKind {
     Unsupported,
 }
 
+impl SecretErrorKind {
+    /// A stable lower-case name, used in vector files and JSON (`access-denied`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access-denied",
+            Self::Throttled => "throttled",
+            Self::Unavailable => "unavailable",
+            Self::Malformed => "malformed",
+            Self::Missing => "missing",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
 /// A failed fetch. Never holds a secret value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretError {
@@ -92,6 +106,11 @@ impl SecretError {
     /// What kind of failure.
     pub fn kind(&self) -> SecretErrorKind {
         self.kind
+    }
+
+    /// What went wrong, naming the secret and key (never the value).
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// Always [`ErrorClass::Credentials`].
