@@ -478,3 +478,38 @@ fn newer_keywords_are_accepted() {
         }
     }
 }
+
+// ---- 5. the connection-string vectors, judged by libpq itself ----
+
+/// The runner compares a `connection-string` reply by this crate's parser; here libpq parses
+/// this crate's output for every such vector, and must read exactly the expected map.
+#[test]
+fn connection_string_vectors_are_what_libpq_reads() {
+    use tea_pgcloud::vectors::{self, Answer};
+    let files = vectors::embedded().expect("the vectors load");
+    let mut checked = 0;
+    for file in files.iter().filter(|f| f.kind == "connection-string") {
+        for case in &file.cases {
+            let Some(want) = case.expect.get("map") else {
+                continue;
+            };
+            let want: Map = serde_json::from_value(want.clone()).expect("a map of strings");
+            let answer =
+                vectors::run_case(&file.kind, &case.env_strings(), &case.files, &case.input);
+            let Answer::Result(reply) = answer else {
+                panic!("{}: unsupported", file.id(case));
+            };
+            let dsn = reply["connection_string"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: no connection_string: {reply}", file.id(case)));
+            assert_eq!(
+                libpq_parse(dsn),
+                Libpq::Parsed(want),
+                "{}: {dsn}",
+                file.id(case)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} cases");
+}
