@@ -703,6 +703,40 @@ fn check_secret_names(
                     ),
                 ));
             }
+            // The whole name (prefix + key, `_` mapped to `-`), pointed at as for Secret
+            // Manager: the field when written, else the prefix; never quoted when expanded.
+            for (field, key) in [
+                ("username_key", &config.username_key),
+                ("password_key", &config.password_key),
+            ] {
+                let name = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""))
+                    .replace('_', "-");
+                if name.len() > 127
+                    || name
+                        .chars()
+                        .any(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+                {
+                    let at = [field, "secret_prefix"]
+                        .into_iter()
+                        .find(|k| node.get(k).is_some())
+                        .unwrap_or("source");
+                    let expanded = ["secret_prefix", field]
+                        .iter()
+                        .any(|k| node.get(k).is_some_and(Node::is_expanded));
+                    let name = if expanded {
+                        String::new()
+                    } else {
+                        format!(" `{}`", short(&name))
+                    };
+                    return Err(reader.origin.value_error(
+                        &format!("credentials.{at}"),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "Key Vault secret name{name} is not valid: at most 127 letters, digits and - (`_` maps to `-`)"
+                        ),
+                    ));
+                }
+            }
             match &config.vault_url {
                 None => {
                     return Err(Error::new(

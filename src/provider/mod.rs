@@ -471,23 +471,7 @@ fn secret_source(
                 .trim_end_matches('/');
             let name =
                 format!("{}{key}", creds.secret_prefix.as_deref().unwrap_or("")).replace('_', "-");
-            if name.len() > 127 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                // A prefix or key expanded from the environment is not quoted back.
-                let shown = if config.tainted.any_within(&name) {
-                    let key_name = match field {
-                        CredentialField::Username => "username_key",
-                        CredentialField::Password => "password_key",
-                    };
-                    format!("made of secret_prefix and {key_name} (with a value from the environment, not shown)")
-                } else {
-                    format!("`{name}`")
-                };
-                return Err(origin.error(
-                    "credentials",
-                    ErrorKind::InvalidValue,
-                    format!("Key Vault secret name {shown} is not valid: at most 127 letters, digits and -"),
-                ));
-            }
+            // Validation has checked the name (`config::validate`).
             ("azure", format!("{vault}/secrets/{name}"))
         }
     };
