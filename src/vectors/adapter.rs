@@ -110,19 +110,29 @@ impl Runner for Adapter {
         };
         process.close_input();
         let mut extra = None;
-        while let Some(line) = process.recv(EXIT_GRACE) {
+        // Bounded as a whole: an adapter that writes blank lines forever cannot hold the run.
+        let deadline = std::time::Instant::now() + EXIT_GRACE;
+        while let Some(line) =
+            process.recv(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
             match line {
                 Line::End => break,
                 Line::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
                 other => {
-                    extra.get_or_insert_with(|| shown_line(&other));
+                    // One is enough to report; an adapter that keeps writing is stopped below.
+                    extra = Some(shown_line(&other));
+                    break;
                 }
             }
         }
-        let (status, clean) = process.end();
+        let (status, clean) = if extra.is_some() {
+            (process.stop(), false)
+        } else {
+            process.end()
+        };
         match (extra, clean) {
             (Some(line), _) => Err(format!(
-                "an extra line after the last reply: {line} (the adapter ended: {status})"
+                "an extra line after the last reply: {line} (the adapter was stopped: {status})"
             )),
             (None, false) => Err(format!(
                 "the adapter did not end cleanly when its input closed ({status})"
