@@ -12,8 +12,9 @@ def handle(input, env, files):
     except plan.ConfigError as e:
         return e.result()
     if catalog.source != "env":
-        return _error("unsupported", f"the {catalog.source} secrets backend is not built into "
-                      "this port")
+        # Another backend needs a network: the protocol's unsupported (SPEC section 4).
+        return {"unsupported": True,
+                "reason": f"the {catalog.source} secrets backend needs a network"}
     found, tried = {}, []
     for field, key, suffix in (("user", "username_key", "USER"),
                                ("password", "password_key", "PASSWORD")):
