@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod cloud;
 pub mod config;
 #[cfg(feature = "conformance")]
 #[path = "../conformance/mod.rs"]

@@ -354,7 +354,7 @@ impl BundleFetcher {
             }
         };
         if let Some(problem) =
-            crate::provider::aws::bundle_url_problem(url).or_else(|| parsed_url_problem(&parsed))
+            crate::cloud::aws::bundle_url_problem(url).or_else(|| parsed_url_problem(&parsed))
         {
             return Err(fail(
                 BundleErrorKind::Config,

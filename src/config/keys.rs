@@ -527,7 +527,7 @@ mod tests {
             .expect("listed");
         assert_eq!(
             spec.default,
-            format!("`{}`", crate::provider::aws::RDS_GLOBAL_BUNDLE_URL)
+            format!("`{}`", crate::cloud::aws::RDS_GLOBAL_BUNDLE_URL)
         );
     }
 

@@ -413,7 +413,7 @@ pub(super) fn validate(
     }
     let connection_name = opt_string(&reader, "connection_name")?;
     if let (Some(name), Some(node)) = (&connection_name, get("connection_name"))
-        && crate::provider::gcp::split_connection_name(name).is_none()
+        && crate::cloud::gcp::split_connection_name(name).is_none()
     {
         return Err(reader.err(
             "connection_name",
@@ -425,7 +425,7 @@ pub(super) fn validate(
 
     let ssl_bundle_url = opt_string(&reader, "ssl_bundle_url")?;
     if let (Some(url), Some(node)) = (&ssl_bundle_url, get("ssl_bundle_url"))
-        && let Some(problem) = crate::provider::aws::bundle_url_problem(url)
+        && let Some(problem) = crate::cloud::aws::bundle_url_problem(url)
     {
         return Err(reader.err(
             "ssl_bundle_url",
@@ -637,7 +637,7 @@ fn check_secret_names(
     let mark = |key: &str| node.get(key).map(|n| n.mark).unwrap_or(node.mark);
     match config.source {
         SecretSource::Gcp => {
-            let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            use crate::cloud::gcp::{MAX_SECRET_ID_LEN, is_secret_id_char as valid};
             for key in ["secret_prefix", "secret_name"] {
                 let value = match key {
                     "secret_prefix" => &config.secret_prefix,
@@ -662,7 +662,8 @@ fn check_secret_names(
                 ("password_key", &config.password_key),
             ] {
                 let id = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""));
-                if config.secret_name.is_none() && (id.chars().any(|c| !valid(c)) || id.len() > 255)
+                if config.secret_name.is_none()
+                    && (id.chars().any(|c| !valid(c)) || id.len() > MAX_SECRET_ID_LEN)
                 {
                     // Point at the key that makes the id: the field when written, else the prefix.
                     let at = [field, "secret_prefix"]
@@ -691,7 +692,7 @@ fn check_secret_names(
             if let Some(prefix) = &config.secret_prefix
                 && prefix
                     .chars()
-                    .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .any(|c| !(crate::cloud::azure::is_secret_name_char(c) || c == '_'))
             {
                 return Err(reader.err(
                     "credentials.secret_prefix",
@@ -709,13 +710,11 @@ fn check_secret_names(
                 ("username_key", &config.username_key),
                 ("password_key", &config.password_key),
             ] {
-                let name = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""))
-                    .replace('_', "-");
-                if name.len() > 127
-                    || name
-                        .chars()
-                        .any(|c| !(c.is_ascii_alphanumeric() || c == '-'))
-                {
+                let name = crate::cloud::azure::key_vault_name(
+                    config.secret_prefix.as_deref().unwrap_or(""),
+                    key,
+                );
+                if !crate::cloud::azure::is_valid_secret_name(&name) {
                     let at = [field, "secret_prefix"]
                         .into_iter()
                         .find(|k| node.get(k).is_some())

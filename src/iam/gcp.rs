@@ -79,9 +79,9 @@ use google_cloud_secretmanager_v1::Error as GaxError;
 use serde_json::{Value, json};
 
 use super::{CredentialProvider, Token, TokenError, TokenErrorKind, TokenFuture};
+use crate::cloud::gcp::iam_user;
 use crate::env::Environment;
 use crate::plan::ConnectPlan;
-use crate::provider::gcp::iam_user;
 use crate::secret::Secret;
 
 /// The provider's name, as plans write the password source.

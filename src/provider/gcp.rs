@@ -10,43 +10,9 @@ use crate::sslmode::SslMode;
 /// The Auth Proxy's default socket directory.
 pub const DEFAULT_SOCKET_DIR: &str = "/cloudsql";
 
-/// The environment variable that names the instance (`PROJECT:REGION:INSTANCE`).
-pub const CONNECTION_NAME_VAR: &str = "CLOUDSQL_CONNECTION_NAME";
-
-/// The suffix Cloud SQL drops from a service account's IAM database user name.
-pub const SERVICE_ACCOUNT_SUFFIX: &str = ".gserviceaccount.com";
-
-/// Splits `PROJECT:REGION:INSTANCE` (the project may be domain-scoped, `example.com:proj`).
-///
-/// ```
-/// use tea_pgcloud::provider::gcp::split_connection_name;
-/// assert_eq!(split_connection_name("p:us-central1:db"), Some(("p", "us-central1", "db")));
-/// assert_eq!(split_connection_name("example.com:p:europe-west1:db"), Some(("example.com:p", "europe-west1", "db")));
-/// assert_eq!(split_connection_name("p:db"), None);
-/// ```
-pub fn split_connection_name(name: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = name.rsplitn(3, ':');
-    let instance = parts.next()?;
-    let region = parts.next()?;
-    let project = parts.next()?;
-    let ok = |s: &str| !s.is_empty() && !s.contains(['/', ' ', '\t']);
-    (ok(project) && ok(region) && ok(instance) && project.matches(':').count() <= 1)
-        .then_some((project, region, instance))
-}
-
-/// The IAM database user for a principal: a service account's e-mail loses
-/// `.gserviceaccount.com`; a user's e-mail stays as it is.
-///
-/// ```
-/// use tea_pgcloud::provider::gcp::iam_user;
-/// assert_eq!(iam_user("ltm@my-project.iam.gserviceaccount.com"), "ltm@my-project.iam");
-/// assert_eq!(iam_user("dev@example.com"), "dev@example.com");
-/// ```
-pub fn iam_user(principal: &str) -> &str {
-    principal
-        .strip_suffix(SERVICE_ACCOUNT_SUFFIX)
-        .unwrap_or(principal)
-}
+pub use crate::cloud::gcp::{
+    CONNECTION_NAME_VAR, SERVICE_ACCOUNT_SUFFIX, iam_user, split_connection_name,
+};
 
 /// The instance connection name: written, or from [`CONNECTION_NAME_VAR`]. The variable is
 /// only required (and a malformed one only an error) when the socket path needs it; for a

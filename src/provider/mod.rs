@@ -469,8 +469,10 @@ fn secret_source(
                 .as_deref()
                 .unwrap_or_default()
                 .trim_end_matches('/');
-            let name =
-                format!("{}{key}", creds.secret_prefix.as_deref().unwrap_or("")).replace('_', "-");
+            let name = crate::cloud::azure::key_vault_name(
+                creds.secret_prefix.as_deref().unwrap_or(""),
+                key,
+            );
             // Validation has checked the name (`config::validate`).
             ("azure", format!("{vault}/secrets/{name}"))
         }

@@ -67,8 +67,7 @@ use crate::secret::Secret;
 
 pub(crate) const BACKEND: &str = "azure";
 
-/// The longest Key Vault secret name.
-pub const MAX_SECRET_NAME_LEN: usize = 127;
+pub use crate::cloud::azure::MAX_SECRET_NAME_LEN;
 
 /// One HTTP attempt, connecting, sending and reading the whole answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,15 +141,8 @@ pub(crate) fn sdk_duration(d: Duration) -> azure_core::time::Duration {
 /// The Key Vault secret name of `key` under `prefix`: `_` becomes `-`; the result must be 1 to
 /// 127 letters, digits and `-`.
 pub fn secret_name(prefix: &str, key: &str) -> Result<String, SecretError> {
-    let name: String = prefix
-        .chars()
-        .chain(key.chars())
-        .map(|c| if c == '_' { '-' } else { c })
-        .collect();
-    let valid = !name.is_empty()
-        && name.len() <= MAX_SECRET_NAME_LEN
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid {
+    let name = crate::cloud::azure::key_vault_name(prefix, key);
+    if crate::cloud::azure::is_valid_secret_name(&name) {
         Ok(name)
     } else {
         Err(SecretError::new(

@@ -74,8 +74,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// building the client (which may ask the metadata server for the universe domain).
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The longest secret id Secret Manager accepts.
-pub const MAX_SECRET_ID_LEN: usize = 255;
+pub use crate::cloud::gcp::{MAX_SECRET_ID_LEN, is_valid_secret_id};
 
 /// Where the keys live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,15 +159,6 @@ fn config_error(kind: SecretErrorKind, message: impl Into<String>) -> SecretErro
     SecretError::new(BACKEND, kind, message)
 }
 
-/// Whether `id` is a valid Secret Manager secret id.
-pub fn is_valid_secret_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_SECRET_ID_LEN
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// A resource-name segment the client can send: not empty, no `/`, no whitespace.
 fn is_plain_segment(s: &str) -> bool {
     !s.is_empty()
@@ -233,9 +223,7 @@ impl GcpBackendBuilder {
                 ));
             }
             SecretLayout::Prefix(prefix)
-                if !prefix
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                if !prefix.chars().all(crate::cloud::gcp::is_secret_id_char) =>
             {
                 return Err(config_error(
                     SecretErrorKind::Malformed,

@@ -1,0 +1,205 @@
+//! AWS: the RDS host names, the RDS CA bundle's URL policy and cache path.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::env::Environment;
+
+/// AWS's documented URL of the RDS global CA bundle (every region's root and intermediate
+/// certificates in one PEM file), the default of `ssl_bundle_url`.
+pub const RDS_GLOBAL_BUNDLE_URL: &str =
+    "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem";
+
+/// The name of the bundle's cache file in the `tea-pgcloud` cache directory.
+pub const RDS_BUNDLE_FILE: &str = "rds-global-bundle.pem";
+
+/// Where `ssl_bundle: auto` caches the bundle: `$XDG_CACHE_HOME/tea-pgcloud/rds-global-bundle.pem`,
+/// else `$HOME/.cache/tea-pgcloud/rds-global-bundle.pem`; `None` when neither is set. As the XDG
+/// base directory specification says, an empty or relative `XDG_CACHE_HOME` is ignored.
+///
+/// ```
+/// use tea_pgcloud::env::MapEnv;
+/// use tea_pgcloud::cloud::aws::rds_bundle_cache_path;
+/// let env = MapEnv::new().with_var("HOME", "/home/agent");
+/// assert_eq!(
+///     rds_bundle_cache_path(&env).as_deref(),
+///     Some("/home/agent/.cache/tea-pgcloud/rds-global-bundle.pem")
+/// );
+/// let env = env.with_var("XDG_CACHE_HOME", "/var/cache/agent/");
+/// assert_eq!(
+///     rds_bundle_cache_path(&env).as_deref(),
+///     Some("/var/cache/agent/tea-pgcloud/rds-global-bundle.pem")
+/// );
+/// assert_eq!(rds_bundle_cache_path(&MapEnv::new().with_var("XDG_CACHE_HOME", "cache")), None);
+/// ```
+pub fn rds_bundle_cache_path(env: &dyn Environment) -> Option<String> {
+    let dir = match env.var("XDG_CACHE_HOME").filter(|d| d.starts_with('/')) {
+        Some(cache) => cache.trim_end_matches('/').to_string(),
+        None => {
+            let home = env.var("HOME").filter(|h| !h.is_empty())?;
+            format!("{}/.cache", home.trim_end_matches('/'))
+        }
+    };
+    Some(format!("{dir}/tea-pgcloud/{RDS_BUNDLE_FILE}"))
+}
+
+/// Why a bundle URL is refused (a phrase that follows the value in a message), or `None` when
+/// it is acceptable: `https`, or `http` to a loopback address (`127.0.0.0/8`, `[::1]`,
+/// `localhost`), which tests use; never with a user name or password. The bundle decides whom
+/// every connection trusts, so it must not cross a network in clear.
+pub(crate) fn bundle_url_problem(url: &str) -> Option<&'static str> {
+    let lower = url.to_ascii_lowercase();
+    let (rest, https) = match (
+        lower.strip_prefix("https://"),
+        lower.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => return Some("is not an https URL (the bundle is downloaded over https)"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some(
+            "holds a user name or password: the bundle is public, download it without credentials",
+        );
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => match port.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Some("is not a valid URL (text after the [IPv6] host)"),
+            },
+            None => return Some("is not a valid URL (an unterminated [IPv6] host)"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Some("is not a valid URL (no host)");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Some("is not a valid URL (a bad port)");
+    }
+    let loopback = host == "localhost"
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || (authority.starts_with('[')
+            && host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()));
+    if !https && !loopback {
+        return Some(
+            "is plain http to a host that is not a loopback address: the bundle decides whom connections trust, so it is downloaded over https (http only to 127.0.0.0/8, [::1] or localhost, for tests)",
+        );
+    }
+    None
+}
+
+/// What an RDS host name says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsHost {
+    /// The region label, lower-cased (`us-east-1`): it scopes IAM token signatures.
+    pub region: String,
+    /// `instance`, `cluster` (Aurora writer), `cluster-ro` (readers), `cluster-custom`,
+    /// `proxy` (RDS Proxy), or `proxy-endpoint` (an RDS Proxy's additional endpoint).
+    pub endpoint: &'static str,
+}
+
+/// Recognises `*.REGION.rds.amazonaws.com` (and `.com.cn`) host names.
+///
+/// ```
+/// use tea_pgcloud::cloud::aws::parse_rds_host;
+/// let h = parse_rds_host("ltm.cluster-ro-abc123.eu-west-1.rds.amazonaws.com").unwrap();
+/// assert_eq!((h.region.as_str(), h.endpoint), ("eu-west-1", "cluster-ro"));
+/// assert_eq!(parse_rds_host("DB.X.US-EAST-1.RDS.AMAZONAWS.COM").unwrap().region, "us-east-1");
+/// let p = parse_rds_host("ltm-proxy.proxy-abc123.us-east-1.rds.amazonaws.com").unwrap();
+/// assert_eq!(p.endpoint, "proxy");
+/// assert!(parse_rds_host("db.example.com").is_none());
+/// ```
+pub fn parse_rds_host(host: &str) -> Option<RdsHost> {
+    let host = host.trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    let lower = host.to_ascii_lowercase();
+    let suffix = if lower.ends_with(".rds.amazonaws.com.cn") {
+        4
+    } else if lower.ends_with(".rds.amazonaws.com") {
+        3
+    } else {
+        return None;
+    };
+    if labels.len() < suffix + 3 {
+        return None;
+    }
+    let region = labels[labels.len() - suffix - 1];
+    let id = labels[labels.len() - suffix - 2].to_ascii_lowercase();
+    let endpoint = if id.starts_with("proxy-") {
+        if labels.len() >= suffix + 4
+            && labels[labels.len() - suffix - 3].eq_ignore_ascii_case("endpoint")
+        {
+            "proxy-endpoint"
+        } else {
+            "proxy"
+        }
+    } else if id.starts_with("cluster-ro-") {
+        "cluster-ro"
+    } else if id.starts_with("cluster-custom-") {
+        "cluster-custom"
+    } else if id.starts_with("cluster-") {
+        "cluster"
+    } else {
+        "instance"
+    };
+    (!region.is_empty()).then(|| RdsHost {
+        region: region.to_ascii_lowercase(),
+        endpoint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_urls_must_be_https_or_loopback_http() {
+        for ok in [
+            RDS_GLOBAL_BUNDLE_URL,
+            "HTTPS://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem",
+            "https://mirror.internal:8443/rds.pem?versionId=3",
+            "http://127.0.0.1:8080/global-bundle.pem",
+            "http://127.9.9.9/b.pem",
+            "http://localhost:1/b.pem",
+            "http://[::1]:9/b.pem",
+        ] {
+            assert_eq!(bundle_url_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("ftp://example.com/b.pem", "not an https URL"),
+            (
+                "truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
+                "not an https URL",
+            ),
+            (
+                "http://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
+                "plain http",
+            ),
+            ("http://10.0.0.1/b.pem", "plain http"),
+            ("http://127.0.0.1.attacker.example/b.pem", "plain http"),
+            ("http://localhost.attacker.example/b.pem", "plain http"),
+            ("http://[::2]/b.pem", "plain http"),
+            (
+                "http://127.0.0.1@attacker.example/b.pem",
+                "user name or password",
+            ),
+            (
+                "https://user:pw@mirror.internal/b.pem",
+                "user name or password",
+            ),
+            ("https:///b.pem", "no host"),
+            ("https://mirror.internal:0/b.pem", "bad port"),
+            ("https://mirror.internal:https/b.pem", "bad port"),
+            ("https://[::1/b.pem", "unterminated"),
+        ] {
+            let problem = bundle_url_problem(bad).unwrap_or_default();
+            assert!(problem.contains(why), "{bad}: {problem:?}");
+        }
+    }
+}
