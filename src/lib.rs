@@ -36,7 +36,8 @@
 //! Cargo features: `aws`, `gcp` and `azure` (default) bring the official SDKs for the secrets
 //! backends and the IAM token providers; `conformance` adds the live suite (`conformance`:
 //! launcher, certificate factory, libpq oracle, the TLS matrix, the cloud emulators); `docker`
-//! is reserved for the container launcher and adds nothing yet.
+//! adds the container launcher (testcontainers) and the Docker API version shim. Each cloud's
+//! names and rules ([`cloud`]) are compiled whatever the features, so that a plan needs none.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

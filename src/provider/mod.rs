@@ -361,9 +361,6 @@ fn finish(
     })
 }
 
-/// Where a credential is looked up, as the plan shows it. For `env` the first variable of the
-/// lookup order that is set (else the first one, with a warning); for the cloud backends the
-/// secret that will be read first.
 /// The credentials block with the defaults that depend on the rest of the configuration
 /// filled in: the GCP project (the catalog's `project`, or `connection_name`'s, else
 /// `GOOGLE_CLOUD_PROJECT`) and the AWS region (the catalog's region, else `AWS_REGION`).
@@ -397,6 +394,9 @@ fn credentials_with_defaults(
     Some(creds)
 }
 
+/// Where a credential is looked up, as the plan shows it. For `env` the first variable of the
+/// lookup order that is set (else the first one, with a warning); for the cloud backends the
+/// secret that will be read first.
 fn secret_source(
     config: &CatalogConfig,
     creds: &CredentialsConfig,
