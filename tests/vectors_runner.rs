@@ -179,7 +179,6 @@ fn a_missing_line_is_a_timeout_that_names_the_case() {
 #[test]
 fn a_hanging_adapter_is_stopped() {
     let p = proxy();
-    let started = std::time::Instant::now();
     let (out, report) = five(&p, "hang", 2);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let error = report["error"].as_str().unwrap_or_default();
@@ -187,8 +186,8 @@ fn a_hanging_adapter_is_stopped() {
         error.contains("no reply to") && error.contains("stopped"),
         "{error}"
     );
-    // The hang is an hour long; the run ends long before (generous bound: a shared machine).
-    assert!(started.elapsed() < std::time::Duration::from_secs(600));
+    // The proxy sleeps for an hour: only the runner's timeout can have ended the run, and the
+    // error says it did.
 }
 
 #[test]
