@@ -110,7 +110,7 @@ fn verdicts(report: &Value) -> Vec<(String, String)> {
 /// The expand cases: quick, and every one passes through the faithful proxy.
 const EXPAND: &[&str] = &["--kind", "expand", "--case", "expand::*", "--timeout", "2"];
 
-fn five(p: &Proxy, mode: &str, at: usize) -> (Output, Value) {
+fn expand_run(p: &Proxy, mode: &str, at: usize) -> (Output, Value) {
     let adapter = adapter(p, mode, at);
     let mut args: Vec<&str> = vec!["--adapter", &adapter];
     args.extend_from_slice(EXPAND);
@@ -122,7 +122,7 @@ fn five(p: &Proxy, mode: &str, at: usize) -> (Output, Value) {
 #[test]
 fn a_faithful_adapter_passes_from_any_directory() {
     let p = proxy();
-    let (out, report) = five(&p, "none", 0);
+    let (out, report) = expand_run(&p, "none", 0);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         report["passed"].as_u64().is_some_and(|n| n >= 5),
@@ -139,7 +139,7 @@ fn a_faithful_adapter_passes_from_any_directory() {
 #[test]
 fn an_extra_line_stops_the_run_at_the_next_case() {
     let p = proxy();
-    let (out, report) = five(&p, "extra-line", 2);
+    let (out, report) = expand_run(&p, "extra-line", 2);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let all = text(&out);
     assert!(all.contains("extra line"), "{all}");
@@ -161,7 +161,7 @@ fn an_extra_line_stops_the_run_at_the_next_case() {
 #[test]
 fn a_missing_line_is_a_timeout_that_names_the_case() {
     let p = proxy();
-    let (out, report) = five(&p, "missing-line", 3);
+    let (out, report) = expand_run(&p, "missing-line", 3);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let v = verdicts(&report);
     let error = report["error"].as_str().unwrap_or_default().to_string();
@@ -179,7 +179,7 @@ fn a_missing_line_is_a_timeout_that_names_the_case() {
 #[test]
 fn a_hanging_adapter_is_stopped() {
     let p = proxy();
-    let (out, report) = five(&p, "hang", 2);
+    let (out, report) = expand_run(&p, "hang", 2);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let error = report["error"].as_str().unwrap_or_default();
     assert!(
@@ -193,7 +193,7 @@ fn a_hanging_adapter_is_stopped() {
 #[test]
 fn a_crash_is_one_error_with_the_exit_status() {
     let p = proxy();
-    let (out, report) = five(&p, "crash", 2);
+    let (out, report) = expand_run(&p, "crash", 2);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let error = report["error"].as_str().unwrap_or_default();
     assert!(error.contains("closed its output"), "{error}");
@@ -217,7 +217,7 @@ fn a_crash_is_one_error_with_the_exit_status() {
 #[test]
 fn garbage_is_a_protocol_error() {
     let p = proxy();
-    let (out, report) = five(&p, "garbage", 1);
+    let (out, report) = expand_run(&p, "garbage", 1);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let error = report["error"].as_str().unwrap_or_default();
     assert!(
