@@ -637,7 +637,7 @@ fn check_secret_names(
     let mark = |key: &str| node.get(key).map(|n| n.mark).unwrap_or(node.mark);
     match config.source {
         SecretSource::Gcp => {
-            use crate::cloud::gcp::{MAX_SECRET_ID_LEN, is_secret_id_char as valid};
+            use crate::cloud::gcp::is_secret_id_char as valid;
             for key in ["secret_prefix", "secret_name"] {
                 let value = match key {
                     "secret_prefix" => &config.secret_prefix,
@@ -657,35 +657,16 @@ fn check_secret_names(
                     ));
                 }
             }
-            for (field, key) in [
-                ("username_key", &config.username_key),
-                ("password_key", &config.password_key),
-            ] {
-                let id = format!("{}{key}", config.secret_prefix.as_deref().unwrap_or(""));
-                if config.secret_name.is_none()
-                    && (id.chars().any(|c| !valid(c)) || id.len() > MAX_SECRET_ID_LEN)
-                {
-                    // Point at the key that makes the id: the field when written, else the prefix.
-                    let at = [field, "secret_prefix"]
-                        .into_iter()
-                        .find(|k| node.get(k).is_some())
-                        .unwrap_or("source");
-                    let expanded = ["secret_prefix", field]
-                        .iter()
-                        .any(|k| node.get(k).is_some_and(Node::is_expanded));
-                    let id = if expanded {
-                        String::new()
-                    } else {
-                        format!(" `{}`", short(&id))
-                    };
-                    return Err(reader.origin.value_error(
-                        &format!("credentials.{at}"),
-                        ErrorKind::InvalidValue,
-                        format!(
-                            "secret id{id} is not valid for Secret Manager: at most 255 letters, digits, - and _"
-                        ),
-                    ));
-                }
+            if config.secret_name.is_none() {
+                check_built_names(
+                    reader,
+                    node,
+                    config,
+                    |prefix, key| format!("{prefix}{key}"),
+                    crate::cloud::gcp::is_valid_secret_id,
+                    "secret id",
+                    "is not valid for Secret Manager: at most 255 letters, digits, - and _",
+                )?;
             }
         }
         SecretSource::Azure => {
@@ -704,38 +685,15 @@ fn check_secret_names(
                     ),
                 ));
             }
-            // The whole name (prefix + key, `_` mapped to `-`), pointed at as for Secret
-            // Manager: the field when written, else the prefix; never quoted when expanded.
-            for (field, key) in [
-                ("username_key", &config.username_key),
-                ("password_key", &config.password_key),
-            ] {
-                let name = crate::cloud::azure::key_vault_name(
-                    config.secret_prefix.as_deref().unwrap_or(""),
-                    key,
-                );
-                if !crate::cloud::azure::is_valid_secret_name(&name) {
-                    let at = [field, "secret_prefix"]
-                        .into_iter()
-                        .find(|k| node.get(k).is_some())
-                        .unwrap_or("source");
-                    let expanded = ["secret_prefix", field]
-                        .iter()
-                        .any(|k| node.get(k).is_some_and(Node::is_expanded));
-                    let name = if expanded {
-                        String::new()
-                    } else {
-                        format!(" `{}`", short(&name))
-                    };
-                    return Err(reader.origin.value_error(
-                        &format!("credentials.{at}"),
-                        ErrorKind::InvalidValue,
-                        format!(
-                            "Key Vault secret name{name} is not valid: at most 127 letters, digits and - (`_` maps to `-`)"
-                        ),
-                    ));
-                }
-            }
+            check_built_names(
+                reader,
+                node,
+                config,
+                crate::cloud::azure::key_vault_name,
+                crate::cloud::azure::is_valid_secret_name,
+                "Key Vault secret name",
+                "is not valid: at most 127 letters, digits and - (`_` maps to `-`)",
+            )?;
             match &config.vault_url {
                 None => {
                     return Err(Error::new(
@@ -760,6 +718,47 @@ fn check_secret_names(
             }
         }
         SecretSource::Aws | SecretSource::Env => {}
+    }
+    Ok(())
+}
+
+/// Checks the secret names built from the prefix and each lookup key (`build(prefix, key)`)
+/// against a service's rule. The error points at the key that makes the name: the field when
+/// written, else the prefix; a name with a part expanded from the environment is not quoted.
+fn check_built_names(
+    reader: &Reader,
+    node: &Node,
+    config: &CredentialsConfig,
+    build: impl Fn(&str, &str) -> String,
+    valid: impl Fn(&str) -> bool,
+    what: &str,
+    rule: &str,
+) -> Result<(), Error> {
+    for (field, key) in [
+        ("username_key", &config.username_key),
+        ("password_key", &config.password_key),
+    ] {
+        let name = build(config.secret_prefix.as_deref().unwrap_or(""), key);
+        if valid(&name) {
+            continue;
+        }
+        let at = [field, "secret_prefix"]
+            .into_iter()
+            .find(|k| node.get(k).is_some())
+            .unwrap_or("source");
+        let expanded = ["secret_prefix", field]
+            .iter()
+            .any(|k| node.get(k).is_some_and(Node::is_expanded));
+        let shown = if expanded {
+            String::new()
+        } else {
+            format!(" `{}`", short(&name))
+        };
+        return Err(reader.origin.value_error(
+            &format!("credentials.{at}"),
+            ErrorKind::InvalidValue,
+            format!("{what}{shown} {rule}"),
+        ));
     }
     Ok(())
 }
