@@ -176,11 +176,17 @@ impl managed::Manager for Manager {
         .await;
         match connected {
             Ok(c) => {
-                self.counters.opened.fetch_add(1, Ordering::Relaxed);
+                let opened = self.counters.opened.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::debug!(opened, "pool: a new connection");
                 Ok(c.client)
             }
             Err(e) => {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let failures = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::debug!(
+                    failures,
+                    class = e.class().as_str(),
+                    "pool: opening a connection failed"
+                );
                 Err(e)
             }
         }
@@ -191,18 +197,24 @@ impl managed::Manager for Manager {
             && metrics.age() >= max
         {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                age_s = metrics.age().as_secs(),
+                "pool: connection retired at its maximum lifetime"
+            );
             return Err(RecycleError::message(
                 "the connection reached its maximum lifetime",
             ));
         }
         if client.is_closed() {
             self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("pool: connection retired, the server closed it");
             return Err(RecycleError::message("the connection is closed"));
         }
         if self.options.health_check == HealthCheck::Verified
             && let Err(e) = client.simple_query("").await
         {
             self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "pool: connection retired, its health check failed");
             return Err(RecycleError::Backend(ConnectError::new(
                 ErrorClass::Unreachable,
                 format!("health check failed: {e}"),

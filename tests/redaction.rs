@@ -164,3 +164,81 @@ fn no_canary_in_logs_errors_or_debug() {
     let (shown, logs) = common::under_trace(exercise());
     common::assert_nowhere(CANARY, &logs, &shown);
 }
+
+/// The plan, connect and pool events under a TRACE subscriber: the password that works, one
+/// that is refused, and a host name that came from the environment show in no line, while the
+/// events themselves are there (so the check is not vacuous).
+#[test]
+fn no_password_or_environment_host_in_the_connect_and_pool_logs() {
+    use tea_pgcloud::pool::{Pool, PoolOptions};
+    let server = common::plain_server("redaction-connect");
+    let yaml = format!(
+        "host: ${{DB_HOST}}\nport: {}\ndatabase: postgres\nuser: {}\nsslmode: disable\ncredentials: {{prefix: DB_}}\n",
+        server.port(),
+        server.user()
+    );
+    let env_with = |password: &str| {
+        Arc::new(
+            MapEnv::new()
+                .with_var("DB_HOST", "localhost")
+                .with_var("DB_password", password),
+        )
+    };
+    let plan_with = |env: &MapEnv| {
+        load_str(&yaml, "c.yaml", env)
+            .and_then(|c| tea_pgcloud::provider::plan(&c, env))
+            .expect("a plan")
+    };
+    let (shown, logs) = common::under_trace(async {
+        let mut shown = String::new();
+        for _ in 0..3 {
+            let env = env_with(server.password());
+            let pool = Pool::builder(plan_with(&env), env.clone())
+                .options(PoolOptions {
+                    min_size: 1,
+                    max_size: 2,
+                    max_lifetime: Some(Duration::ZERO),
+                    ..PoolOptions::default()
+                })
+                .build()
+                .await
+                .expect("a pool");
+            for _ in 0..2 {
+                let client = pool.get().await.expect("a connection");
+                client.simple_query("SELECT 1").await.expect("a query");
+            }
+            shown.push_str(&format!("{pool:?}"));
+
+            let env = env_with(CANARY);
+            let refused = Pool::builder(plan_with(&env), env.clone())
+                .options(PoolOptions {
+                    min_size: 0,
+                    ..PoolOptions::default()
+                })
+                .build()
+                .await
+                .expect("a lazy pool");
+            match refused.get().await {
+                Ok(_) => panic!("the canary is not the password"),
+                Err(e) => shown.push_str(&format!("{e} {e:?}")),
+            }
+        }
+        shown
+    });
+    common::assert_nowhere(server.password(), &logs, &shown);
+    common::assert_nowhere(CANARY, &logs, &shown);
+    // As in errors, a host name from the environment is not shown in the events (a plan's
+    // `Debug` is data, and shows it).
+    let hosts: Vec<&str> = logs.lines().filter(|l| l.contains("localhost")).collect();
+    assert!(hosts.is_empty(), "{}", hosts.join("\n"));
+    for event in [
+        "plan made",
+        "connect attempt",
+        "connected",
+        "connect failed",
+        "pool: a new connection",
+        "maximum lifetime",
+    ] {
+        assert!(logs.contains(event), "no `{event}` event in:\n{logs}");
+    }
+}

@@ -728,9 +728,34 @@ pub async fn connect(
     env: &(dyn Environment + Sync),
 ) -> Result<Connected, ConnectError> {
     // Messages quote host names and addresses; none that came from the environment.
-    connect_unscrubbed(plan, login, env)
+    let started = Instant::now();
+    let result = connect_unscrubbed(plan, login, env)
         .await
-        .map_err(|e| e.scrubbed(&plan.tainted))
+        .map_err(|e| e.scrubbed(&plan.tainted));
+    let elapsed_ms = started.elapsed().as_millis();
+    match &result {
+        Ok(connected) => tracing::info!(
+            host = %shown_host(plan, &connected.host.host),
+            port = connected.host.port,
+            tls = connected.tls.as_ref().map_or("none", |t| t.version.as_str()),
+            verified = connected.tls.as_ref().map_or("none", |t| t.verified.as_str()),
+            elapsed_ms,
+            "connected"
+        ),
+        Err(e) => {
+            tracing::warn!(class = e.class.as_str(), elapsed_ms, error = %e, "connect failed")
+        }
+    }
+    result
+}
+
+/// A host as logs show it: a name that came from the environment is not shown, as in errors.
+fn shown_host<'a>(plan: &ConnectPlan, host: &'a str) -> &'a str {
+    if plan.tainted.any_within(host) {
+        "<from the environment>"
+    } else {
+        host
+    }
 }
 
 async fn connect_unscrubbed(
@@ -826,6 +851,13 @@ async fn connect_unscrubbed(
         };
         for endpoint in endpoints {
             let endpoint = &endpoint;
+            tracing::debug!(
+                host = %shown_host(plan, &host.host),
+                port = host.port,
+                socket = host.is_socket(),
+                sslmode = plan.tls.as_str(),
+                "connect attempt"
+            );
             let result = match (&connector, plan.tls) {
                 (None, _) | (Some(_), SslMode::Disable) => {
                     attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await

@@ -466,21 +466,41 @@ impl CachedProvider {
         state.attempts += 1;
         match &result {
             Ok(token) => {
+                let refresh = refresh_at(now, token.expires_at, self.options.margin);
+                // The schedule, never the token.
+                tracing::info!(
+                    provider = self.provider.name(),
+                    expires_in_s = secs_between(now, token.expires_at),
+                    refresh_in_s = secs_between(now, refresh),
+                    "token fetched"
+                );
                 state.current = Some(Current {
                     token: token.clone(),
-                    refresh_at: refresh_at(now, token.expires_at, self.options.margin),
+                    refresh_at: refresh,
                 });
                 state.not_before = None;
                 state.last_error = None;
             }
             Err(e) => {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    provider = self.provider.name(),
+                    kind = ?e.kind(),
+                    retry_in_s = self.options.retry_backoff.as_secs_f64(),
+                    error = %e,
+                    "token fetch failed"
+                );
                 state.not_before = Some(now + self.options.retry_backoff);
                 state.last_error = Some(e.clone());
             }
         }
         result
     }
+}
+
+/// Whole seconds from `now` to `then` (0 when `then` has passed).
+fn secs_between(now: SystemTime, then: SystemTime) -> u64 {
+    then.duration_since(now).map_or(0, |d| d.as_secs())
 }
 
 /// Caches shared by key: [`TokenCaches::get_or_insert`] returns the live cache for a provider's

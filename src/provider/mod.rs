@@ -130,6 +130,13 @@ pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan
             for warning in &mut plan.warnings {
                 warning.message = tainted.scrub(&warning.message);
             }
+            tracing::debug!(
+                provider = plan.kind.as_str(),
+                hosts = plan.hosts.len(),
+                tls = plan.tls.as_str(),
+                warnings = plan.warnings.len(),
+                "plan made"
+            );
             plan.tainted = tainted;
             Ok(plan)
         }

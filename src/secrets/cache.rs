@@ -81,7 +81,26 @@ impl CachedSecrets {
         {
             return Ok((entry.value.clone(), false));
         }
-        let value = self.backend.get(key).await?;
+        // The backend and the outcome only: a key's name may come from the environment.
+        let value = match self.backend.get(key).await {
+            Ok(value) => {
+                tracing::debug!(
+                    backend = self.backend.name(),
+                    found = value.is_some(),
+                    ttl_s = self.ttl.as_secs(),
+                    "secret fetched"
+                );
+                value
+            }
+            Err(e) => {
+                tracing::warn!(
+                    backend = self.backend.name(),
+                    kind = e.kind().as_str(),
+                    "secret fetch failed"
+                );
+                return Err(e);
+            }
+        };
         entries.insert(
             key.to_string(),
             Entry {
