@@ -156,6 +156,29 @@ pub enum Negotiation {
     Direct,
 }
 
+/// Why libpq refuses an `sslnegotiation`; `Display` gives libpq's own message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NegotiationError {
+    /// Not `postgres` or `direct`.
+    InvalidValue(String),
+    /// `direct` with a mode that may fall back to plain text.
+    WeakMode(SslMode),
+}
+
+impl std::fmt::Display for NegotiationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidValue(value) => write!(f, "invalid sslnegotiation value: \"{value}\""),
+            Self::WeakMode(mode) => write!(
+                f,
+                "weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NegotiationError {}
+
 /// Applies libpq 17's rules for `sslnegotiation`: `postgres` (or unset) or `direct`, and
 /// `direct` only with `require` or stronger (it has no plain-text fallback).
 ///
@@ -166,16 +189,16 @@ pub enum Negotiation {
 /// assert!(negotiation(SslMode::Prefer, Some("direct")).is_err());
 /// assert!(negotiation(SslMode::Require, Some("tls")).is_err());
 /// ```
-pub fn negotiation(mode: SslMode, value: Option<&str>) -> Result<Negotiation, String> {
+pub fn negotiation(mode: SslMode, value: Option<&str>) -> Result<Negotiation, NegotiationError> {
     match value {
         None | Some("postgres") => Ok(Negotiation::Postgres),
         Some("direct") => match mode {
-            SslMode::Disable | SslMode::Allow | SslMode::Prefer => Err(format!(
-                "weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"
-            )),
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer => {
+                Err(NegotiationError::WeakMode(mode))
+            }
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Ok(Negotiation::Direct),
         },
-        Some(other) => Err(format!("invalid sslnegotiation value: \"{other}\"")),
+        Some(other) => Err(NegotiationError::InvalidValue(other.to_string())),
     }
 }
 

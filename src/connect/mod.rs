@@ -766,7 +766,7 @@ async fn connect_unscrubbed(
     let started = Instant::now();
     // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
     let direct = crate::sslmode::negotiation(plan.sslmode, plan.params.get("sslnegotiation"))
-        .map_err(|e| ConnectError::new(ErrorClass::Config, e))?
+        .map_err(|e| ConnectError::new(ErrorClass::Config, e.to_string()))?
         == crate::sslmode::Negotiation::Direct;
     check_supported(plan, env)?;
     let mut config = wire_config(plan, login, env)?;

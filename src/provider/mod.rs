@@ -277,12 +277,11 @@ fn finish(
     let mut tls = effective_tls(sslmode, root)
         .map_err(|e| origin.error(sslmode_key, ErrorKind::Conflict, e))?;
     negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
-        let kind = if e.starts_with("invalid") {
-            ErrorKind::InvalidValue
-        } else {
-            ErrorKind::Conflict
+        let kind = match e {
+            crate::sslmode::NegotiationError::InvalidValue(_) => ErrorKind::InvalidValue,
+            crate::sslmode::NegotiationError::WeakMode(_) => ErrorKind::Conflict,
         };
-        origin.error(sslmode_key, kind, e)
+        origin.error(sslmode_key, kind, e.to_string())
     })?;
     let mut tls_verify = verification(sslmode, root);
     if all_sockets {
