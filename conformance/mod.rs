@@ -24,6 +24,8 @@ pub mod libpq17;
 pub mod matrix;
 pub mod native;
 pub mod oracle;
+pub mod protocol;
+pub mod report;
 pub mod rotation;
 pub mod server;
 pub mod verdict;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tea_pgcloud::conformance::client::{self, ClientRun, ClientSpec};
 use tea_pgcloud::conformance::launcher::Launcher;
 use tea_pgcloud::conformance::matrix::{self, Recording};
-use tea_pgcloud::conformance::verdict::{Report, Verdict};
+use tea_pgcloud::conformance::report::Report;
+use tea_pgcloud::conformance::verdict::Verdict;
 
 fn recording() -> Recording {
     Recording::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(matrix::RECORDING))

@@ -7,7 +7,8 @@ use tea_pgcloud::conformance::certs::CertFactory;
 use tea_pgcloud::conformance::client::{self, ClientRun, ClientSpec};
 use tea_pgcloud::conformance::launcher::Launcher;
 use tea_pgcloud::conformance::matrix::{self, Recording};
-use tea_pgcloud::conformance::verdict::{self, Report};
+use tea_pgcloud::conformance::report::Report;
+use tea_pgcloud::conformance::verdict;
 
 /// The launcher from `--launcher` / `--image` / the environment; `Err(exit code)` when it
 /// cannot be had (or when the run went through the Docker API shim in a child process).
