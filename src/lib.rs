@@ -61,6 +61,7 @@ pub mod provider;
 pub mod rds_bundle;
 pub mod secret;
 pub mod secrets;
+pub mod shared;
 pub mod sslmode;
 pub mod text;
 pub mod vectors;

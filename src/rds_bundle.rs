@@ -44,7 +44,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use ring::digest::{SHA256, digest};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject, SectionKind};
@@ -537,22 +536,7 @@ pub fn verify_bundle(bytes: &[u8], pin: Option<&str>) -> Result<usize, BundleErr
     verify(bytes, pin).map_err(|problem| problem.into_error("", ""))
 }
 
-/// The SHA-256 of `bytes` in lower-case hex, as `sha256sum` prints it and
-/// `ssl_bundle_sha256` takes it.
-///
-/// ```
-/// assert_eq!(
-///     tea_pgcloud::rds_bundle::sha256_hex(b""),
-///     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-/// );
-/// ```
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    digest(&SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::shared::sha256_hex;
 
 /// What is wrong with a bundle, before it is known where the bundle came from.
 enum Problem {

@@ -31,7 +31,6 @@
 
 use std::fmt::Write as _;
 
-use ring::digest;
 use serde_json::Value;
 
 /// The prefix of every content hash.
@@ -46,7 +45,7 @@ pub const CONTENT_HASH_PREFIX: &str = "sha256:";
 /// );
 /// ```
 pub fn entry_id(key: &str) -> String {
-    sha256_hex(key.as_bytes())
+    crate::shared::sha256_hex(key.as_bytes())
 }
 
 /// `"sha256:" + sha256(json.dumps(value, sort_keys=True, default=str))` in lower-case hex, as
@@ -54,7 +53,7 @@ pub fn entry_id(key: &str) -> String {
 pub fn content_hash(value: &Value) -> String {
     format!(
         "{CONTENT_HASH_PREFIX}{}",
-        sha256_hex(python_json_dumps(value).as_bytes())
+        crate::shared::sha256_hex(python_json_dumps(value).as_bytes())
     )
 }
 
@@ -164,15 +163,6 @@ pub fn python_float_repr(f: f64) -> String {
         out.push_str(int);
         out.push('.');
         out.push_str(frac);
-    }
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = digest::digest(&digest::SHA256, bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        let _ = write!(out, "{b:02x}");
     }
     out
 }

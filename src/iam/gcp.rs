@@ -708,7 +708,7 @@ impl CloudSqlTokenProvider {
                     if e.kind() == TokenErrorKind::Unavailable
                         && attempt < self.policy.attempts =>
                 {
-                    tokio::time::sleep(jitter(backoff)).await;
+                    tokio::time::sleep(crate::shared::jitter(backoff)).await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);
                     attempt += 1;
                 }
@@ -742,16 +742,6 @@ impl CredentialProvider for CloudSqlTokenProvider {
     fn fetch(&self) -> TokenFuture<'_> {
         Box::pin(self.fetch_with_retries())
     }
-}
-
-/// Between half and all of `d`.
-fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or_default();
-    let half = d / 2;
-    half + half.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
 /// What an HTTP status means for a token request.

@@ -467,7 +467,7 @@ impl GcpBackend {
                 Failure::Failed(SecretErrorKind::Throttled, _)
                     if attempt < self.policy.max_attempts =>
                 {
-                    tokio::time::sleep(jitter(backoff)).await;
+                    tokio::time::sleep(crate::shared::jitter(backoff)).await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);
                     attempt += 1;
                 }
@@ -495,16 +495,6 @@ fn payload_text(response: AccessSecretVersionResponse) -> Result<String, String>
     }
     String::from_utf8(payload.data.to_vec())
         .map_err(|_| "the payload is not UTF-8 text".to_string())
-}
-
-/// Spreads retries of many clients: a wait between half of `d` and `d`.
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or_default();
-    let half = d / 2;
-    half + half.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
 enum Failure {
@@ -731,12 +721,5 @@ mod tests {
         assert!(!is_valid_secret_id(""));
         assert!(!is_valid_secret_id(&"a".repeat(256)));
         assert!(is_valid_secret_id(&"a".repeat(255)));
-    }
-
-    #[test]
-    fn jitter_stays_between_half_and_whole() {
-        let d = Duration::from_millis(100);
-        let j = jitter(d);
-        assert!(j >= d / 2 && j <= d, "{j:?}");
     }
 }
