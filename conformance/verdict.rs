@@ -218,17 +218,7 @@ pub fn pattern_matches(pattern: &str, id: &str) -> bool {
     p.len() == i.len()
         && p.iter()
             .zip(&i)
-            .all(|(p, i)| glob(p.as_bytes(), i.as_bytes()))
-}
-
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob(rest, &text[skip..])),
-        Some((c, rest)) => text
-            .split_first()
-            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
-    }
+            .all(|(p, i)| crate::vectors::matching::glob(p, i, |_| true))
 }
 
 /// One entry of an expectations file.
