@@ -503,6 +503,7 @@ pub async fn run_ours_with(
     let login = Login {
         user: None,
         password: Some(crate::secret::Secret::new(password)),
+        ..Login::default()
     };
     match connect::connect(&plan, &login, &env).await {
         Ok(connected) => {

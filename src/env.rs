@@ -7,7 +7,10 @@ use crate::text::Tainted;
 
 /// What the configuration pipeline may ask of its surroundings: environment variables and
 /// whether a file exists (libpq's default `~/.postgresql/root.crt` rule depends on it).
-pub trait Environment {
+///
+/// `Send + Sync`, so that one bound serves everywhere: `&dyn Environment` for a stage that
+/// reads it once, `Arc<dyn Environment>` for what keeps it (a pool, a secrets backend).
+pub trait Environment: Send + Sync {
     /// The value of an environment variable; `None` when unset or not valid Unicode.
     fn var(&self, name: &str) -> Option<String>;
 
@@ -21,6 +24,9 @@ pub trait Environment {
     /// system.
     fn file_exists(&self, path: &str) -> std::io::Result<bool>;
 }
+
+/// An environment kept by what outlives one call (a pool, a catalog, a secrets backend).
+pub type SharedEnv = std::sync::Arc<dyn Environment>;
 
 /// [`Environment::file_exists`] on the real file system: libpq's `stat()` test.
 pub fn stat_exists(path: &str) -> std::io::Result<bool> {
@@ -48,7 +54,7 @@ const NOT_CATALOG_VALUES: &[&str] = &[
 /// reading through it can keep them out of its messages.
 pub struct Recording<'a> {
     inner: &'a dyn Environment,
-    seen: std::cell::RefCell<Tainted>,
+    seen: std::sync::Mutex<Tainted>,
 }
 
 impl<'a> Recording<'a> {
@@ -56,13 +62,13 @@ impl<'a> Recording<'a> {
     pub fn new(inner: &'a dyn Environment) -> Self {
         Self {
             inner,
-            seen: std::cell::RefCell::new(Tainted::default()),
+            seen: std::sync::Mutex::new(Tainted::default()),
         }
     }
 
     /// The values read so far.
     pub fn tainted(&self) -> Tainted {
-        self.seen.borrow().clone()
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -72,7 +78,7 @@ impl Environment for Recording<'_> {
         if let Some(v) = &value
             && !NOT_CATALOG_VALUES.contains(&name)
         {
-            self.seen.borrow_mut().add(v);
+            self.seen.lock().unwrap_or_else(|e| e.into_inner()).add(v);
         }
         value
     }

@@ -10,6 +10,7 @@ use std::fmt;
 ///
 /// They say what went wrong in terms a caller can act on; see DESIGN.md ("Ping JSON").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// TLS was required and the server refused it.
     ServerNoTls,
@@ -65,6 +66,63 @@ impl ErrorClass {
     }
 }
 
+impl ErrorClass {
+    /// What the caller should do about an error of this class. `credentials` says only that
+    /// a credential source failed: an error that keeps the source's own error
+    /// ([`crate::connect::ConnectError::action`]) knows more.
+    pub fn action(self) -> Action {
+        match self {
+            Self::ServerNoTls
+            | Self::UntrustedCert
+            | Self::HostnameMismatch
+            | Self::ExpiredCert => Action::FixServer,
+            Self::Rejected | Self::AuthFailed => Action::FixPermissions,
+            Self::Unreachable => Action::Retry,
+            Self::Config => Action::FixConfig,
+            Self::Credentials | Self::Other => Action::Investigate,
+        }
+    }
+}
+
+/// What a caller should do about an error: the grouping that stays visible through every
+/// layer (a token error under a connection error under a pool error under a catalog error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// It may pass: a server or an identity service that did not answer, throttled, or
+    /// failed. Retry with backoff.
+    Retry,
+    /// The configuration is wrong (a key, a value, a missing secret): retrying cannot help.
+    FixConfig,
+    /// The identity was refused: a password, a role, a grant or an IAM permission.
+    FixPermissions,
+    /// The server does not meet the plan's TLS policy (no TLS, an untrusted, expired or
+    /// misnamed certificate).
+    FixServer,
+    /// Nothing more specific is known.
+    Investigate,
+}
+
+impl Action {
+    /// A stable lower-case name (`retry`, `fix-config`, `fix-permissions`, `fix-server`,
+    /// `investigate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::FixConfig => "fix-config",
+            Self::FixPermissions => "fix-permissions",
+            Self::FixServer => "fix-server",
+            Self::Investigate => "investigate",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -88,9 +146,10 @@ impl fmt::Display for Location {
     }
 }
 
-/// What kind of configuration problem an [`Error`] reports.
+/// What kind of configuration problem a [`ConfigError`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
+#[non_exhaustive]
+pub enum ConfigErrorKind {
     /// The text is not valid YAML.
     Syntax,
     /// No catalog mapping was found (neither `settings.ltm.catalog` nor a bare catalog).
@@ -111,7 +170,7 @@ pub enum ErrorKind {
     Io,
 }
 
-impl ErrorKind {
+impl ConfigErrorKind {
     /// A stable lower-case name, used in vector files and JSON (`unknown-key`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -132,16 +191,16 @@ impl ErrorKind {
 ///
 /// `Display` renders `FILE:LINE:COL: PATH: message`, leaving out the parts that are unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    kind: ErrorKind,
+pub struct ConfigError {
+    kind: ConfigErrorKind,
     path: Option<String>,
     location: Option<Location>,
     message: String,
 }
 
-impl Error {
+impl ConfigError {
     /// A new error of `kind` with `message`; the message must not hold a secret value.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ConfigErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             path: None,
@@ -163,7 +222,7 @@ impl Error {
     }
 
     /// What kind of problem this is.
-    pub fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> ConfigErrorKind {
         self.kind
     }
 
@@ -196,7 +255,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for ConfigError {
     /// One line: control characters in the file name, the path (YAML keys) and the message are
     /// escaped ([`crate::text::escape_controls`]), so a configuration cannot forge output lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,7 +276,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for ConfigError {}
 
-/// Shorthand for results whose error is [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// Shorthand for results whose error is [`ConfigError`].
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;

@@ -63,9 +63,10 @@ impl IamKind {
 }
 
 /// Where the user name or the password comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Source {
     /// Nowhere: libpq's default applies (the OS user; no password).
+    #[default]
     None,
     /// Written in the configuration (the YAML `user`, or the connection string).
     Literal,

@@ -6,7 +6,7 @@
 //! secrets cache. Connections already open are kept when their token expires (the servers
 //! check a token only at login); they are replaced when they reach the maximum lifetime or fail
 //! the health check on recycle. A login refused with a cached token is retried once with a
-//! fresh one ([`crate::credentials::connect_with`]).
+//! fresh one ([`Credentials::connect`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,14 +30,14 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use tokio_postgres::Client;
 
-use crate::config::{PoolConfig, TokenRefresh};
+use crate::config::PoolConfig;
 use crate::connect::ConnectError;
-use crate::credentials::{self, token_error};
+use crate::credentials::{Credentials, CredentialsBuilder};
 use crate::env::Environment;
-use crate::error::ErrorClass;
+use crate::error::{Action, ErrorClass};
 use crate::iam::TokenSource;
-use crate::iam::cache::{CacheOptions, RefreshMode, TokenCaches};
-use crate::plan::{ConnectPlan, Source};
+use crate::iam::cache::CacheOptions;
+use crate::plan::ConnectPlan;
 use crate::secrets::CachedSecrets;
 
 /// The default maximum lifetime of a connection (`max_lifetime`: 1800 s, 30 minutes).
@@ -135,27 +135,18 @@ struct Counters {
     unhealthy: AtomicU64,
 }
 
-/// The deadpool manager: opens connections by the plan with credentials resolved at each
-/// connection, and recycles them by lifetime and health.
+/// The deadpool manager: opens connections through the plan's [`Credentials`] stage
+/// (credentials resolved at each connection), and recycles them by lifetime and health.
 pub struct Manager {
-    shared: Arc<Shared>,
+    credentials: Credentials,
     options: PoolOptions,
     counters: Counters,
-}
-
-/// What every connection is made from.
-struct Shared {
-    plan: ConnectPlan,
-    env: Arc<dyn Environment + Send + Sync>,
-    secrets: Option<CachedSecrets>,
-    tokens: Option<TokenSource>,
 }
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
-            .field("plan", &self.shared.plan)
-            .field("tokens", &self.shared.tokens)
+            .field("credentials", &self.credentials)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -166,14 +157,7 @@ impl managed::Manager for Manager {
     type Error = ConnectError;
 
     async fn create(&self) -> Result<Client, ConnectError> {
-        let shared = &self.shared;
-        let connected = credentials::connect_with(
-            &shared.plan,
-            shared.env.as_ref(),
-            shared.secrets.as_ref(),
-            shared.tokens.as_ref(),
-        )
-        .await;
+        let connected = self.credentials.connect().await;
         match connected {
             Ok(c) => {
                 let opened = self.counters.opened.fetch_add(1, Ordering::Relaxed) + 1;
@@ -229,6 +213,7 @@ pub type PooledClient = managed::Object<Manager>;
 
 /// Why [`Pool::get`] failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PoolError {
     /// Opening a new connection failed (credentials, TLS, login, ...).
     Connect(ConnectError),
@@ -247,6 +232,17 @@ impl PoolError {
             Self::Closed => ErrorClass::Other,
         }
     }
+
+    /// What the caller should do: a connection's own answer ([`ConnectError::action`]: a
+    /// token endpoint that is down is `retry`, a refused identity `fix-permissions`); a
+    /// timeout may pass.
+    pub fn action(&self) -> Action {
+        match self {
+            Self::Connect(e) => e.action(),
+            Self::Timeout => Action::Retry,
+            Self::Closed => Action::Investigate,
+        }
+    }
 }
 
 impl fmt::Display for PoolError {
@@ -259,7 +255,16 @@ impl fmt::Display for PoolError {
     }
 }
 
-impl std::error::Error for PoolError {}
+impl std::error::Error for PoolError {
+    /// The connection error under [`PoolError::Connect`]; its own source is the credential
+    /// source's error, when that is where it failed.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<managed::PoolError<ConnectError>> for PoolError {
     fn from(e: managed::PoolError<ConnectError>) -> Self {
@@ -286,21 +291,16 @@ impl From<managed::PoolError<ConnectError>> for PoolError {
 
 /// Builds a [`Pool`]: by default the credential sources the plan names, set up from `env`.
 pub struct PoolBuilder {
-    plan: ConnectPlan,
-    env: Arc<dyn Environment + Send + Sync>,
+    credentials: CredentialsBuilder,
     options: PoolOptions,
-    tokens: Option<TokenSource>,
-    secrets: Option<CachedSecrets>,
-    cache_options: CacheOptions,
 }
 
 impl fmt::Debug for PoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
-            .field("plan", &self.plan)
+            .field("credentials", &self.credentials)
             .field("options", &self.options)
-            .field("tokens", &self.tokens)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -312,81 +312,30 @@ impl PoolBuilder {
     }
 
     /// Where tokens come from, instead of the provider the plan names (tests, benches, a
-    /// provider of the caller's own).
+    /// provider of the caller's own); see [`CredentialsBuilder::tokens`].
     pub fn tokens(mut self, tokens: TokenSource) -> Self {
-        self.tokens = Some(tokens);
+        self.credentials = self.credentials.tokens(tokens);
         self
     }
 
     /// The token cache's behaviour when the builder makes the cache (default:
     /// [`CacheOptions::default`] with the plan's `token_refresh` mode).
     pub fn cache_options(mut self, options: CacheOptions) -> Self {
-        self.cache_options = options;
+        self.credentials = self.credentials.cache_options(options);
         self
     }
 
     /// The secrets cache to use instead of one made from the plan's `credentials`.
     pub fn secrets(mut self, secrets: CachedSecrets) -> Self {
-        self.secrets = Some(secrets);
+        self.credentials = self.credentials.secrets(secrets);
         self
     }
 
-    /// Sets up the credential sources, builds the pool and opens `min_size` connections. Fails
+    /// Sets up the credentials stage, builds the pool and opens `min_size` connections. Fails
     /// when a source cannot be set up or a first connection fails.
     pub async fn build(self) -> Result<Pool, PoolError> {
-        let Self {
-            plan,
-            env,
-            options,
-            mut tokens,
-            mut secrets,
-            cache_options,
-        } = self;
-        credentials::prepare(&plan)
-            .await
-            .map_err(PoolError::Connect)?;
-        if tokens.is_none()
-            && let Source::Iam(_) = plan.password_source
-        {
-            let provider = crate::iam::provider_for(&plan, Arc::clone(&env))
-                .await
-                .map_err(|e| PoolError::Connect(token_error(e)))?;
-            let cache = TokenCaches::global().get_or_insert(
-                provider,
-                cache_options,
-                Arc::new(crate::iam::SystemWallClock),
-            );
-            tokens = Some(TokenSource::Cached(cache));
-        }
-        if let Some(TokenSource::Cached(cache)) = &tokens {
-            cache.start();
-        }
-        if secrets.is_none() {
-            secrets = credentials::secrets_for(&plan, Arc::clone(&env))
-                .await
-                .map_err(PoolError::Connect)?;
-        }
-        let manager = Manager {
-            shared: Arc::new(Shared {
-                plan,
-                env,
-                secrets,
-                tokens,
-            }),
-            options,
-            counters: Counters::default(),
-        };
-        let inner = managed::Pool::builder(manager)
-            .max_size(options.max_size.max(1))
-            .wait_timeout(options.wait_timeout)
-            .create_timeout(options.create_timeout)
-            .recycle_timeout(options.recycle_timeout)
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| PoolError::Connect(ConnectError::new(ErrorClass::Other, e.to_string())))?;
-        let pool = Pool { inner };
-        pool.warm(options.min_size).await?;
-        Ok(pool)
+        let credentials = self.credentials.build().await.map_err(PoolError::Connect)?;
+        Pool::with_credentials(credentials, self.options).await
     }
 }
 
@@ -407,23 +356,36 @@ impl fmt::Debug for Pool {
 
 impl Pool {
     /// A builder for `plan`, reading `env` for credentials and files.
-    pub fn builder(plan: ConnectPlan, env: Arc<dyn Environment + Send + Sync>) -> PoolBuilder {
-        let options = PoolOptions::from_config(&plan.pool);
-        let mode = match plan.pool.token_refresh {
-            TokenRefresh::Ahead => RefreshMode::Ahead,
-            TokenRefresh::Lazy => RefreshMode::Lazy,
-        };
+    pub fn builder(plan: ConnectPlan, env: Arc<dyn Environment>) -> PoolBuilder {
         PoolBuilder {
-            plan,
-            env,
-            options,
-            tokens: None,
-            secrets: None,
-            cache_options: CacheOptions {
-                mode,
-                ..CacheOptions::default()
-            },
+            options: PoolOptions::from_config(&plan.pool),
+            credentials: Credentials::builder(plan, env),
         }
+    }
+
+    /// A pool that opens its connections through `credentials`, sized by `options`; starts
+    /// the token refresher (`token_refresh: ahead`) and opens `min_size` connections.
+    pub async fn with_credentials(
+        credentials: Credentials,
+        options: PoolOptions,
+    ) -> Result<Self, PoolError> {
+        credentials.start();
+        let manager = Manager {
+            credentials,
+            options,
+            counters: Counters::default(),
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(options.max_size.max(1))
+            .wait_timeout(options.wait_timeout)
+            .create_timeout(options.create_timeout)
+            .recycle_timeout(options.recycle_timeout)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolError::Connect(ConnectError::new(ErrorClass::Other, e.to_string())))?;
+        let pool = Pool { inner };
+        pool.warm(options.min_size).await?;
+        Ok(pool)
     }
 
     /// A connection: an idle one that passes the recycle checks, or a new one (with fresh
@@ -473,7 +435,12 @@ impl Pool {
 
     /// Where the pool's tokens come from, if it logs in with IAM tokens.
     pub fn tokens(&self) -> Option<&TokenSource> {
-        self.inner.manager().shared.tokens.as_ref()
+        self.inner.manager().credentials.tokens()
+    }
+
+    /// The credentials stage the pool connects through.
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.manager().credentials
     }
 
     /// The options in effect.
@@ -506,5 +473,67 @@ mod tests {
         let build = Pool::builder(plan, Arc::new(env)).build();
         assert_send(&build);
         drop(build);
+    }
+
+    /// A token provider that always fails with one kind of error.
+    #[derive(Debug)]
+    struct Failing(crate::iam::TokenErrorKind);
+
+    impl crate::iam::CredentialProvider for Failing {
+        fn name(&self) -> &'static str {
+            "iam:test"
+        }
+
+        fn key(&self) -> String {
+            format!("failing-{}", self.0.as_str())
+        }
+
+        fn fetch(&self) -> crate::iam::TokenFuture<'_> {
+            let kind = self.0;
+            Box::pin(async move {
+                Err(crate::iam::TokenError::new(
+                    "iam:test",
+                    kind,
+                    "the identity service said no",
+                ))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_errors_kind_stays_visible_through_the_pool_and_the_catalog() {
+        use crate::error::Action;
+        use crate::iam::{TokenError, TokenErrorKind};
+        let env = MapEnv::new();
+        let yaml =
+            "provider: aws\nhost: db.abc.us-east-1.rds.amazonaws.com\nuser: app\niam_auth: true\n";
+        let config = crate::config::load_str(yaml, "t.yaml", &env).expect("valid");
+        let plan = crate::provider::plan(&config, &env).expect("a plan");
+        let env: Arc<dyn Environment> = Arc::new(env);
+        for (kind, action) in [
+            (TokenErrorKind::Unavailable, Action::Retry),
+            (TokenErrorKind::Denied, Action::FixPermissions),
+            (TokenErrorKind::Config, Action::FixConfig),
+        ] {
+            let err = Pool::builder(plan.clone(), Arc::clone(&env))
+                .tokens(TokenSource::PerConnect(Arc::new(Failing(kind))))
+                .build()
+                .await
+                .expect_err("the first connection needs a token");
+            // The class says only "credentials"; the action tells retryable from fatal.
+            assert_eq!(err.class(), ErrorClass::Credentials);
+            assert_eq!(err.action(), action, "{kind:?}");
+            let token = std::error::Error::source(&err)
+                .and_then(|connect| connect.source())
+                .and_then(|e| e.downcast_ref::<TokenError>())
+                .expect("the token error at the bottom of the chain");
+            assert_eq!(token.kind(), kind);
+            let catalog = crate::catalog::CatalogError::from(err);
+            assert_eq!(catalog.action(), action, "{kind:?} through the catalog");
+            assert!(std::error::Error::source(&catalog).is_some());
+            let any = crate::Error::from(catalog);
+            assert_eq!(any.action(), action, "{kind:?} through the crate's error");
+            assert_eq!(any.class(), ErrorClass::Credentials);
+        }
     }
 }

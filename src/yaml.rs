@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, RandomState};
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
-use crate::error::{Error, ErrorKind, Location};
+use crate::error::{ConfigError, ConfigErrorKind, Location};
 
 /// Line and column (both 1-based) of a node in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -183,7 +183,7 @@ pub const MAX_ALIAS_NODES: usize = 10_000;
 /// [`MAX_ALIAS_NODES`]); collections nest at most [`MAX_DEPTH`] levels; duplicate keys and
 /// non-scalar keys are errors. Time and memory are linear in the text plus the nodes aliases
 /// copy.
-pub fn parse(text: &str, file: &str) -> Result<Node, Error> {
+pub fn parse(text: &str, file: &str) -> Result<Node, ConfigError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::new(file);
     // Events one by one: yaml-rust2's `Parser::load` recurses once per nesting level, and
@@ -197,13 +197,13 @@ pub fn parse(text: &str, file: &str) -> Result<Node, Error> {
     }
 }
 
-fn scan_error(error: &ScanError, file: &str) -> Error {
+fn scan_error(error: &ScanError, file: &str) -> ConfigError {
     let message = if error.info() == FLOW_LEVEL_ERROR {
         too_deep()
     } else {
         format!("invalid YAML: {}", error.info())
     };
-    Error::new(ErrorKind::Syntax, message)
+    ConfigError::new(ConfigErrorKind::Syntax, message)
         .at_location(Some(from_marker(*error.marker()).location(file)))
 }
 
@@ -211,8 +211,8 @@ fn too_deep() -> String {
     format!("collections nested deeper than {MAX_DEPTH} levels")
 }
 
-fn located(file: &str, mark: Mark, message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Syntax, message).at_location(Some(mark.location(file)))
+fn located(file: &str, mark: Mark, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(ConfigErrorKind::Syntax, message).at_location(Some(mark.location(file)))
 }
 
 fn from_marker(marker: Marker) -> Mark {
@@ -317,7 +317,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn event(&mut self, event: Event, mark: Mark) -> Result<(), Error> {
+    fn event(&mut self, event: Event, mark: Mark) -> Result<(), ConfigError> {
         match event {
             Event::DocumentStart if self.document.is_some() => Err(located(
                 self.file,
@@ -363,7 +363,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn open(&mut self, mark: Mark, anchor: usize, items: Items) -> Result<(), Error> {
+    fn open(&mut self, mark: Mark, anchor: usize, items: Items) -> Result<(), ConfigError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(located(self.file, mark, too_deep()));
         }
@@ -383,7 +383,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), Error> {
+    fn close(&mut self) -> Result<(), ConfigError> {
         // yaml-rust2 pairs every end with its start.
         let Some(frame) = self.stack.pop() else {
             return Ok(());
@@ -409,7 +409,7 @@ impl<'a> Builder<'a> {
         self.push(Node { value, mark }, frame.size, frame.height, mark)
     }
 
-    fn alias(&mut self, id: usize, mark: Mark) -> Result<(), Error> {
+    fn alias(&mut self, id: usize, mark: Mark) -> Result<(), ConfigError> {
         // yaml-rust2 refuses a name never anchored; what is left is an alias inside its own
         // anchor's node.
         let Some(anchor) = self.anchors.get(&id) else {
@@ -457,7 +457,13 @@ impl<'a> Builder<'a> {
 
     /// Adds a finished node, of `size` nodes and `height` levels, to the open collection;
     /// `at` is where errors about it point.
-    fn push(&mut self, node: Node, size: usize, height: usize, at: Mark) -> Result<(), Error> {
+    fn push(
+        &mut self,
+        node: Node,
+        size: usize,
+        height: usize,
+        at: Mark,
+    ) -> Result<(), ConfigError> {
         let (file, hasher) = (self.file, &self.hasher);
         let Some(frame) = self.stack.last_mut() else {
             self.document = Some(node);
@@ -484,7 +490,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The document, with every alias of a collection replaced by its copy.
-    fn finish(mut self) -> Result<Node, Error> {
+    fn finish(mut self) -> Result<Node, ConfigError> {
         let Some(mut root) = self.document.take() else {
             return Err(located(
                 self.file,
@@ -593,7 +599,7 @@ mod tests {
     #[test]
     fn syntax_errors_have_a_location() {
         let err = parse("a: [1, 2\n", "f.yaml").expect_err("unterminated");
-        assert_eq!(err.kind(), ErrorKind::Syntax);
+        assert_eq!(err.kind(), ConfigErrorKind::Syntax);
         assert!(err.to_string().starts_with("f.yaml:"), "{err}");
     }
 
@@ -671,12 +677,12 @@ mod tests {
         "block then flow",
     ];
 
-    fn assert_too_deep(result: Result<Node, Error>, what: &str) -> Location {
+    fn assert_too_deep(result: Result<Node, ConfigError>, what: &str) -> Location {
         // Not `expect_err`: the tree's `Debug` would be megabytes.
         let Err(err) = result else {
             panic!("{what}: loaded");
         };
-        assert_eq!(err.kind(), ErrorKind::Syntax, "{what}: {err}");
+        assert_eq!(err.kind(), ConfigErrorKind::Syntax, "{what}: {err}");
         assert!(
             err.message()
                 .contains(&format!("nested deeper than {MAX_DEPTH} levels")),

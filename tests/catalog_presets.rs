@@ -403,7 +403,7 @@ impl CredentialProvider for PasswordOnFetch {
 /// `lifetime`.
 async fn iam_catalog(
     plan: &ConnectPlan,
-    env: Arc<dyn Environment + Send + Sync>,
+    env: Arc<dyn Environment>,
     provider: Arc<dyn CredentialProvider>,
     lifetime: Duration,
 ) -> (PostgresCatalog, Arc<CachedProvider>) {
@@ -693,7 +693,7 @@ async fn aws_child() -> Value {
     create_db(&server, DB, RDS_USER);
     let files = tempfile::tempdir().expect("a temp dir");
     let bundle = write_file(files.path(), "rds-ca.pem", factory.root_pem(), 0o644);
-    let env: Arc<dyn Environment + Send + Sync> = Arc::new(MapEnv::new().with_file(bundle.clone()));
+    let env: Arc<dyn Environment> = Arc::new(MapEnv::new().with_file(bundle.clone()));
     let plan = plan_with(
         &format!(
             "provider: aws\nhost: localhost\nport: {}\nregion: {RDS_REGION}\ndatabase: {DB}\n\
@@ -895,7 +895,7 @@ fn azure_entra_tokens_with_verify_full() {
     let root = write_file(files.path(), "root.pem", factory.root_pem(), 0o644);
     common::block_on_multi(async {
         let emulator = AzureTokenEmulator::start().await;
-        let env: Arc<dyn Environment + Send + Sync> = Arc::new(
+        let env: Arc<dyn Environment> = Arc::new(
             MapEnv::new()
                 .with_file(root.clone())
                 .with_var("AZURE_TENANT_ID", TENANT_ID)

@@ -353,7 +353,7 @@ impl tea_pgcloud::secrets::SecretsBackend for Rotating {
 /// A wrong password that does not change causes exactly one refetch and then fails.
 fn rotated_password() -> Result<(), String> {
     use std::sync::atomic::Ordering;
-    use tea_pgcloud::credentials::connect_with_credentials;
+    use tea_pgcloud::credentials::Credentials;
     use tea_pgcloud::secrets::{CachedSecrets, DEFAULT_TTL, SystemClock};
 
     let server = common::plain_server("rotation");
@@ -374,11 +374,18 @@ fn rotated_password() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        connect_with_credentials(&plan, &env, Some(&cache))
+        let credentials = Credentials::builder(plan, Arc::new(env))
+            .secrets(cache)
+            .build()
+            .await
+            .map_err(|e| format!("credentials: {e}"))?;
+        credentials
+            .connect()
             .await
             .map_err(|e| format!("first connect: {e}"))?;
         let after_first = backend.fetches.load(Ordering::SeqCst);
-        connect_with_credentials(&plan, &env, Some(&cache))
+        credentials
+            .connect()
             .await
             .map_err(|e| format!("cached connect: {e}"))?;
         if backend.fetches.load(Ordering::SeqCst) != after_first {
@@ -392,7 +399,8 @@ fn rotated_password() -> Result<(), String> {
             ))
             .map_err(|e| e.to_string())?;
         *backend.password.lock().map_err(|e| e.to_string())? = rotated.to_string();
-        connect_with_credentials(&plan, &env, Some(&cache))
+        credentials
+            .connect()
             .await
             .map_err(|e| format!("connect after rotation: {e}"))?;
         let after_rotation = backend.fetches.load(Ordering::SeqCst);
@@ -409,8 +417,12 @@ fn rotated_password() -> Result<(), String> {
                 server.user()
             ))
             .map_err(|e| e.to_string())?;
-        cache.invalidate().await;
-        match connect_with_credentials(&plan, &env, Some(&cache)).await {
+        credentials
+            .secrets()
+            .ok_or("the stage holds no secrets cache")?
+            .invalidate()
+            .await;
+        match credentials.connect().await {
             Ok(_) => Err("a wrong password connected".to_string()),
             Err(e) if e.class() != tea_pgcloud::error::ErrorClass::AuthFailed => {
                 Err(format!("expected auth-failed, got {e}"))

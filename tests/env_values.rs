@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tea_pgcloud::config::load_str;
 use tea_pgcloud::connect::{self, Login};
-use tea_pgcloud::credentials::{resolve_login, secrets_for};
+use tea_pgcloud::credentials::Credentials;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::provider::plan;
 
@@ -125,10 +125,7 @@ fn run_time_errors_quote_no_host_or_address_from_the_environment() {
         let err = runtime()
             .block_on(connect::connect(
                 &plan,
-                &Login {
-                    user: Some("u".into()),
-                    password: None,
-                },
+                &Login::new(Some("u".into()), None),
                 &env,
             ))
             .expect_err("cannot connect");
@@ -156,10 +153,7 @@ fn resolve_errors_quote_no_credentials_option_from_the_environment() {
             let plan = planned(yaml, value).expect("plannable");
             let env = Arc::new(MapEnv::new());
             let err = runtime()
-                .block_on(async {
-                    let secrets = secrets_for(&plan, env).await?;
-                    resolve_login(&plan, secrets.as_ref(), None).await
-                })
+                .block_on(async { Credentials::for_plan(plan, env).await?.login().await })
                 .expect_err("nothing to resolve");
             assert_clean(&format!("{err} {err:?}"), value);
         }

@@ -55,7 +55,7 @@ use serde_json::Value;
 use tea_pgcloud::config::keys::{CATALOG_KEYS, CREDENTIAL_KEYS};
 use tea_pgcloud::config::load_file;
 use tea_pgcloud::env::{Environment, MapEnv};
-use tea_pgcloud::error::Error;
+use tea_pgcloud::error::ConfigError;
 use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::provider::plan;
 use tea_pgcloud::vectors;
@@ -1573,7 +1573,7 @@ struct Ctx<'a> {
     lines: usize,
 }
 
-fn check_error(e: &Error, stage: &str, ctx: &Ctx, out: &mut Vec<Failure>) {
+fn check_error(e: &ConfigError, stage: &str, ctx: &Ctx, out: &mut Vec<Failure>) {
     let kind = e.kind().as_str();
     let shown = e.to_string();
     let debug = format!("{e:?}");
@@ -2503,7 +2503,7 @@ fn the_config_pipeline_survives_structured_fuzzing() {
 
 // The oracle itself must be able to fail: these feed it what it must catch.
 
-fn located(e: Error) -> Error {
+fn located(e: ConfigError) -> ConfigError {
     e.at_location(Some(tea_pgcloud::error::Location {
         file: "f.yaml".into(),
         line: 1,
@@ -2511,7 +2511,7 @@ fn located(e: Error) -> Error {
     }))
 }
 
-fn classes_of(e: &Error) -> Vec<String> {
+fn classes_of(e: &ConfigError) -> Vec<String> {
     let mut out = Vec::new();
     check_error(
         e,
@@ -2527,8 +2527,11 @@ fn classes_of(e: &Error) -> Vec<String> {
 
 #[test]
 fn the_oracle_flags_an_error_without_a_location() {
-    use tea_pgcloud::error::ErrorKind;
-    let classes = classes_of(&Error::new(ErrorKind::Io, "cannot read f.yaml: bad bytes"));
+    use tea_pgcloud::error::ConfigErrorKind;
+    let classes = classes_of(&ConfigError::new(
+        ConfigErrorKind::Io,
+        "cannot read f.yaml: bad bytes",
+    ));
     assert_eq!(
         classes,
         ["load error without a location (io): cannot read FILE:"]
@@ -2537,9 +2540,9 @@ fn the_oracle_flags_an_error_without_a_location() {
 
 #[test]
 fn the_oracle_flags_canaries_passwords_and_control_characters() {
-    use tea_pgcloud::error::ErrorKind;
-    let e = located(Error::new(
-        ErrorKind::InvalidValue,
+    use tea_pgcloud::error::ConfigErrorKind;
+    let e = located(ConfigError::new(
+        ConfigErrorKind::InvalidValue,
         "invalid sslmode value: \"cAnArY\nFAKE.yaml:9:9: ok\" pAsSwOrD-4q?",
     ));
     let classes = classes_of(&e);
@@ -2560,19 +2563,22 @@ fn the_oracle_flags_canaries_passwords_and_control_characters() {
         e.to_string().contains("\\nFAKE.yaml"),
         "the newline is shown escaped: {e}"
     );
-    let outside =
-        Error::new(ErrorKind::Syntax, "x").at_location(Some(tea_pgcloud::error::Location {
+    let outside = ConfigError::new(ConfigErrorKind::Syntax, "x").at_location(Some(
+        tea_pgcloud::error::Location {
             file: "other.yaml".into(),
             line: 9,
             col: 0,
-        }));
+        },
+    ));
     assert_eq!(classes_of(&outside).len(), 2, "{:?}", classes_of(&outside));
 }
 
 #[test]
 fn the_oracle_accepts_a_clean_located_error() {
-    use tea_pgcloud::error::ErrorKind;
-    let e = located(Error::new(ErrorKind::UnknownKey, "unknown key `sslmdoe`").at_path("sslmdoe"));
+    use tea_pgcloud::error::ConfigErrorKind;
+    let e = located(
+        ConfigError::new(ConfigErrorKind::UnknownKey, "unknown key `sslmdoe`").at_path("sslmdoe"),
+    );
     assert_eq!(classes_of(&e), Vec::<String>::new());
 }
 

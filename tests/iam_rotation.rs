@@ -21,10 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tea_pgcloud::config::TokenRefresh;
 use tea_pgcloud::conformance::emulators::gcp_token::OAuthTokenEmulator;
 use tea_pgcloud::conformance::rotation::RoleRotator;
 use tea_pgcloud::env::MapEnv;
-use tea_pgcloud::iam::cache::{CacheOptions, CachedProvider, RefreshMode};
+use tea_pgcloud::iam::cache::{CacheOptions, CachedProvider};
 use tea_pgcloud::iam::gcp::{CloudSqlTokenProvider, GcpTokenPolicy};
 use tea_pgcloud::iam::{CredentialProvider, SystemWallClock, TokenSource};
 use tea_pgcloud::pool::{HealthCheck, Pool, PoolOptions};
@@ -55,7 +56,7 @@ struct Setup {
     plan: tea_pgcloud::plan::ConnectPlan,
 }
 
-async fn setup(name: &str, expires_in: i64, mode: RefreshMode) -> Setup {
+async fn setup(name: &str, expires_in: i64, mode: TokenRefresh) -> Setup {
     let server = common::plain_server(name);
     let rotator = RoleRotator::start(&server, DB_USER).expect("a rotating role");
     let oauth = OAuthTokenEmulator::start().await;
@@ -106,7 +107,7 @@ fn soak_ten_thousand_acquisitions_through_twenty_rotations() {
             oauth,
             cache,
             plan,
-        } = setup("iam-soak", 3, RefreshMode::Ahead).await;
+        } = setup("iam-soak", 3, TokenRefresh::Ahead).await;
         let pool = Pool::builder(plan, Arc::new(MapEnv::new()))
             .tokens(TokenSource::Cached(Arc::clone(&cache)))
             .options(PoolOptions {
@@ -268,7 +269,7 @@ fn lazy_mode_refreshes_on_connect_and_never_fails() {
             oauth,
             cache,
             plan,
-        } = setup("iam-lazy", 2, RefreshMode::Lazy).await;
+        } = setup("iam-lazy", 2, TokenRefresh::Lazy).await;
         let pool = Pool::builder(plan, Arc::new(MapEnv::new()))
             .tokens(TokenSource::Cached(Arc::clone(&cache)))
             .options(PoolOptions {
@@ -319,7 +320,7 @@ fn a_refused_token_is_replaced_without_a_failed_acquisition_and_the_timer_refres
             oauth,
             cache,
             plan,
-        } = setup("iam-refused", 2, RefreshMode::Ahead).await;
+        } = setup("iam-refused", 2, TokenRefresh::Ahead).await;
         // The hook (the new password) runs before the emulator's delay: for 300 ms after each
         // rotation the cache still hands out the old token, which the server now refuses.
         oauth.set_delay(Duration::from_millis(300));

@@ -623,6 +623,7 @@ fn end_to_end_verify_full_with_the_downloaded_bundle() {
     let login = Login {
         user: None,
         password: Some(Secret::new(server.password())),
+        ..Login::default()
     };
     common::block_on(async {
         // The bundle holds the server's CA (the root) and an unrelated one.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tea_pgcloud::config::{CredentialsConfig, SecretSource, load_str};
 use tea_pgcloud::conformance::emulators::aws::AwsSecretsManager;
+use tea_pgcloud::credentials::Credentials;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::provider::plan;
 use tea_pgcloud::secrets::aws::AwsBackend;
@@ -234,19 +235,21 @@ async fn the_story_example_resolves_against_the_emulator() {
         AwsBackend::with_sdk_config(&sdk(&emulator, Duration::from_secs(2)).await, &creds)
             .expect("layout");
     let cache = CachedSecrets::new(Arc::new(backend), DEFAULT_TTL, Arc::new(SystemClock));
-    let resolved = tea_pgcloud::credentials::resolve(&plan, Some(&cache))
+    let resolved = Credentials::builder(plan.clone(), Arc::new(env))
+        .secrets(cache)
+        .build()
+        .await
+        .expect("a credentials stage")
+        .login()
         .await
         .expect("resolves");
-    assert_eq!(resolved.login.user.as_deref(), Some("ltm_app"));
+    assert_eq!(resolved.user.as_deref(), Some("ltm_app"));
     assert_eq!(
-        resolved.password_from,
+        resolved.password_from.to_string(),
         "secret:aws:prod/ltm/postgres#password"
     );
-    assert_eq!(resolved.password_from, plan.password_source.to_string());
-    assert_eq!(
-        resolved.login.password.as_ref().map(|p| p.expose()),
-        Some(CANARY)
-    );
+    assert_eq!(resolved.password_from, plan.password_source);
+    assert_eq!(resolved.password.as_ref().map(|p| p.expose()), Some(CANARY));
     assert_no_canary(&resolved, "");
 }
 

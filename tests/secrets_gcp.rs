@@ -615,29 +615,25 @@ async fn the_story_example_resolves_against_the_emulator() {
     assert_eq!(credentials.project_id.as_deref(), Some("my-project"));
     assert_eq!(credentials.endpoint.as_deref(), Some(sm.uri().as_str()));
 
-    let secrets = tea_pgcloud::credentials::secrets_for(&plan, Arc::new(env))
+    let credentials = tea_pgcloud::credentials::Credentials::for_plan(plan.clone(), Arc::new(env))
         .await
-        .expect("a backend")
-        .expect("values come from it");
-    let resolved = tea_pgcloud::credentials::resolve(&plan, Some(&secrets))
-        .await
-        .expect("resolves");
-    assert_eq!(resolved.login.user.as_deref(), Some("ltm-user"));
-    assert_eq!(
-        resolved.login.password.as_ref().map(|p| p.expose()),
-        Some(CANARY)
+        .expect("a credentials stage");
+    assert!(
+        credentials.secrets().is_some(),
+        "values come from a backend"
     );
+    let resolved = credentials.login().await.expect("resolves");
+    assert_eq!(resolved.user.as_deref(), Some("ltm-user"));
+    assert_eq!(resolved.password.as_ref().map(|p| p.expose()), Some(CANARY));
     // The same labels as the plan's sources.
     assert_eq!(
-        resolved.user_from,
+        resolved.user_from.to_string(),
         "secret:gcp:projects/my-project/secrets/ltm-postgres-username/versions/latest"
     );
-    assert_eq!(resolved.password_from, plan.password_source.to_string());
+    assert_eq!(resolved.password_from, plan.password_source);
     assert!(!format!("{resolved:?}").contains(CANARY));
     // A second resolve is served by the cache.
-    tea_pgcloud::credentials::resolve(&plan, Some(&secrets))
-        .await
-        .expect("resolves again");
+    credentials.login().await.expect("resolves again");
     assert_eq!(sm.requests_for("ltm-postgres-password").await, 1);
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tea_pgcloud::config::load_file;
-use tea_pgcloud::credentials::{resolve, secrets_for};
+use tea_pgcloud::credentials::Credentials;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::provider::plan;
 
@@ -21,16 +21,19 @@ async fn env_example_resolves_postgres_user_and_password() {
         .with_var("POSTGRES_PASSWORD", "story-canary-pw");
     let config = load_file(&example("env-self-hosted.yaml"), &env).expect("valid");
     let plan = plan(&config, &env).expect("plannable");
-    let secrets = secrets_for(&plan, Arc::new(env.clone()))
+    let credentials = Credentials::for_plan(plan, Arc::new(env.clone()))
         .await
-        .expect("env backend")
-        .expect("credentials come from it");
-    let resolved = resolve(&plan, Some(&secrets)).await.expect("resolves");
-    assert_eq!(resolved.login.user.as_deref(), Some("ltm_app"));
-    assert_eq!(resolved.user_from, "env:POSTGRES_USER");
-    assert_eq!(resolved.password_from, "env:POSTGRES_PASSWORD");
+        .expect("env backend");
+    assert!(
+        credentials.secrets().is_some(),
+        "credentials come from the env backend"
+    );
+    let resolved = credentials.login().await.expect("resolves");
+    assert_eq!(resolved.user.as_deref(), Some("ltm_app"));
+    assert_eq!(resolved.user_from.to_string(), "env:POSTGRES_USER");
+    assert_eq!(resolved.password_from.to_string(), "env:POSTGRES_PASSWORD");
     assert_eq!(
-        resolved.login.password.as_ref().map(|p| p.expose()),
+        resolved.password.as_ref().map(|p| p.expose()),
         Some("story-canary-pw")
     );
     assert!(!format!("{resolved:?}").contains("story-canary-pw"));
@@ -44,13 +47,11 @@ async fn connection_string_example_uses_its_own_password() {
     );
     let config = load_file(&example("connection-string.yaml"), &env).expect("valid");
     let plan = plan(&config, &env).expect("plannable");
-    assert!(
-        secrets_for(&plan, Arc::new(env.clone()))
-            .await
-            .expect("none")
-            .is_none()
-    );
-    let resolved = resolve(&plan, None).await.expect("nothing to fetch");
-    assert_eq!(resolved.password_from, "literal");
+    let credentials = Credentials::for_plan(plan.clone(), Arc::new(env.clone()))
+        .await
+        .expect("nothing to set up");
+    assert!(credentials.secrets().is_none());
+    let resolved = credentials.login().await.expect("nothing to fetch");
+    assert_eq!(resolved.password_from.to_string(), "literal");
     assert_eq!(plan.password.as_ref().map(|p| p.expose()), Some("story@pw"));
 }

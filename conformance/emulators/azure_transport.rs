@@ -129,7 +129,7 @@ impl EntraTokenProvider {
     /// its real `https://login.microsoftonline.com` and `http://169.254.169.254` URLs.
     pub fn for_emulator(
         plan: &ConnectPlan,
-        env: Arc<dyn Environment + Send + Sync>,
+        env: Arc<dyn Environment>,
         emulator_uri: &str,
         timeouts: AzureTimeouts,
     ) -> Result<Self, TokenError> {

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::error::ErrorClass;
+use crate::connect::ConnectError;
+use crate::error::{Action, ErrorClass};
 use crate::pool::PoolError;
 
 /// The most characters of server text (an error message, a column or type name) a
@@ -20,6 +21,7 @@ pub(crate) fn bounded(text: &str) -> String {
 
 /// What kind of failure a [`CatalogError`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CatalogErrorKind {
     /// The configuration is wrong (YAML, plan): fix it, do not retry.
     Config,
@@ -68,6 +70,8 @@ pub struct CatalogError {
     class: ErrorClass,
     sqlstate: Option<String>,
     message: String,
+    /// The connection error under a `connect` failure (with its credential source's error).
+    cause: Option<Box<ConnectError>>,
 }
 
 impl CatalogError {
@@ -78,6 +82,7 @@ impl CatalogError {
             class,
             sqlstate: None,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -114,6 +119,24 @@ impl CatalogError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// What the caller should do. A `connect` failure keeps its connection error's answer (a
+    /// token endpoint that is down is `retry`, a refused identity `fix-permissions`); invalid
+    /// input and a closed catalog are the caller's to fix (`fix-config`, `investigate`).
+    pub fn action(&self) -> Action {
+        if let Some(cause) = &self.cause {
+            return cause.action();
+        }
+        match self.kind {
+            CatalogErrorKind::Closed => Action::Investigate,
+            _ => self.class.action(),
+        }
+    }
+
+    /// The connection error under a `connect` failure.
+    pub fn connect_error(&self) -> Option<&ConnectError> {
+        self.cause.as_deref()
+    }
 }
 
 impl fmt::Display for CatalogError {
@@ -127,10 +150,16 @@ impl fmt::Display for CatalogError {
     }
 }
 
-impl std::error::Error for CatalogError {}
+impl std::error::Error for CatalogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
-impl From<crate::error::Error> for CatalogError {
-    fn from(e: crate::error::Error) -> Self {
+impl From<crate::error::ConfigError> for CatalogError {
+    fn from(e: crate::error::ConfigError) -> Self {
         Self::new(CatalogErrorKind::Config, e.class(), e.to_string())
     }
 }
@@ -141,7 +170,11 @@ impl From<PoolError> for CatalogError {
             PoolError::Closed => CatalogErrorKind::Closed,
             _ => CatalogErrorKind::Connect,
         };
-        Self::new(kind, e.class(), e.to_string())
+        let mut error = Self::new(kind, e.class(), e.to_string());
+        if let PoolError::Connect(cause) = e {
+            error.cause = Some(Box::new(cause));
+        }
+        error
     }
 }
 
@@ -161,6 +194,7 @@ impl From<tokio_postgres::Error> for CatalogError {
                     class,
                     message: format!("{} (SQLSTATE {code})", bounded(db.message())),
                     sqlstate: Some(code),
+                    cause: None,
                 }
             }
             None => {

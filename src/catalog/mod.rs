@@ -46,7 +46,6 @@ use tokio::sync::OnceCell;
 use tokio_postgres::types::ToSql;
 
 use crate::config::{CatalogConfig, PoolConfig};
-use crate::env::Environment;
 use crate::error::ErrorClass;
 use crate::plan::ConnectPlan;
 use crate::pool::Pool;
@@ -59,8 +58,7 @@ pub use schema::MigrationReport;
 /// How many entries [`ListQuery`] returns when no limit is set (the Python default).
 pub const DEFAULT_LIST_LIMIT: i64 = 100;
 
-/// The environment a catalog reads credentials and files from.
-pub type SharedEnv = Arc<dyn Environment + Send + Sync>;
+pub use crate::env::SharedEnv;
 
 /// What the catalog does at start, from the `pool` block (`auto_migrate`, `lazy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

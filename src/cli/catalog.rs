@@ -25,7 +25,7 @@ pub enum Action {
 }
 
 async fn open(file: &str) -> Result<PostgresCatalog, CatalogError> {
-    let env: Arc<dyn Environment + Send + Sync> = Arc::new(ProcessEnv);
+    let env: Arc<dyn Environment> = Arc::new(ProcessEnv);
     let config = tea_pgcloud::config::load_file(file, env.as_ref())?;
     let mut plan = tea_pgcloud::provider::plan(&config, env.as_ref())?;
     if plan.params.get("connect_timeout").is_none() {

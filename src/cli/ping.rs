@@ -5,10 +5,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use tea_pgcloud::connect::{ConnectError, Connected};
-use tea_pgcloud::credentials::{connect_with, resolve_login, secrets_for, token_error};
+use tea_pgcloud::credentials::Credentials;
 use tea_pgcloud::env::ProcessEnv;
-use tea_pgcloud::iam::TokenSource;
-use tea_pgcloud::iam::cache::CachedProvider;
 use tea_pgcloud::plan::{ConnectPlan, Source};
 use tea_pgcloud::text::Escaped;
 
@@ -63,22 +61,9 @@ fn report(
             "tls": null,
             "auth": auth(plan, password_used),
             "timings_ms": {},
-            "error": {"class": e.class().as_str(), "message": e.to_string()},
+            "error": {"class": e.class().as_str(), "action": e.action().as_str(), "message": e.to_string()},
         }),
     }
-}
-
-/// The token source a plan needs: `None` unless it logs in with an IAM token.
-async fn tokens_for(plan: &ConnectPlan) -> Result<Option<TokenSource>, ConnectError> {
-    if !matches!(plan.password_source, Source::Iam(_)) {
-        return Ok(None);
-    }
-    let provider = tea_pgcloud::iam::provider_for(plan, Arc::new(ProcessEnv))
-        .await
-        .map_err(token_error)?;
-    Ok(Some(TokenSource::Cached(CachedProvider::with_defaults(
-        provider,
-    ))))
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -105,19 +90,20 @@ pub fn resolve_command(file: &str, reveal: bool) -> i32 {
         return 1;
     };
     let resolved = runtime.block_on(async {
-        let secrets = secrets_for(&plan, Arc::new(ProcessEnv)).await?;
-        let tokens = tokens_for(&plan).await?;
-        resolve_login(&plan, secrets.as_ref(), tokens.as_ref()).await
+        Credentials::for_plan(plan.clone(), Arc::new(ProcessEnv))
+            .await?
+            .login()
+            .await
     });
     match resolved {
         Ok(r) => {
-            let user = plan.user.clone().or(r.login.user.clone());
+            let user = plan.user.clone().or(r.user.clone());
             println!(
                 "user      {}  (from {})",
                 Escaped(user.as_deref().unwrap_or("-")),
                 Escaped(&r.user_from.to_string())
             );
-            let password = match (plan.password.as_ref().or(r.login.password.as_ref()), reveal) {
+            let password = match (plan.password.as_ref().or(r.password.as_ref()), reveal) {
                 (None, _) => "-".to_string(),
                 (Some(p), true) => p.expose().to_string(),
                 (Some(_), false) => "<redacted> (--reveal shows it)".to_string(),
@@ -148,33 +134,25 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
             .params
             .set("connect_timeout", DEFAULT_TIMEOUT_SECS.to_string());
     }
-    let env = ProcessEnv;
     let Some(runtime) = runtime() else {
         return 1;
     };
     let (result, password_used, user) = runtime.block_on(async {
-        if let Err(e) = tea_pgcloud::credentials::prepare(&plan).await {
-            return (Err(e), false, None);
-        }
-        let secrets = match secrets_for(&plan, Arc::new(ProcessEnv)).await {
-            Ok(secrets) => secrets,
+        let credentials = match Credentials::for_plan(plan.clone(), Arc::new(ProcessEnv)).await {
+            Ok(credentials) => credentials,
             Err(e) => return (Err(e), false, None),
         };
-        let tokens = match tokens_for(&plan).await {
-            Ok(tokens) => tokens,
-            Err(e) => return (Err(e), false, None),
-        };
-        // Resolved here for the report; connect_with resolves again from the caches (no
-        // second fetch) and refetches only after a failed login.
-        let resolved = resolve_login(&plan, secrets.as_ref(), tokens.as_ref()).await;
+        // Resolved here for the report; `connect` resolves again from the caches (no second
+        // fetch) and refetches only after a failed login.
+        let resolved = credentials.login().await;
         let password_used =
-            plan.password.is_some() || resolved.as_ref().is_ok_and(|r| r.login.password.is_some());
+            plan.password.is_some() || resolved.as_ref().is_ok_and(|r| r.password.is_some());
         let user = plan
             .user
             .clone()
-            .or_else(|| resolved.as_ref().ok().and_then(|r| r.login.user.clone()));
+            .or_else(|| resolved.as_ref().ok().and_then(|r| r.user.clone()));
         let result = match resolved {
-            Ok(_) => connect_with(&plan, &env, secrets.as_ref(), tokens.as_ref()).await,
+            Ok(_) => credentials.connect().await,
             Err(e) => Err(e),
         };
         (result, password_used, user)

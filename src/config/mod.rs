@@ -27,7 +27,7 @@ use std::fmt;
 use std::io::Read;
 
 use crate::env::Environment;
-use crate::error::{Error, ErrorKind, Location};
+use crate::error::{ConfigError, ConfigErrorKind, Location};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
 use crate::yaml::{self, Mark, Node, Value};
@@ -156,14 +156,19 @@ impl Default for PoolConfig {
     }
 }
 
-/// When IAM / Entra tokens are refreshed (`token_refresh`).
+/// When IAM / Entra tokens are refreshed (`token_refresh`); the token cache's mode
+/// ([`crate::iam::cache::CacheOptions::mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TokenRefresh {
-    /// Ahead of expiry, in the background: a connect never waits for the token endpoint.
+    /// Ahead of expiry, in the background: a timer (see
+    /// [`crate::iam::cache::CachedProvider::start`]) and callers past the refresh time start a
+    /// fetch and keep using the current token, so a connect never waits for the token
+    /// endpoint.
     #[default]
     Ahead,
-    /// Only when a connection is made (for CPU-throttled serverless hosts, where background
-    /// work may not run).
+    /// Only when a connection is made: the caller past the refresh time fetches inline. No
+    /// background task (for CPU-throttled serverless hosts, where background work may not
+    /// run).
     Lazy,
 }
 
@@ -332,22 +337,32 @@ impl Origin {
     }
 
     /// An error about `key` (a missing key, two keys in conflict), at the key.
-    pub fn error(&self, key: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error::new(kind, message)
+    pub fn error(
+        &self,
+        key: &str,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(kind, message)
             .at_path(self.path(key))
             .at_location(Some(self.location(key)))
     }
 
     /// An error about the value of `key`, at the value.
-    pub fn value_error(&self, key: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error::new(kind, message)
+    pub fn value_error(
+        &self,
+        key: &str,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(kind, message)
             .at_path(self.path(key))
             .at_location(Some(self.value_location(key)))
     }
 
     /// A conflict between two keys, reported at whichever of the written ones comes later in
     /// the file (the one that introduced the conflict).
-    pub fn conflict(&self, a: &str, b: &str, why: &str) -> Error {
+    pub fn conflict(&self, a: &str, b: &str, why: &str) -> ConfigError {
         let b_later = self.key_mark(a) <= self.key_mark(b);
         let (first, second) = if self.has(b) && (b_later || !self.has(a)) {
             (a, b)
@@ -356,7 +371,7 @@ impl Origin {
         };
         self.error(
             second,
-            ErrorKind::Conflict,
+            ConfigErrorKind::Conflict,
             format!("`{first}` and `{second}` cannot be used together: {why}"),
         )
     }
@@ -435,7 +450,7 @@ pub struct CatalogConfig {
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads and validates a catalog from a file; `-` reads standard input.
-pub fn load_file(path: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
+pub fn load_file(path: &str, env: &dyn Environment) -> Result<CatalogConfig, ConfigError> {
     let (text, name) = read_source(path)?;
     load_str(&text, &name, env)
 }
@@ -447,14 +462,15 @@ pub fn load_file(path: &str, env: &dyn Environment) -> Result<CatalogConfig, Err
 /// `FILE:LINE:COL` of the first bad byte. That location counts as the YAML parser's marks do:
 /// lines break at `\n`, `\r\n` or a lone `\r`, and the column is 1 plus the characters
 /// (Unicode scalar values, not bytes) before the bad byte on its line.
-pub fn read_source(path: &str) -> Result<(String, String), Error> {
+pub fn read_source(path: &str) -> Result<(String, String), ConfigError> {
     let (name, what) = if path == "-" {
         ("<stdin>", "standard input")
     } else {
         (path, path)
     };
-    let cannot_read =
-        |e: std::io::Error| Error::new(ErrorKind::Io, format!("cannot read {what}: {e}"));
+    let cannot_read = |e: std::io::Error| {
+        ConfigError::new(ConfigErrorKind::Io, format!("cannot read {what}: {e}"))
+    };
     let mut bytes = Vec::new();
     let read = if path == "-" {
         std::io::stdin()
@@ -469,8 +485,8 @@ pub fn read_source(path: &str) -> Result<(String, String), Error> {
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         // Located at the first byte past the limit, counted as for invalid UTF-8 below.
         let limit = bytes.len() - 1;
-        return Err(Error::new(
-            ErrorKind::Io,
+        return Err(ConfigError::new(
+            ConfigErrorKind::Io,
             format!(
                 "cannot read {what}: it holds more than {} MiB ({MAX_CONFIG_BYTES} bytes), the most a configuration may hold (a fixed limit); this is the first byte past it",
                 MAX_CONFIG_BYTES / (1024 * 1024)
@@ -480,8 +496,8 @@ pub fn read_source(path: &str) -> Result<(String, String), Error> {
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        Error::new(
-            ErrorKind::Syntax,
+        ConfigError::new(
+            ConfigErrorKind::Syntax,
             "not valid UTF-8: a configuration is UTF-8 text",
         )
         .at_location(Some(end_mark(valid).location(name)))
@@ -512,13 +528,17 @@ fn end_mark(text: &[u8]) -> Mark {
 
 /// Parses, locates, expands and validates a catalog from YAML text. `file` names the source
 /// in errors.
-pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<CatalogConfig, Error> {
+pub fn load_str(
+    text: &str,
+    file: &str,
+    env: &dyn Environment,
+) -> Result<CatalogConfig, ConfigError> {
     let root = yaml::parse(text, file)?;
     let (mut catalog, prefix, anchor) = locate(root, file)?;
     validate::check_keys(&catalog, file, &prefix)?;
     let recording = crate::env::Recording::new(env);
     expand::expand_tree(&mut catalog, &prefix, &recording).map_err(|(mark, path, e)| {
-        Error::new(ErrorKind::Expansion, e.message)
+        ConfigError::new(ConfigErrorKind::Expansion, e.message)
             .at_path(path)
             .at_location(Some(mark.location(file)))
     })?;
@@ -533,10 +553,10 @@ pub fn load_str(text: &str, file: &str, env: &dyn Environment) -> Result<Catalog
 
 /// libpq's options are C strings: a value holding NUL (written in the YAML, or brought by
 /// `${VAR}`) cannot reach the server as written, so it is refused where it stands.
-fn refuse_nul(node: &Node, path: &str, file: &str) -> Result<(), Error> {
+fn refuse_nul(node: &Node, path: &str, file: &str) -> Result<(), ConfigError> {
     match &node.value {
-        yaml::Value::Scalar { text, .. } if text.contains('\0') => Err(Error::new(
-            ErrorKind::InvalidValue,
+        yaml::Value::Scalar { text, .. } if text.contains('\0') => Err(ConfigError::new(
+            ConfigErrorKind::InvalidValue,
             "holds a NUL character (U+0000), which no libpq connection option can carry",
         )
         .at_path(path.to_string())
@@ -581,10 +601,10 @@ fn take_entry(map: Node, key: &str) -> Option<(Mark, Node)> {
 /// itself when the file is a bare catalog mapping. Also returns its path and where messages
 /// about the catalog as a whole point: the `catalog:` key, or the first line of a bare file.
 /// The catalog is moved out of the tree, not copied.
-fn locate(root: Node, file: &str) -> Result<(Node, String, Mark), Error> {
+fn locate(root: Node, file: &str) -> Result<(Node, String, Mark), ConfigError> {
     if root.as_map().is_none() {
-        return Err(Error::new(
-            ErrorKind::NoCatalog,
+        return Err(ConfigError::new(
+            ConfigErrorKind::NoCatalog,
             format!(
                 "expected a mapping (a TEA agent file with {CATALOG_PATH}, or a bare catalog), found {}",
                 root.type_name()
@@ -612,8 +632,8 @@ fn locate(root: Node, file: &str) -> Result<(Node, String, Mark), Error> {
                 } else {
                     format!("has no `{part}`")
                 };
-                return Err(Error::new(
-                    ErrorKind::NoCatalog,
+                return Err(ConfigError::new(
+                    ConfigErrorKind::NoCatalog,
                     format!(
                         "no catalog: a TEA agent file keeps it at {CATALOG_PATH}, and {found} {has}"
                     ),
@@ -625,8 +645,8 @@ fn locate(root: Node, file: &str) -> Result<(Node, String, Mark), Error> {
         anchor = key_mark;
         path = join_path(&path, part);
         if next.as_map().is_none() {
-            return Err(Error::new(
-                ErrorKind::InvalidValue,
+            return Err(ConfigError::new(
+                ConfigErrorKind::InvalidValue,
                 format!("expected a mapping, found {}", next.type_name()),
             )
             .at_path(path)
@@ -698,7 +718,7 @@ mod tests {
             &MapEnv::new(),
         )
         .expect_err("no catalog");
-        assert_eq!(err.kind(), ErrorKind::NoCatalog);
+        assert_eq!(err.kind(), ConfigErrorKind::NoCatalog);
         assert_eq!(err.path(), Some("settings.ltm.catalog"));
         assert!(err.message().contains("has no `catalog`"), "{err}");
     }
@@ -714,14 +734,14 @@ mod tests {
 
     /// `read_source` on a temp file holding `content`; an error is rendered whole, its file
     /// named `c.yaml`.
-    fn read_bytes(content: &[u8]) -> Result<String, Error> {
+    fn read_bytes(content: &[u8]) -> Result<String, ConfigError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, content).expect("temp file");
         let path = path.to_str().expect("a UTF-8 temp path").to_string();
         read_source(&path).map(|(text, _)| text).map_err(|e| {
             let message = e.to_string().replace(&path, "c.yaml");
-            Error::new(e.kind(), message)
+            ConfigError::new(e.kind(), message)
         })
     }
 
@@ -729,7 +749,7 @@ mod tests {
     fn invalid_utf8_names_the_line_and_character_column_of_the_first_bad_byte() {
         let check = |content: &[u8], line: usize, col: usize| {
             let err = read_bytes(content).expect_err("invalid UTF-8");
-            assert_eq!(err.kind(), ErrorKind::Syntax, "{err}");
+            assert_eq!(err.kind(), ConfigErrorKind::Syntax, "{err}");
             assert!(
                 err.message().starts_with(&format!("c.yaml:{line}:{col}: ")),
                 "{content:?}: {err}"
@@ -752,7 +772,7 @@ mod tests {
     fn a_source_over_the_size_limit_is_refused_and_one_at_it_is_read() {
         let limit = usize::try_from(MAX_CONFIG_BYTES).expect("the limit fits in memory");
         let err = read_bytes(&vec![b'#'; limit + 1]).expect_err("too large");
-        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.kind(), ConfigErrorKind::Io);
         assert!(err.message().contains("c.yaml"), "{err}");
         assert!(
             err.message().contains(&format!("{MAX_CONFIG_BYTES} bytes")),
@@ -765,7 +785,7 @@ mod tests {
     #[test]
     fn an_endless_device_is_refused_at_the_size_limit() {
         let err = read_source("/dev/zero").expect_err("endless");
-        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.kind(), ConfigErrorKind::Io);
         assert!(err.message().contains("/dev/zero"), "{err}");
         assert!(
             err.message().contains(&format!("{MAX_CONFIG_BYTES} bytes")),

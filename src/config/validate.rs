@@ -7,7 +7,7 @@ use super::{
     CatalogConfig, CredentialsConfig, IpType, Origin, PoolConfig, Provider, SSL_BUNDLE_AUTO,
     SecretSource, TokenRefresh,
 };
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
 use crate::yaml::{Mark, Node};
@@ -34,13 +34,19 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn err(&self, key: &str, mark: Mark, kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error::new(kind, message)
+    fn err(
+        &self,
+        key: &str,
+        mark: Mark,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(kind, message)
             .at_path(self.origin.path(key))
             .at_location(Some(mark.location(self.file)))
     }
 
-    fn text<'n>(&self, key: &str, node: &'n Node) -> Result<&'n str, Error> {
+    fn text<'n>(&self, key: &str, node: &'n Node) -> Result<&'n str, ConfigError> {
         match node.as_scalar() {
             Some(text) if !node.is_null() => Ok(text),
             // An empty value has no position of its own: point at its key.
@@ -51,19 +57,19 @@ impl Reader<'_> {
                     .get(key)
                     .map(|(k, _)| *k)
                     .unwrap_or(node.mark),
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 "has no value (write one, or leave the key out)",
             )),
             _ => Err(self.err(
                 key,
                 node.mark,
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 format!("expected a string, found {}", node.type_name()),
             )),
         }
     }
 
-    fn string(&self, key: &str, node: &Node) -> Result<String, Error> {
+    fn string(&self, key: &str, node: &Node) -> Result<String, ConfigError> {
         let text = self.text(key, node)?;
         if text.trim().is_empty() {
             let message = if node.is_expanded() {
@@ -71,7 +77,7 @@ impl Reader<'_> {
             } else {
                 "must not be empty"
             };
-            return Err(self.err(key, node.mark, ErrorKind::InvalidValue, message));
+            return Err(self.err(key, node.mark, ConfigErrorKind::InvalidValue, message));
         }
         Ok(text.to_string())
     }
@@ -82,13 +88,13 @@ impl Reader<'_> {
         node: &Node,
         min: u64,
         max: u64,
-    ) -> Result<T, Error> {
+    ) -> Result<T, ConfigError> {
         let text = self.text(key, node)?;
         let bad = || {
             self.err(
                 key,
                 node.mark,
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 format!(
                     "expected an integer from {min} to {max}, found {}",
                     shown(node)
@@ -102,20 +108,25 @@ impl Reader<'_> {
         T::try_from(value).map_err(|_| bad())
     }
 
-    fn boolean(&self, key: &str, node: &Node) -> Result<bool, Error> {
+    fn boolean(&self, key: &str, node: &Node) -> Result<bool, ConfigError> {
         match self.text(key, node)?.trim() {
             "true" | "True" | "TRUE" => Ok(true),
             "false" | "False" | "FALSE" => Ok(false),
             _ => Err(self.err(
                 key,
                 node.mark,
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 format!("expected true or false, found {}", shown(node)),
             )),
         }
     }
 
-    fn choice<T: Copy>(&self, key: &str, node: &Node, choices: &[(&str, T)]) -> Result<T, Error> {
+    fn choice<T: Copy>(
+        &self,
+        key: &str,
+        node: &Node,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
         let text = self.text(key, node)?;
         if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
             return Ok(*value);
@@ -133,7 +144,7 @@ impl Reader<'_> {
         Err(self.err(
             key,
             node.mark,
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!("{} is not one of {}{hint}", shown(node), names.join(", ")),
         ))
     }
@@ -184,14 +195,14 @@ fn unknown_key(key: &str, candidates: &[&'static str], bare_root: bool) -> Strin
 
 /// Refuses unknown keys in the catalog and its `credentials`. Runs before `${VAR}` expansion,
 /// so that a typo is reported as a typo even when its value names an unset variable.
-pub(super) fn check_keys(catalog: &Node, file: &str, prefix: &str) -> Result<(), Error> {
+pub(super) fn check_keys(catalog: &Node, file: &str, prefix: &str) -> Result<(), ConfigError> {
     let at = |key: &str| super::join_path(prefix, key);
     let names: Vec<&'static str> = CATALOG_KEYS.iter().map(|k| k.name).collect();
     for (key, _) in catalog.as_map().unwrap_or_default() {
         let name = key.as_scalar().unwrap_or_default();
         if !names.contains(&name) {
-            return Err(Error::new(
-                ErrorKind::UnknownKey,
+            return Err(ConfigError::new(
+                ConfigErrorKind::UnknownKey,
                 unknown_key(name, &names, prefix.is_empty()),
             )
             .at_path(at(name))
@@ -209,7 +220,7 @@ pub(super) fn check_keys(catalog: &Node, file: &str, prefix: &str) -> Result<(),
                 ),
                 _ => unknown_key(name, &names, false),
             };
-            return Err(Error::new(ErrorKind::UnknownKey, message)
+            return Err(ConfigError::new(ConfigErrorKind::UnknownKey, message)
                 .at_path(at(&format!("credentials.{name}")))
                 .at_location(Some(key.mark.location(file))));
         }
@@ -222,7 +233,7 @@ pub(super) fn validate(
     file: &str,
     prefix: &str,
     anchor: Mark,
-) -> Result<CatalogConfig, Error> {
+) -> Result<CatalogConfig, ConfigError> {
     let mut origin = Origin {
         file: file.to_string(),
         prefix: prefix.to_string(),
@@ -254,7 +265,7 @@ pub(super) fn validate(
             return Err(reader.err(
                 "type",
                 node.mark,
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 format!(
                     "{} is not served by tea-pgcloud, which handles type `postgres`",
                     shown(node)
@@ -274,7 +285,7 @@ pub(super) fn validate(
             return Err(reader.err(
                 name,
                 key.mark,
-                ErrorKind::Conflict,
+                ConfigErrorKind::Conflict,
                 format!(
                     "`{name}` applies to provider {} only, and provider is {provider}",
                     list.join(" or ")
@@ -336,7 +347,7 @@ pub(super) fn validate(
             };
             return Err(reader.origin.error(
                 key,
-                ErrorKind::Conflict,
+                ConfigErrorKind::Conflict,
                 format!(
                     "`{key}` applies only with `ssl_bundle: {SSL_BUNDLE_AUTO}` (the RDS bundle downloaded), and {why}"
                 ),
@@ -344,7 +355,7 @@ pub(super) fn validate(
         }
     }
 
-    let opt_string = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {
+    let opt_string = |reader: &Reader, key: &str| -> Result<Option<String>, ConfigError> {
         get(key).map(|n| reader.string(key, n)).transpose()
     };
     let connection_string = match get("connection_string") {
@@ -378,7 +389,7 @@ pub(super) fn validate(
         return Err(reader.err(
             "socket_dir",
             node.mark,
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             "must be an absolute path (the Auth Proxy's --unix-socket directory)",
         ));
     }
@@ -418,7 +429,7 @@ pub(super) fn validate(
         return Err(reader.err(
             "connection_name",
             node.mark,
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!("{} is not PROJECT:REGION:INSTANCE", shown(node)),
         ));
     }
@@ -430,7 +441,7 @@ pub(super) fn validate(
         return Err(reader.err(
             "ssl_bundle_url",
             node.mark,
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!("{} {problem}", shown(node)),
         ));
     }
@@ -441,7 +452,7 @@ pub(super) fn validate(
         return Err(reader.err(
             "ssl_bundle_sha256",
             node.mark,
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!(
                 "{} is not a SHA-256: expected 64 hex digits (as `sha256sum global-bundle.pem` prints)",
                 shown(node)
@@ -469,7 +480,7 @@ pub(super) fn validate(
         } else {
             reader.origin.value_error(
                 "min_size",
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 format!(
                     "min_size ({}) is larger than max_size's default ({}): lower it or set max_size",
                     pool.min_size, pool.max_size
@@ -495,7 +506,7 @@ pub(super) fn validate(
         if !iam {
             return Err(reader.origin.error(
                 "token_refresh",
-                ErrorKind::Conflict,
+                ConfigErrorKind::Conflict,
                 "token_refresh applies to IAM tokens: set `iam_auth: true`, or remove it",
             ));
         }
@@ -548,12 +559,12 @@ pub(super) fn validate(
     Ok(CatalogConfig { origin, ..config })
 }
 
-fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Error> {
+fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, ConfigError> {
     let Some(entries) = node.as_map() else {
         return Err(reader.err(
             "credentials",
             node.mark,
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!("expected a mapping, found {}", node.type_name()),
         ));
     };
@@ -590,7 +601,7 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
             return Err(reader.err(
                 &path(name),
                 key.mark,
-                ErrorKind::Conflict,
+                ConfigErrorKind::Conflict,
                 format!(
                     "`{name}` applies to source {} only, and credentials.source is {}",
                     list.join(" or "),
@@ -606,7 +617,7 @@ fn credentials(reader: &mut Reader, node: &Node) -> Result<CredentialsConfig, Er
             "one secret per key, or one JSON secret for all",
         ));
     }
-    let opt = |reader: &Reader, key: &str| -> Result<Option<String>, Error> {
+    let opt = |reader: &Reader, key: &str| -> Result<Option<String>, ConfigError> {
         get(key).map(|n| reader.string(&path(key), n)).transpose()
     };
     let config = CredentialsConfig {
@@ -633,7 +644,7 @@ fn check_secret_names(
     reader: &Reader,
     node: &Node,
     config: &CredentialsConfig,
-) -> Result<(), Error> {
+) -> Result<(), ConfigError> {
     let mark = |key: &str| node.get(key).map(|n| n.mark).unwrap_or(node.mark);
     match config.source {
         SecretSource::Gcp => {
@@ -649,7 +660,7 @@ fn check_secret_names(
                     return Err(reader.err(
                         &format!("credentials.{key}"),
                         mark(key),
-                        ErrorKind::InvalidValue,
+                        ConfigErrorKind::InvalidValue,
                         format!(
                             "{} is not a valid Secret Manager secret id: ids hold letters, digits, - and _ only; e.g. write `ltm-postgres-` for `ltm/postgres/`",
                             node.get(key).map(shown).unwrap_or_default()
@@ -678,7 +689,7 @@ fn check_secret_names(
                 return Err(reader.err(
                     "credentials.secret_prefix",
                     mark("secret_prefix"),
-                    ErrorKind::InvalidValue,
+                    ConfigErrorKind::InvalidValue,
                     format!(
                         "{} is not a valid Key Vault secret name prefix: names hold letters, digits and - only (`_` maps to `-`)",
                         node.get("secret_prefix").map(shown).unwrap_or_default()
@@ -696,8 +707,8 @@ fn check_secret_names(
             )?;
             match &config.vault_url {
                 None => {
-                    return Err(Error::new(
-                        ErrorKind::Missing,
+                    return Err(ConfigError::new(
+                        ConfigErrorKind::Missing,
                         "credentials.source azure needs vault_url (https://NAME.vault.azure.net)",
                     )
                     .at_path(reader.origin.path("credentials.vault_url"))
@@ -707,7 +718,7 @@ fn check_secret_names(
                     return Err(reader.err(
                         "credentials.vault_url",
                         mark("vault_url"),
-                        ErrorKind::InvalidValue,
+                        ConfigErrorKind::InvalidValue,
                         format!(
                             "{} is not an https URL: Key Vault is reached over https (https://NAME.vault.azure.net)",
                             node.get("vault_url").map(shown).unwrap_or_default()
@@ -733,7 +744,7 @@ fn check_built_names(
     valid: impl Fn(&str) -> bool,
     what: &str,
     rule: &str,
-) -> Result<(), Error> {
+) -> Result<(), ConfigError> {
     for (field, key) in [
         ("username_key", &config.username_key),
         ("password_key", &config.password_key),
@@ -756,7 +767,7 @@ fn check_built_names(
         };
         return Err(reader.origin.value_error(
             &format!("credentials.{at}"),
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!("{what}{shown} {rule}"),
         ));
     }

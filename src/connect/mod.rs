@@ -36,9 +36,11 @@ use tokio_postgres::config::SslMode as WireSslMode;
 use tokio_postgres::{Client, NoTls};
 
 use crate::env::Environment;
-use crate::error::ErrorClass;
-use crate::plan::{ConnectPlan, HostPort};
+use crate::error::{Action, ErrorClass};
+use crate::iam::TokenError;
+use crate::plan::{ConnectPlan, HostPort, Source};
 use crate::secret::Secret;
+use crate::secrets::SecretError;
 use crate::sslmode::{SslMode, Verify};
 use guard::{Guard, Start, Violation};
 use tls::{ClientIdentity, Connector, Roots};
@@ -96,12 +98,43 @@ impl fmt::Debug for Connected {
     }
 }
 
-/// A failed connection: its class and libpq-like messages, one per attempt. Never holds a
-/// password.
+/// What lies under a [`ConnectError`] that came from a credential source: the source's own
+/// error, so that a caller can tell a retryable failure (a token endpoint that is down) from
+/// a fatal one (an identity the service refuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// An IAM / Entra token could not be had.
+    Token(TokenError),
+    /// A secrets backend failed.
+    Secret(SecretError),
+}
+
+impl Cause {
+    fn scrubbed(self, tainted: &crate::text::Tainted) -> Self {
+        match self {
+            Self::Token(e) => Self::Token(TokenError::new(
+                e.provider(),
+                e.kind(),
+                tainted.scrub(e.message()),
+            )),
+            Self::Secret(e) => Self::Secret(SecretError::new(
+                e.backend(),
+                e.kind(),
+                tainted.scrub(e.message()),
+            )),
+        }
+    }
+}
+
+/// A failed connection: its class and libpq-like messages, one per attempt, and the credential
+/// source's error when that is where it failed ([`ConnectError::cause`], also its
+/// [`std::error::Error::source`]). Never holds a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectError {
     class: ErrorClass,
     messages: Vec<String>,
+    cause: Option<Box<Cause>>,
 }
 
 impl ConnectError {
@@ -110,6 +143,7 @@ impl ConnectError {
         Self {
             class,
             messages: vec![message.into()],
+            cause: None,
         }
     }
 
@@ -118,19 +152,59 @@ impl ConnectError {
         self.class
     }
 
+    /// What the caller should do: the credential source's answer when it failed (a token
+    /// endpoint that is down is [`Action::Retry`], a refused identity
+    /// [`Action::FixPermissions`]), else the class's.
+    pub fn action(&self) -> Action {
+        match self.cause.as_deref() {
+            Some(Cause::Token(e)) => e.kind().action(),
+            Some(Cause::Secret(e)) => e.kind().action(),
+            None => self.class.action(),
+        }
+    }
+
+    /// The credential source's error, when the connection failed there.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_deref()
+    }
+
     /// The message of each attempt, first attempt first.
     pub fn messages(&self) -> &[String] {
         &self.messages
     }
 
-    /// The same error with every value of `tainted` taken out of its messages.
+    /// The same error with every value of `tainted` taken out of its messages (the cause's
+    /// too).
     pub fn scrubbed(mut self, tainted: &crate::text::Tainted) -> Self {
         if !tainted.is_empty() {
             for message in &mut self.messages {
                 *message = tainted.scrub(message);
             }
+            self.cause = self.cause.map(|c| Box::new(c.scrubbed(tainted)));
         }
         self
+    }
+}
+
+impl From<TokenError> for ConnectError {
+    /// A token that could not be had: class `credentials`, the token error kept as the cause.
+    fn from(e: TokenError) -> Self {
+        Self {
+            class: ErrorClass::Credentials,
+            messages: vec![e.to_string()],
+            cause: Some(Box::new(Cause::Token(e))),
+        }
+    }
+}
+
+impl From<SecretError> for ConnectError {
+    /// A secrets fetch that failed: class `credentials`, the secrets error kept as the cause.
+    fn from(e: SecretError) -> Self {
+        Self {
+            class: ErrorClass::Credentials,
+            messages: vec![e.to_string()],
+            cause: Some(Box::new(Cause::Secret(e))),
+        }
     }
 }
 
@@ -140,15 +214,39 @@ impl fmt::Display for ConnectError {
     }
 }
 
-impl std::error::Error for ConnectError {}
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self.cause.as_deref()? {
+            Cause::Token(e) => Some(e),
+            Cause::Secret(e) => Some(e),
+        }
+    }
+}
 
-/// The user name and password to log in with, when the plan does not carry them.
+/// The user name and password to log in with, when the plan does not carry them, and where
+/// each came from ([`crate::credentials::Credentials::login`] fills the sources; `connect`
+/// reads only the values).
 #[derive(Debug, Clone, Default)]
 pub struct Login {
     /// The user; the plan's user wins, then this, then the operating-system user.
     pub user: Option<String>,
     /// The password or token; the plan's literal password wins.
     pub password: Option<Secret>,
+    /// Where the user name came from (`literal`, `env:NAME`, `secret:aws:prod/ltm#username`).
+    pub user_from: Source,
+    /// Where the password came from.
+    pub password_from: Source,
+}
+
+impl Login {
+    /// A login with these values and no recorded sources.
+    pub fn new(user: Option<String>, password: Option<Secret>) -> Self {
+        Self {
+            user,
+            password,
+            ..Self::default()
+        }
+    }
 }
 
 /// Why one attempt failed.
@@ -725,7 +823,7 @@ fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError>
 pub async fn connect(
     plan: &ConnectPlan,
     login: &Login,
-    env: &(dyn Environment + Sync),
+    env: &dyn Environment,
 ) -> Result<Connected, ConnectError> {
     // Messages quote host names and addresses; none that came from the environment.
     let started = Instant::now();
@@ -761,7 +859,7 @@ fn shown_host<'a>(plan: &ConnectPlan, host: &'a str) -> &'a str {
 async fn connect_unscrubbed(
     plan: &ConnectPlan,
     login: &Login,
-    env: &(dyn Environment + Sync),
+    env: &dyn Environment,
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
     // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
@@ -908,6 +1006,7 @@ async fn connect_unscrubbed(
                         return Err(ConnectError {
                             class: last_class,
                             messages,
+                            cause: None,
                         });
                     }
                 }
@@ -920,6 +1019,7 @@ async fn connect_unscrubbed(
     Err(ConnectError {
         class: last_class,
         messages,
+        cause: None,
     })
 }
 

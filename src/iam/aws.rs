@@ -203,10 +203,7 @@ fn url_encode(s: &str) -> String {
 /// aws-config's default credentials chain for `region`, over the crate's ring-only HTTPS
 /// client. It reads the process environment (see the [module documentation](self)); of `env`
 /// it takes `AWS_PROFILE`.
-pub async fn default_chain(
-    region: &str,
-    env: &(dyn Environment + Send + Sync),
-) -> SharedCredentialsProvider {
+pub async fn default_chain(region: &str, env: &dyn Environment) -> SharedCredentialsProvider {
     let region = Region::new(region.to_string());
     let config = ProviderConfig::without_region()
         .with_http_client(crate::secrets::aws::http_client())
@@ -255,7 +252,7 @@ impl RdsTokenProvider {
     /// aws-config's default chain ([`default_chain`]). Config errors name what is missing.
     pub async fn from_plan(
         plan: &ConnectPlan,
-        env: std::sync::Arc<dyn Environment + Send + Sync>,
+        env: std::sync::Arc<dyn Environment>,
     ) -> Result<Self, TokenError> {
         let host = plan
             .hosts

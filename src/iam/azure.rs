@@ -184,10 +184,7 @@ impl EntraTokenProvider {
     /// ring) and [`AzureTimeouts::default`]. Settings are checked now: a missing tenant, an
     /// invalid authority host or an unreadable federated token file is a `Config` error here,
     /// not at the first fetch.
-    pub fn from_plan(
-        plan: &ConnectPlan,
-        env: Arc<dyn Environment + Send + Sync>,
-    ) -> Result<Self, TokenError> {
+    pub fn from_plan(plan: &ConnectPlan, env: Arc<dyn Environment>) -> Result<Self, TokenError> {
         let timeouts = AzureTimeouts::default();
         let http = Arc::new(http_client(&timeouts)?);
         Self::with_http_client(plan, env, http, timeouts)
@@ -197,7 +194,7 @@ impl EntraTokenProvider {
     /// `azure_core` [`HttpClient`], e.g. a `reqwest::Client`) with `timeouts`.
     pub fn with_http_client(
         plan: &ConnectPlan,
-        env: Arc<dyn Environment + Send + Sync>,
+        env: Arc<dyn Environment>,
         http: Arc<dyn HttpClient>,
         timeouts: AzureTimeouts,
     ) -> Result<Self, TokenError> {

@@ -4,10 +4,10 @@
 //!
 //! - **Refresh ahead.** A token is used until [`refresh_at`] (its expiry less a margin, by
 //!   default [`REFRESH_MARGIN`]); after that the next token is fetched while the current one
-//!   is still handed out. In [`RefreshMode::Ahead`] (the default) that fetch runs in the
+//!   is still handed out. In [`TokenRefresh::Ahead`] (the default) that fetch runs in the
 //!   background, from a timer ([`CachedProvider::start`]) or from the first caller past the
 //!   refresh time, so a caller never waits on the token endpoint while a valid token is held.
-//!   [`RefreshMode::Lazy`] runs no timer and refreshes inline, on connect: for CPU-throttled
+//!   [`TokenRefresh::Lazy`] runs no timer and refreshes inline, on connect: for CPU-throttled
 //!   serverless hosts where background work may not get to run.
 //! - **Single flight.** However many callers arrive together, one fetch runs; the others wait
 //!   for it (when there is no valid token) or keep using the current token.
@@ -33,6 +33,7 @@ use super::{
     CredentialProvider, SystemWallClock, Token, TokenError, TokenErrorKind, WallClock,
     humantime_utc,
 };
+use crate::config::TokenRefresh;
 use crate::secret::Secret;
 
 /// How long before its expiry a token is replaced, by default: five minutes, so that an RDS
@@ -67,25 +68,13 @@ pub fn refresh_at(now: SystemTime, expiry: SystemTime, margin: Duration) -> Syst
     }
 }
 
-/// When tokens are refreshed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RefreshMode {
-    /// Ahead of need, in the background: a timer (see [`CachedProvider::start`]) and callers
-    /// past the refresh time start a fetch and keep using the current token.
-    #[default]
-    Ahead,
-    /// Only when a connection is made: the caller past the refresh time fetches inline. No
-    /// background task.
-    Lazy,
-}
-
 /// How a [`CachedProvider`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheOptions {
     /// How long before expiry a token is replaced (see [`refresh_at`]).
     pub margin: Duration,
     /// Background or inline refresh.
-    pub mode: RefreshMode,
+    pub mode: TokenRefresh,
     /// The pause after a failed refresh while the current token is still valid.
     pub retry_backoff: Duration,
 }
@@ -94,7 +83,7 @@ impl Default for CacheOptions {
     fn default() -> Self {
         Self {
             margin: REFRESH_MARGIN,
-            mode: RefreshMode::Ahead,
+            mode: TokenRefresh::Ahead,
             retry_backoff: RETRY_BACKOFF,
         }
     }
@@ -255,8 +244,8 @@ impl CachedProvider {
     }
 
     /// A valid token: the cached one, or a fresh one when there is none. Past the refresh
-    /// time, [`RefreshMode::Ahead`] starts a background refresh and returns the current token
-    /// at once; [`RefreshMode::Lazy`] fetches inline (single-flight) and falls back to the
+    /// time, [`TokenRefresh::Ahead`] starts a background refresh and returns the current token
+    /// at once; [`TokenRefresh::Lazy`] fetches inline (single-flight) and falls back to the
     /// current token if that fails.
     pub async fn token(self: &Arc<Self>) -> Result<Token, TokenError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
@@ -273,11 +262,11 @@ impl CachedProvider {
                 return Ok(current.token);
             }
             match self.options.mode {
-                RefreshMode::Ahead => {
+                TokenRefresh::Ahead => {
                     self.spawn_refresh(attempts);
                     return Ok(current.token);
                 }
-                RefreshMode::Lazy => {
+                TokenRefresh::Lazy => {
                     self.counters.waits.fetch_add(1, Ordering::Relaxed);
                     return match self.fetch_shared(attempts).await {
                         Ok(token) => Ok(token),
@@ -324,13 +313,13 @@ impl CachedProvider {
         self.lock_state().current = None;
     }
 
-    /// Starts the background refresher of [`RefreshMode::Ahead`]: a task that sleeps until
+    /// Starts the background refresher of [`TokenRefresh::Ahead`]: a task that sleeps until
     /// the current token is due and refreshes it, so that even after a long idle spell a
     /// caller finds a valid token. It holds only a weak reference: it ends when the cache is
     /// dropped. Does nothing in lazy mode, outside a tokio runtime, after [`Self::stop`], or
     /// while a refresher runs (one whose runtime has ended is replaced).
     pub fn start(self: &Arc<Self>) {
-        if self.options.mode != RefreshMode::Ahead
+        if self.options.mode != TokenRefresh::Ahead
             || self.stopped.load(Ordering::Acquire)
             || tokio::runtime::Handle::try_current().is_err()
         {
@@ -640,7 +629,7 @@ mod tests {
     fn cache(
         issuer: &Arc<Issuer>,
         clock: &Arc<ManualClock>,
-        mode: RefreshMode,
+        mode: TokenRefresh,
     ) -> Arc<CachedProvider> {
         CachedProvider::new(
             Arc::clone(issuer) as Arc<dyn CredentialProvider>,
@@ -680,7 +669,7 @@ mod tests {
     async fn a_thousand_concurrent_callers_cause_one_fetch() {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::from_millis(50));
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         let tasks: Vec<_> = (0..1000)
             .map(|_| {
                 let cache = Arc::clone(&cache);
@@ -701,7 +690,7 @@ mod tests {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::from_millis(50));
         issuer.fail.store(true, Ordering::SeqCst);
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         let tasks: Vec<_> = (0..1000)
             .map(|_| {
                 let cache = Arc::clone(&cache);
@@ -719,7 +708,7 @@ mod tests {
     async fn a_caller_that_gives_up_does_not_abandon_the_fetch() {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::from_millis(300));
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         let impatient = tokio::time::timeout(Duration::from_millis(50), cache.token()).await;
         assert!(impatient.is_err(), "gave up before the issuer answered");
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -735,7 +724,7 @@ mod tests {
     async fn ahead_mode_serves_the_current_token_while_refreshing_in_the_background() {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::from_millis(20));
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         assert_eq!(cache.token().await.expect("first").secret.expose(), "tok-1");
         // Not due yet: no fetch.
         clock.advance(Duration::from_secs(599));
@@ -759,7 +748,7 @@ mod tests {
     async fn lazy_mode_refreshes_inline_when_due() {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::ZERO);
-        let cache = cache(&issuer, &clock, RefreshMode::Lazy);
+        let cache = cache(&issuer, &clock, TokenRefresh::Lazy);
         assert_eq!(cache.token().await.expect("first").secret.expose(), "tok-1");
         clock.advance(Duration::from_secs(601));
         assert_eq!(
@@ -776,7 +765,7 @@ mod tests {
     async fn a_failed_refresh_keeps_the_valid_token_and_backs_off() {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::ZERO);
-        let cache = cache(&issuer, &clock, RefreshMode::Lazy);
+        let cache = cache(&issuer, &clock, TokenRefresh::Lazy);
         cache.token().await.expect("first");
         issuer.fail.store(true, Ordering::SeqCst);
         clock.advance(Duration::from_secs(700));
@@ -812,7 +801,7 @@ mod tests {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::ZERO);
         issuer.expired.store(true, Ordering::SeqCst);
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         let err = cache.token().await.expect_err("expired");
         assert_eq!(err.kind(), TokenErrorKind::Invalid);
         assert!(!err.to_string().contains("tok-"), "{err}");
@@ -824,7 +813,7 @@ mod tests {
     async fn a_refused_token_is_replaced_once_for_all_callers() {
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, RDS, Duration::from_millis(30));
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         let refused = cache.token().await.expect("first").secret;
         // Fifty connections fail with the same token at once: one fetch replaces it.
         let tasks: Vec<_> = (0..50)
@@ -853,7 +842,7 @@ mod tests {
         // while the wall clock is the manual one, moved in step below.
         let clock = ManualClock::new();
         let issuer = Issuer::new(&clock, Duration::from_secs(60), Duration::ZERO);
-        let cache = cache(&issuer, &clock, RefreshMode::Ahead);
+        let cache = cache(&issuer, &clock, TokenRefresh::Ahead);
         cache.token().await.expect("first");
         cache.start();
         // Due at 30 s: move both clocks past it.

@@ -529,7 +529,7 @@ impl CloudSqlTokenProvider {
     /// default policy.
     pub async fn from_plan(
         plan: &ConnectPlan,
-        env: Arc<dyn Environment + Send + Sync>,
+        env: Arc<dyn Environment>,
     ) -> Result<Self, TokenError> {
         Self::builder_from_plan(plan, env.as_ref())?.build().await
     }

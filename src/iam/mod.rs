@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::error::Action;
 use crate::secret::Secret;
 
 #[cfg(feature = "aws")]
@@ -102,6 +103,17 @@ impl TokenErrorKind {
             Self::Denied => "denied",
             Self::Unavailable => "unavailable",
             Self::Invalid => "invalid",
+        }
+    }
+
+    /// What the caller should do: `unavailable` may pass ([`Action::Retry`]), `denied` needs
+    /// a grant, `config` a fix of the setup; an `invalid` answer needs a look.
+    pub fn action(self) -> Action {
+        match self {
+            Self::Config => Action::FixConfig,
+            Self::Denied => Action::FixPermissions,
+            Self::Unavailable => Action::Retry,
+            Self::Invalid => Action::Investigate,
         }
     }
 }
@@ -229,7 +241,7 @@ impl TokenSource {
 /// The token provider a plan names (its `password_source` is `iam:...`), set up from `env`.
 pub async fn provider_for(
     plan: &crate::plan::ConnectPlan,
-    env: Arc<dyn crate::env::Environment + Send + Sync>,
+    env: Arc<dyn crate::env::Environment>,
 ) -> Result<Arc<dyn CredentialProvider>, TokenError> {
     use crate::plan::{IamKind, Source};
     #[cfg(not(all(feature = "aws", feature = "gcp", feature = "azure")))]

@@ -3,7 +3,7 @@
 use super::Target;
 use crate::config::{CatalogConfig, Provider, SSL_BUNDLE_AUTO};
 use crate::env::Environment;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::plan::{IamKind, PlanKind, RdsBundle, Source};
 use crate::sslmode::SslMode;
 
@@ -11,7 +11,7 @@ pub use crate::cloud::aws::{
     RDS_BUNDLE_FILE, RDS_GLOBAL_BUNDLE_URL, RdsHost, parse_rds_host, rds_bundle_cache_path,
 };
 
-pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, Error> {
+pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, ConfigError> {
     let origin = &config.origin;
     let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
     let host = config
@@ -21,7 +21,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
         .ok_or_else(|| {
             origin.error(
                 "host",
-                ErrorKind::Missing,
+                ConfigErrorKind::Missing,
                 "provider aws needs host (or the RDS_HOSTNAME environment variable)",
             )
         })?;
@@ -48,7 +48,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             let path = rds_bundle_cache_path(env).ok_or_else(|| {
                 origin.error(
                     "ssl_bundle",
-                    ErrorKind::Missing,
+                    ConfigErrorKind::Missing,
                     "ssl_bundle: auto caches the downloaded bundle under $XDG_CACHE_HOME/tea-pgcloud (else $HOME/.cache/tea-pgcloud), and neither XDG_CACHE_HOME (an absolute path) nor HOME is set",
                 )
             })?;
@@ -73,14 +73,14 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
         if config.user.is_none() && config.credentials.is_none() {
             return Err(origin.error(
                 "user",
-                ErrorKind::Missing,
+                ConfigErrorKind::Missing,
                 "iam_auth needs the database user the token is issued for (user)",
             ));
         }
         if target.region.is_none() {
             return Err(origin.error(
                 "region",
-                ErrorKind::Missing,
+                ConfigErrorKind::Missing,
                 "iam_auth signs a token for a region: set region (or use an *.rds.amazonaws.com host, or AWS_REGION)",
             ));
         }

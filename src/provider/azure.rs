@@ -3,7 +3,7 @@
 use super::Target;
 use crate::config::{CatalogConfig, Provider};
 use crate::env::Environment;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::plan::{IamKind, PlanKind, Source, Warning, WarningCode};
 use crate::sslmode::SslMode;
 
@@ -16,13 +16,13 @@ pub const ENV_DATABASE: &str = "AZURE_POSTGRESQL_DATABASE";
 /// See [`ENV_HOST`].
 pub const ENV_USER: &str = "AZURE_POSTGRESQL_USER";
 
-pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, Error> {
+pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, ConfigError> {
     let origin = &config.origin;
     let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
     if let Some(mode @ (SslMode::Disable | SslMode::Allow)) = config.sslmode {
         return Err(origin.value_error(
             "sslmode",
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!(
                 "Azure Database for PostgreSQL enforces TLS, so sslmode {mode} cannot connect: use require or stronger (verify-full with the server's root certificates is best)"
             ),
@@ -35,7 +35,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
         .ok_or_else(|| {
             origin.error(
                 "host",
-                ErrorKind::Missing,
+                ConfigErrorKind::Missing,
                 format!("provider azure needs host (or the {ENV_HOST} environment variable)"),
             )
         })?;
@@ -78,7 +78,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
         if target.params.get("user").is_none() && config.credentials.is_none() {
             return Err(origin.error(
                 "user",
-                ErrorKind::Missing,
+                ConfigErrorKind::Missing,
                 format!(
                     "iam_auth needs the Entra principal's database user name (user, or {ENV_USER})"
                 ),

@@ -5,12 +5,12 @@
 use super::Target;
 use crate::config::CatalogConfig;
 use crate::conninfo::ConnInfo;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::plan::{PlanKind, Source};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
 
-pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
+pub(crate) fn target(config: &CatalogConfig) -> Result<Target, ConfigError> {
     let origin = &config.origin;
     let text = config
         .connection_string
@@ -28,7 +28,7 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
         } else {
             e.to_string()
         };
-        origin.value_error("connection_string", ErrorKind::ConnInfo, message)
+        origin.value_error("connection_string", ConfigErrorKind::ConnInfo, message)
     })?;
     // libpq's default when the string says nothing.
     let mut target = Target::new(PlanKind::ConnectionString, SslMode::Prefer);
@@ -40,7 +40,7 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
         if config.credentials.is_some() {
             return Err(origin.error(
                 "credentials",
-                ErrorKind::Conflict,
+                ConfigErrorKind::Conflict,
                 "`connection_string` holds a password and `credentials` supplies one: keep one",
             ));
         }
@@ -50,7 +50,7 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, Error> {
         target.sslmode = Some(mode.parse().map_err(|()| {
             origin.value_error(
                 "connection_string",
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 format!(
                     "invalid sslmode value: \"{}\" (one of {})",
                     mode.chars().take(40).collect::<String>(),

@@ -3,7 +3,7 @@
 use super::Target;
 use crate::config::{CatalogConfig, IpType, Provider};
 use crate::env::Environment;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::plan::{DEFAULT_PORT, IamKind, PlanKind, Source, Warning, WarningCode};
 use crate::sslmode::SslMode;
 
@@ -21,7 +21,7 @@ fn connection_name(
     config: &CatalogConfig,
     env: &dyn Environment,
     needed: bool,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<String>, ConfigError> {
     let origin = &config.origin;
     if let Some(name) = &config.connection_name {
         return Ok(Some(name.clone()));
@@ -35,7 +35,7 @@ fn connection_name(
         if let Some((missing, _)) = parts.iter().find(|(_, v)| v.is_none()) {
             return Err(origin.error(
                 missing,
-                ErrorKind::Missing,
+                ConfigErrorKind::Missing,
                 format!("provider gcp needs project, region and instance together (or connection_name); `{missing}` is missing"),
             ));
         }
@@ -44,7 +44,7 @@ fn connection_name(
         if split_connection_name(&name).is_none() {
             return Err(origin.error(
                 "instance",
-                ErrorKind::InvalidValue,
+                ConfigErrorKind::InvalidValue,
                 "project, region and instance must not hold `/`, spaces or (region, instance) `:`",
             ));
         }
@@ -55,7 +55,7 @@ fn connection_name(
         Some(_) if !needed => Ok(None),
         Some(name) => Err(origin.error(
             "connection_name",
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!(
                 "{CONNECTION_NAME_VAR} `{}` is not PROJECT:REGION:INSTANCE",
                 name.chars().take(80).collect::<String>()
@@ -65,7 +65,7 @@ fn connection_name(
     }
 }
 
-pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, Error> {
+pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Target, ConfigError> {
     let origin = &config.origin;
     let ip_type = config.ip_type.unwrap_or(if config.host.is_some() {
         IpType::Public
@@ -83,7 +83,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             let Some(name) = &name else {
                 return Err(origin.error(
                     "connection_name",
-                    ErrorKind::Missing,
+                    ConfigErrorKind::Missing,
                     format!("provider gcp over the Auth Proxy socket needs connection_name, or project, region and instance, or {CONNECTION_NAME_VAR}"),
                 ));
             };
@@ -106,7 +106,7 @@ pub(crate) fn target(config: &CatalogConfig, env: &dyn Environment) -> Result<Ta
             let Some(host) = &config.host else {
                 return Err(origin.error(
                     "host",
-                    ErrorKind::Missing,
+                    ConfigErrorKind::Missing,
                     format!(
                         "provider gcp with ip_type {} needs host: the instance's IP address",
                         ip_type.as_str()

@@ -26,7 +26,7 @@ mod self_hosted;
 use crate::config::{CatalogConfig, CredentialField, CredentialsConfig, Provider, SecretSource};
 use crate::conninfo::ConnInfo;
 use crate::env::Environment;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::plan::{
     ConnectPlan, HostPort, IamKind, LIBPQ_DEFAULT_SOCKET_DIR, PlanKind, RdsBundle, Source, Warning,
     WarningCode, hosts_of,
@@ -103,7 +103,7 @@ impl Target {
 
 /// Builds the plan for a validated configuration. Reads only the environment it is given; never
 /// fetches a secret.
-pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, Error> {
+pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, ConfigError> {
     let recording = crate::env::Recording::new(env);
     let result = plan_with(config, &recording);
     let mut tainted = config.tainted.clone();
@@ -144,7 +144,7 @@ pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan
     }
 }
 
-fn plan_with(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, Error> {
+fn plan_with(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, ConfigError> {
     let mut target = if config.connection_string.is_some() {
         connection_string::target(config)?
     } else {
@@ -185,7 +185,7 @@ pub(crate) fn port_from(
     config: &CatalogConfig,
     env: &dyn Environment,
     var: &str,
-) -> Result<u16, Error> {
+) -> Result<u16, ConfigError> {
     let Some(text) = config
         .port
         .is_none()
@@ -199,7 +199,7 @@ pub(crate) fn port_from(
         Ok(port) if port > 0 => Ok(port),
         _ => Err(config.origin.error(
             "port",
-            ErrorKind::InvalidValue,
+            ConfigErrorKind::InvalidValue,
             format!(
                 "{var} `{}` is not a port number",
                 text.chars().take(20).collect::<String>()
@@ -219,10 +219,10 @@ fn finish(
     config: &CatalogConfig,
     env: &dyn Environment,
     target: &mut Target,
-) -> Result<ConnectPlan, Error> {
+) -> Result<ConnectPlan, ConfigError> {
     let origin = &config.origin;
     let (hosts, used_default) = hosts_of(&target.params)
-        .map_err(|e| origin.value_error(target.host_key, ErrorKind::InvalidValue, e))?;
+        .map_err(|e| origin.value_error(target.host_key, ConfigErrorKind::InvalidValue, e))?;
     if used_default {
         target.warnings.push(Warning {
             code: WarningCode::DefaultSocketDir,
@@ -275,11 +275,11 @@ fn finish(
         "sslmode"
     };
     let mut tls = effective_tls(sslmode, root)
-        .map_err(|e| origin.error(sslmode_key, ErrorKind::Conflict, e))?;
+        .map_err(|e| origin.error(sslmode_key, ConfigErrorKind::Conflict, e))?;
     negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
         let kind = match e {
-            crate::sslmode::NegotiationError::InvalidValue(_) => ErrorKind::InvalidValue,
-            crate::sslmode::NegotiationError::WeakMode(_) => ErrorKind::Conflict,
+            crate::sslmode::NegotiationError::InvalidValue(_) => ConfigErrorKind::InvalidValue,
+            crate::sslmode::NegotiationError::WeakMode(_) => ConfigErrorKind::Conflict,
         };
         origin.error(sslmode_key, kind, e.to_string())
     })?;
@@ -409,7 +409,7 @@ fn secret_source(
     field: CredentialField,
     env: &dyn Environment,
     warnings: &mut Vec<Warning>,
-) -> Result<Source, Error> {
+) -> Result<Source, ConfigError> {
     let keys = creds.lookup_keys(field);
     let key = match field {
         CredentialField::Username => &creds.username_key,
@@ -441,7 +441,7 @@ fn secret_source(
             let project = creds.project_id.as_deref().ok_or_else(|| {
                 origin.error(
                     "credentials.project_id",
-                    ErrorKind::Missing,
+                    ConfigErrorKind::Missing,
                     "credentials.source gcp needs project_id (or the catalog's project, or GOOGLE_CLOUD_PROJECT)",
                 )
             })?;
@@ -462,7 +462,7 @@ fn secret_source(
                 (None, None) => {
                     return Err(origin.error(
                         "credentials",
-                        ErrorKind::Missing,
+                        ConfigErrorKind::Missing,
                         "credentials.source aws needs secret_name (one JSON secret) or secret_prefix (one secret per key)",
                     ));
                 }
@@ -509,11 +509,11 @@ pub fn build_provider_connection_string(
     credentials: &ResolvedCredentials,
     config: &CatalogConfig,
     env: &dyn Environment,
-) -> Result<Secret, Error> {
+) -> Result<Secret, ConfigError> {
     if provider != config.provider {
         return Err(config.origin.error(
             "provider",
-            ErrorKind::Conflict,
+            ConfigErrorKind::Conflict,
             format!(
                 "asked to build for provider {provider}, but the configuration says {}",
                 config.provider
@@ -528,23 +528,25 @@ pub fn build_provider_connection_string(
         params.set("user", user.clone()).map_err(|e| {
             config
                 .origin
-                .error("user", ErrorKind::InvalidValue, e.to_string())
+                .error("user", ConfigErrorKind::InvalidValue, e.to_string())
         })?;
     }
     if let Some(password) = plan.password.as_ref().or(credentials.password.as_ref()) {
         params.set("password", password.expose()).map_err(|e| {
             config
                 .origin
-                .error("credentials", ErrorKind::InvalidValue, e.to_string())
+                .error("credentials", ConfigErrorKind::InvalidValue, e.to_string())
         })?;
     }
     if let Some(passphrase) = &plan.sslpassword {
         params
             .set("sslpassword", passphrase.expose())
             .map_err(|e| {
-                config
-                    .origin
-                    .error("connection_string", ErrorKind::InvalidValue, e.to_string())
+                config.origin.error(
+                    "connection_string",
+                    ConfigErrorKind::InvalidValue,
+                    e.to_string(),
+                )
             })?;
     }
     Ok(Secret::new(params.to_uri()))

@@ -27,7 +27,7 @@ pub use cache::{CachedSecrets, Clock, DEFAULT_TTL, MAX_TTL, SystemClock, refresh
 
 use crate::config::{CredentialField, CredentialsConfig, SecretSource};
 use crate::env::Environment;
-use crate::error::ErrorClass;
+use crate::error::{Action, ErrorClass};
 use crate::secret::Secret;
 
 /// What a backend's fetch returns: the value, `None` when the key does not exist (the lookup
@@ -76,6 +76,16 @@ impl SecretErrorKind {
             Self::Malformed => "malformed",
             Self::Missing => "missing",
             Self::Unsupported => "unsupported",
+        }
+    }
+
+    /// What the caller should do: `throttled` and `unavailable` may pass ([`Action::Retry`]),
+    /// `access-denied` needs a grant, the rest a fix of the configuration or the secret.
+    pub fn action(self) -> Action {
+        match self {
+            Self::AccessDenied => Action::FixPermissions,
+            Self::Throttled | Self::Unavailable => Action::Retry,
+            Self::Malformed | Self::Missing | Self::Unsupported => Action::FixConfig,
         }
     }
 }
@@ -136,12 +146,12 @@ impl std::error::Error for SecretError {}
 /// the lookup order). An empty variable counts as unset.
 #[derive(Clone)]
 pub struct EnvBackend {
-    env: Arc<dyn Environment + Send + Sync>,
+    env: Arc<dyn Environment>,
 }
 
 impl EnvBackend {
     /// A backend reading `env`.
-    pub fn new(env: Arc<dyn Environment + Send + Sync>) -> Self {
+    pub fn new(env: Arc<dyn Environment>) -> Self {
         Self { env }
     }
 }
@@ -168,7 +178,7 @@ impl SecretsBackend for EnvBackend {
 /// are filled in.
 pub async fn create_secrets_backend(
     credentials: &CredentialsConfig,
-    env: Arc<dyn Environment + Send + Sync>,
+    env: Arc<dyn Environment>,
 ) -> Result<Arc<dyn SecretsBackend>, SecretError> {
     match credentials.source {
         SecretSource::Env => Ok(Arc::new(EnvBackend::new(env))),

@@ -11,7 +11,7 @@ use crate::config::expand::expand_str;
 use crate::config::{CredentialsConfig, SecretSource, load_str};
 use crate::conninfo::ConnInfo;
 use crate::env::MapEnv;
-use crate::error::Error;
+use crate::error::ConfigError;
 use crate::provider::{ResolvedCredentials, build_provider_connection_string, plan};
 use crate::secret::Secret;
 
@@ -30,7 +30,7 @@ impl Runner for Builtin {
     }
 }
 
-fn error_json(e: &Error) -> Value {
+fn error_json(e: &ConfigError) -> Value {
     json!({
         "class": e.class().as_str(),
         "kind": e.kind().as_str(),

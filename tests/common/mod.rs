@@ -150,8 +150,13 @@ pub async fn assert_connects_as_server_user(
 ) {
     use tea_pgcloud::secrets::{CachedSecrets, DEFAULT_TTL, SystemClock};
     let cache = CachedSecrets::new(backend, DEFAULT_TTL, Arc::new(SystemClock));
-    let env = tea_pgcloud::env::MapEnv::new();
-    let connected = tea_pgcloud::credentials::connect_with_credentials(plan, &env, Some(&cache))
+    let env = Arc::new(tea_pgcloud::env::MapEnv::new());
+    let connected = tea_pgcloud::credentials::Credentials::builder(plan.clone(), env)
+        .secrets(cache)
+        .build()
+        .await
+        .expect("a credentials stage")
+        .connect()
         .await
         .expect("connects with the emulator's credentials");
     let user: String = connected
