@@ -67,6 +67,7 @@
 //! names and rules ([`cloud`]) are compiled whatever the features, so that a plan needs none.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod catalog;
 pub mod cloud;
@@ -80,7 +81,7 @@ pub mod credentials;
 pub mod env;
 pub mod error;
 pub mod iam;
-pub mod lines;
+mod lines;
 pub mod plan;
 pub mod pool;
 pub mod provider;
@@ -88,11 +89,11 @@ pub mod provider;
 pub mod rds_bundle;
 pub mod secret;
 pub mod secrets;
-pub mod shared;
+mod shared;
 pub mod sslmode;
 pub mod text;
 pub mod vectors;
-pub mod yaml;
+mod yaml;
 
 pub use catalog::{CatalogError, PostgresCatalog};
 pub use config::{CatalogConfig, load_file, load_str};
@@ -119,7 +120,7 @@ pub use secrets::SecretError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration or the plan ([`load_str`], [`plan`]).
+    /// The configuration or the plan ([`load_str`], [`plan()`]).
     Config(ConfigError),
     /// Setting up the credentials, or connecting ([`Credentials`]).
     Connect(ConnectError),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// One thing read from the program's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     /// A line, with its newline if it had one.
     Text(Vec<u8>),
     /// A line longer than the limit (the rest of it was skipped).
@@ -24,10 +24,10 @@ pub enum Line {
 }
 
 /// How long a program may take to end once its input or output is closed.
-pub const EXIT_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// A started program.
-pub struct LineProcess {
+pub(crate) struct LineProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<Line>,
@@ -46,7 +46,7 @@ impl LineProcess {
     /// Starts `sh -c command` with `env` added to its environment. Output lines longer than
     /// `max_line` bytes are reported as [`Line::TooLong`]. Its standard error is passed through
     /// when `stderr_prefix` is `None`, else printed line by line (bounded) after `[prefix]`.
-    pub fn start(
+    pub(crate) fn start(
         command: &str,
         env: &[(String, String)],
         max_line: usize,
@@ -101,7 +101,7 @@ impl LineProcess {
     }
 
     /// Writes `line` and a newline, and flushes.
-    pub fn send(&mut self, line: &str) -> std::io::Result<()> {
+    pub(crate) fn send(&mut self, line: &str) -> std::io::Result<()> {
         let stdin = self
             .stdin
             .as_mut()
@@ -110,7 +110,7 @@ impl LineProcess {
     }
 
     /// The next output line, waiting at most `timeout`; `None` when none came in time.
-    pub fn recv(&self, timeout: Duration) -> Option<Line> {
+    pub(crate) fn recv(&self, timeout: Duration) -> Option<Line> {
         match self.lines.recv_timeout(timeout) {
             Ok(line) => Some(line),
             Err(RecvTimeoutError::Disconnected) => Some(Line::End),
@@ -119,17 +119,17 @@ impl LineProcess {
     }
 
     /// An output line already waiting, if any.
-    pub fn pending(&self) -> Option<Line> {
+    pub(crate) fn pending(&self) -> Option<Line> {
         self.lines.try_recv().ok()
     }
 
     /// Closes the program's input (a well-behaved program then ends).
-    pub fn close_input(&mut self) {
+    pub(crate) fn close_input(&mut self) {
         drop(self.stdin.take());
     }
 
     /// Kills the process group and reaps the program; returns its exit status as text.
-    pub fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         kill_group(&mut self.child);
         status_text(self.child.wait().ok())
     }
@@ -137,7 +137,7 @@ impl LineProcess {
     /// Closes its input and waits [`EXIT_GRACE`] for the program to end, killing its process
     /// group when it does not; returns its exit status and whether it ended by itself with
     /// status 0.
-    pub fn end(mut self) -> (String, bool) {
+    pub(crate) fn end(mut self) -> (String, bool) {
         self.close_input();
         let deadline = Instant::now() + EXIT_GRACE;
         while Instant::now() < deadline {

@@ -536,7 +536,18 @@ pub fn verify_bundle(bytes: &[u8], pin: Option<&str>) -> Result<usize, BundleErr
     verify(bytes, pin).map_err(|problem| problem.into_error("", ""))
 }
 
-pub use crate::shared::sha256_hex;
+/// The lower-case hex SHA-256 of `bytes`: the form of `ssl_bundle_sha256` and of
+/// [`Ensured::sha256`].
+///
+/// ```
+/// assert_eq!(
+///     tea_pgcloud::rds_bundle::sha256_hex(b""),
+///     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/// );
+/// ```
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::shared::sha256_hex(bytes)
+}
 
 /// What is wrong with a bundle, before it is known where the bundle came from.
 enum Problem {

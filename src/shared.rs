@@ -5,15 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::digest::{SHA256, digest};
 
-/// The lower-case hex SHA-256 of `bytes`.
-///
-/// ```
-/// assert_eq!(
-///     tea_pgcloud::shared::sha256_hex(b""),
-///     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-/// );
-/// ```
-pub fn sha256_hex(bytes: &[u8]) -> String {
+/// The lower-case hex SHA-256 of `bytes` (public as `rds_bundle::sha256_hex`, the form of a
+/// bundle pin).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(64);
     for b in digest(&SHA256, bytes).as_ref() {
@@ -24,7 +18,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A wait between half of `d` and all of it, so that the retries of many clients spread out.
-pub fn jitter(d: Duration) -> Duration {
+#[cfg_attr(not(feature = "gcp"), allow(dead_code))]
+pub(crate) fn jitter(d: Duration) -> Duration {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|t| t.subsec_nanos())

@@ -14,7 +14,7 @@ use crate::error::{ConfigError, ConfigErrorKind, Location};
 
 /// Line and column (both 1-based) of a node in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Mark {
+pub(crate) struct Mark {
     /// 1-based line.
     pub line: usize,
     /// 1-based column.
@@ -23,7 +23,7 @@ pub struct Mark {
 
 impl Mark {
     /// This mark as a [`Location`] in `file`.
-    pub fn location(self, file: &str) -> Location {
+    pub(crate) fn location(self, file: &str) -> Location {
         Location {
             file: file.to_string(),
             line: self.line,
@@ -34,7 +34,7 @@ impl Mark {
 
 /// A YAML node and where it starts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     /// What the node holds.
     pub value: Value,
     /// Where it starts.
@@ -43,7 +43,7 @@ pub struct Node {
 
 /// The content of a [`Node`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     /// A scalar: its text, and whether it was written plain (unquoted, not a block scalar).
     Scalar {
         /// The text after YAML unquoting.
@@ -62,12 +62,12 @@ pub enum Value {
 
 impl Node {
     /// Whether `${VAR}` expansion produced this scalar's text.
-    pub fn is_expanded(&self) -> bool {
+    pub(crate) fn is_expanded(&self) -> bool {
         matches!(&self.value, Value::Scalar { expanded: true, .. })
     }
 
     /// The text of a scalar node.
-    pub fn as_scalar(&self) -> Option<&str> {
+    pub(crate) fn as_scalar(&self) -> Option<&str> {
         match &self.value {
             Value::Scalar { text, .. } => Some(text),
             _ => None,
@@ -75,12 +75,12 @@ impl Node {
     }
 
     /// Whether the node is YAML null (a plain `null`, `Null`, `NULL`, `~` or nothing).
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, plain: true, .. } if is_null_text(text))
     }
 
     /// The entries of a mapping node.
-    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+    pub(crate) fn as_map(&self) -> Option<&[(Node, Node)]> {
         match &self.value {
             Value::Map(entries) => Some(entries),
             _ => None,
@@ -88,7 +88,7 @@ impl Node {
     }
 
     /// The value under `key` in a mapping node.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?
             .iter()
             .find(|(k, _)| k.as_scalar() == Some(key))
@@ -96,7 +96,7 @@ impl Node {
     }
 
     /// A short name for the node's type, for error messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match &self.value {
             Value::Scalar { .. } if self.is_null() => "null",
             Value::Scalar { .. } => "a scalar",
@@ -107,7 +107,7 @@ impl Node {
 
     /// The node as JSON, resolving plain scalars by YAML 1.2's core schema (null, booleans,
     /// integers, floats; everything else a string).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         match &self.value {
             Value::Scalar {
                 text, plain: false, ..
@@ -160,7 +160,7 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
 /// `MAX_DEPTH - 1` others (the root collection is level 1).
 ///
 /// The tree is built without recursion, but what reads it afterwards (cloning, dropping,
-/// `${VAR}` expansion, [`Node::to_json`]) recurses once per level; bounding the depth where the
+/// `${VAR}` expansion, `Node::to_json`) recurses once per level; bounding the depth where the
 /// text is parsed bounds all of them. A TEA agent file rarely nests more than a dozen levels;
 /// serde_json's parser stops at the same 128. An alias counts with what it copies: a copy that
 /// would stand deeper is refused like text that deep. The error points at the collection (or
@@ -183,7 +183,7 @@ pub const MAX_ALIAS_NODES: usize = 10_000;
 /// [`MAX_ALIAS_NODES`]); collections nest at most [`MAX_DEPTH`] levels; duplicate keys and
 /// non-scalar keys are errors. Time and memory are linear in the text plus the nodes aliases
 /// copy.
-pub fn parse(text: &str, file: &str) -> Result<Node, ConfigError> {
+pub(crate) fn parse(text: &str, file: &str) -> Result<Node, ConfigError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::new(file);
     // Events one by one: yaml-rust2's `Parser::load` recurses once per nesting level, and

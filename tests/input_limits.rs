@@ -12,7 +12,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tea_pgcloud::config::MAX_CONFIG_BYTES;
-use tea_pgcloud::yaml::MAX_DEPTH;
+use tea_pgcloud::config::MAX_DEPTH;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tea-pgcloud");
 

@@ -20,22 +20,15 @@ use crate::yaml::{Node, Value};
 
 /// Why a value could not be expanded. The message names the variable, never its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpandError {
+pub(crate) struct ExpandError {
     /// What went wrong.
     pub message: String,
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` and `$$` in `text`.
-///
-/// ```
-/// use tea_pgcloud::config::expand::expand_str;
-/// use tea_pgcloud::env::MapEnv;
-/// let env = MapEnv::new().with_var("DB_HOST", "db.internal");
-/// assert_eq!(expand_str("${DB_HOST}:${DB_PORT:-5432}", &env).unwrap(), "db.internal:5432");
-/// assert_eq!(expand_str("pa$$word", &env).unwrap(), "pa$word");
-/// assert!(expand_str("${MISSING}", &env).is_err());
-/// ```
-pub fn expand_str(text: &str, env: &dyn Environment) -> Result<String, ExpandError> {
+/// Expands `${VAR}`, `${VAR:-default}` and `$$` in `text` (`${DB_HOST}:${DB_PORT:-5432}` with
+/// `DB_HOST=db.internal` and no `DB_PORT` is `db.internal:5432`; `pa$$word` is `pa$word`; an
+/// unset `${MISSING}` is an error).
+pub(crate) fn expand_str(text: &str, env: &dyn Environment) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
@@ -170,6 +163,17 @@ mod tests {
             (Err(got), Err(want)) => assert!(got.message.contains(want), "{input}: {got:?}"),
             (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
         }
+    }
+
+    #[test]
+    fn the_documented_forms_expand() {
+        let env = crate::env::MapEnv::new().with_var("DB_HOST", "db.internal");
+        assert_eq!(
+            expand_str("${DB_HOST}:${DB_PORT:-5432}", &env).expect("expands"),
+            "db.internal:5432"
+        );
+        assert_eq!(expand_str("pa$$word", &env).expect("expands"), "pa$word");
+        assert!(expand_str("${MISSING}", &env).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! );
 //! ```
 
-pub mod expand;
+pub(crate) mod expand;
 pub mod keys;
 mod validate;
 
@@ -31,6 +31,7 @@ use crate::error::{ConfigError, ConfigErrorKind, Location};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
 use crate::yaml::{self, Mark, Node, Value};
+pub use crate::yaml::{MAX_ALIAS_NODES, MAX_DEPTH};
 
 /// Where the catalog sits in a whole TEA agent file.
 pub const CATALOG_PATH: &str = "settings.ltm.catalog";

@@ -31,19 +31,19 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// libpq's largest authentication request (`R`) before authentication completes.
-pub const MAX_AUTH_REQUEST: u32 = 2000;
+pub(super) const MAX_AUTH_REQUEST: u32 = 2000;
 /// libpq's largest ErrorResponse before authentication completes; a longer one is taken for a
 /// pre-3.0 server's error message.
-pub const MAX_STARTUP_ERROR: u32 = 30000;
+pub(super) const MAX_STARTUP_ERROR: u32 = 30000;
 /// libpq's largest message of a type that cannot be long (`fe-protocol3.c`).
-pub const MAX_SHORT_MESSAGE: u32 = 30000;
+pub(super) const MAX_SHORT_MESSAGE: u32 = 30000;
 /// The largest ErrorResponse or NoticeResponse accepted after authentication and before
 /// ReadyForQuery (libpq has no such bound).
-pub const MAX_STARTUP_LONG_MESSAGE: u32 = 1 << 20;
+pub(super) const MAX_STARTUP_LONG_MESSAGE: u32 = 1 << 20;
 /// How many bytes of NoticeResponses during start-up are passed on; later ones are dropped.
-pub const MAX_STARTUP_NOTICE_BYTES: usize = 64 << 10;
+pub(super) const MAX_STARTUP_NOTICE_BYTES: usize = 64 << 10;
 /// How many bytes of other messages the start-up may take after authentication.
-pub const MAX_STARTUP_BYTES: usize = 1 << 20;
+pub(super) const MAX_STARTUP_BYTES: usize = 1 << 20;
 
 /// How much is read from the stream at a time while the guard parses.
 const CHUNK: usize = 8192;
@@ -52,7 +52,7 @@ const CHUNK: usize = 8192;
 /// for the bounds libpq lacks, one in the same style); it never quotes more than a bounded
 /// part of the server's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Violation {
+pub(super) enum Violation {
     /// The answer to SSLRequest was not `S`, `N` or `E`.
     InvalidSslResponse(u8),
     /// Bytes came with `S`, before the TLS handshake (reported once the handshake succeeds).
@@ -120,7 +120,7 @@ impl Violation {
     }
 
     /// The violation somewhere in `error`'s chain of sources, if any.
-    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<Violation> {
+    pub(super) fn find(error: &(dyn std::error::Error + 'static)) -> Option<Violation> {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(err) = source {
             if let Some(v) = err.downcast_ref::<Violation>() {
@@ -139,7 +139,7 @@ impl Violation {
 
 /// Where the guard's stream begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
+pub(super) enum Start {
     /// The server's answer to an SSLRequest comes first.
     SslResponse,
     /// Protocol messages from the first byte (a plain connection, or inside TLS).
@@ -161,7 +161,7 @@ enum Phase {
 /// A stream that enforces libpq's start-up limits on what it reads (see the module docs).
 /// Writes go straight through.
 #[derive(Debug)]
-pub struct Guard<S> {
+pub(super) struct Guard<S> {
     inner: S,
     phase: Phase,
     /// Bytes checked and ready for the reader, from `out_pos` on.
@@ -185,13 +185,13 @@ impl<S> Guard<S> {
     /// Sets `flag` when bytes come with the `S` answer to SSLRequest. Those bytes are dropped,
     /// as libpq leaves them in its own buffer while OpenSSL reads the socket; whoever completes
     /// the TLS handshake then refuses the connection when the flag is set.
-    pub fn with_injection_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+    pub(super) fn with_injection_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.injected = Some(flag);
         self
     }
 
     /// Guards `inner`, which begins as `start` says.
-    pub fn new(inner: S, start: Start) -> Self {
+    pub(super) fn new(inner: S, start: Start) -> Self {
         Self {
             inner,
             phase: match start {
@@ -211,11 +211,6 @@ impl<S> Guard<S> {
             startup_bytes: 0,
             injected: None,
         }
-    }
-
-    /// The guarded stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
     }
 
     /// Checks `data`, read from the stream, and queues what may be passed on.

@@ -18,7 +18,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The result of checking a certificate against a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameCheck {
+pub(super) enum NameCheck {
     /// A name in the certificate matches.
     Match,
     /// No name matches: the names examined, first one first (for the error message).
@@ -88,7 +88,7 @@ fn name_matches(name: &str, host: &str) -> bool {
 }
 
 /// Checks a DER certificate against `host` by libpq's rules.
-pub fn check(cert_der: &[u8], host: &str) -> NameCheck {
+pub(super) fn check(cert_der: &[u8], host: &str) -> NameCheck {
     let cert = match X509Certificate::from_der(cert_der) {
         Ok((_, cert)) => cert,
         Err(e) => return NameCheck::Invalid(format!("cannot parse the server certificate: {e}")),
@@ -153,7 +153,7 @@ pub fn check(cert_der: &[u8], host: &str) -> NameCheck {
 }
 
 /// libpq's message for a failed check.
-pub fn mismatch_message(examined: &[String], host: &str) -> String {
+pub(super) fn mismatch_message(examined: &[String], host: &str) -> String {
     match examined {
         [] => "could not get server's host name from server certificate".to_string(),
         [one] => format!("server certificate for \"{one}\" does not match host name \"{host}\""),

@@ -18,9 +18,9 @@
 //! `connect_timeout` (at least 2 s, as in libpq) bounds each address's whole attempt. The
 //! futures need a tokio runtime with its time driver enabled.
 
-pub mod guard;
-pub mod hostname;
-pub mod tls;
+mod guard;
+mod hostname;
+mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -33,7 +33,7 @@ use crate::sslmode::Verify;
 
 /// What a TLS attempt came to, filled in by the connector while tokio-postgres drives it.
 #[derive(Debug, Clone, Default)]
-pub struct TlsReport {
+pub(super) struct TlsReport {
     /// The connector ran: the server accepted the SSLRequest.
     pub started: bool,
     /// The negotiated protocol (`TLSv1.3`) and cipher suite, after a handshake.
@@ -45,7 +45,7 @@ pub struct TlsReport {
 }
 
 /// Shared slot the connector writes its report into.
-pub type ReportSlot = Arc<Mutex<TlsReport>>;
+pub(super) type ReportSlot = Arc<Mutex<TlsReport>>;
 
 fn update(slot: &ReportSlot, f: impl FnOnce(&mut TlsReport)) {
     // A poisoned lock only means another thread panicked mid-update; the report is still
@@ -191,7 +191,7 @@ impl ServerCertVerifier for LibpqVerifier {
 
 /// The trust anchors of a root certificate file, and the certificates themselves.
 #[derive(Debug)]
-pub struct Roots {
+pub(super) struct Roots {
     /// The anchors, for chain building.
     pub store: RootCertStore,
     /// The certificates as read, to recognise a server certificate that is itself trusted.
@@ -232,7 +232,7 @@ fn within_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), TlsEr
 
 /// Everything needed to make TLS connections for one host.
 #[derive(Clone)]
-pub struct Connector {
+pub(super) struct Connector {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     report: ReportSlot,
@@ -251,7 +251,7 @@ impl std::fmt::Debug for Connector {
 }
 
 /// A client certificate and its key.
-pub struct ClientIdentity {
+pub(super) struct ClientIdentity {
     /// The chain, leaf first.
     pub certs: Vec<CertificateDer<'static>>,
     /// The private key.
@@ -263,7 +263,7 @@ impl Connector {
     /// `host` (the libpq `host`, not `hostaddr`). `direct` (libpq 17's `sslnegotiation=direct`)
     /// offers ALPN `postgresql`, which a PostgreSQL 17 server requires of a direct TLS
     /// connection.
-    pub fn new(
+    pub(super) fn new(
         verify: Verify,
         roots: Arc<Roots>,
         host: &str,
@@ -309,13 +309,13 @@ impl Connector {
     /// A connector that fails as soon as the server agrees to TLS, with a configuration error
     /// (`class` `config`): libpq looks for the root certificate file only then, so a server
     /// that refuses TLS is reported as such first.
-    pub fn refusing(mut self, message: impl Into<String>) -> Self {
+    pub(super) fn refusing(mut self, message: impl Into<String>) -> Self {
         self.refusal = Some(message.into());
         self
     }
 
     /// What the last attempt through this connector came to.
-    pub fn report(&self) -> TlsReport {
+    pub(super) fn report(&self) -> TlsReport {
         self.report
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -323,12 +323,12 @@ impl Connector {
     }
 
     /// Whether TLS starts at once (`sslnegotiation=direct`), with no SSLRequest first.
-    pub fn is_direct(&self) -> bool {
+    pub(super) fn is_direct(&self) -> bool {
         self.direct
     }
 
     /// Clears the report (and the injection flag) before another attempt.
-    pub fn reset(&self) {
+    pub(super) fn reset(&self) {
         update(&self.report, |r| *r = TlsReport::default());
         self.injected
             .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -336,7 +336,7 @@ impl Connector {
 
     /// The flag the socket's [`Guard`] sets when bytes come with the `S` answer to SSLRequest
     /// ([`Guard::with_injection_flag`]); a handshake that succeeds after that is refused.
-    pub fn injection_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+    pub(super) fn injection_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.injected.clone()
     }
 }
@@ -422,7 +422,7 @@ fn channel_binding(peer: Option<&[CertificateDer<'static>]>) -> Option<Vec<u8>> 
 
 /// The TLS stream handed to tokio-postgres.
 /// What the server sends inside TLS is checked by libpq's start-up limits ([`Guard`]).
-pub struct RustlsStream<S> {
+pub(super) struct RustlsStream<S> {
     inner: Guard<tokio_rustls::client::TlsStream<S>>,
     binding: Option<Vec<u8>>,
 }

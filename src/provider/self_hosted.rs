@@ -8,7 +8,7 @@ use crate::plan::{DEFAULT_PORT, PlanKind, Source};
 use crate::sslmode::SslMode;
 
 /// The host used when none is written.
-pub const DEFAULT_HOST: &str = "localhost";
+pub(super) const DEFAULT_HOST: &str = "localhost";
 
 pub(crate) fn target(config: &CatalogConfig) -> Target {
     // libpq's own default; a self-hosted server may well have no TLS at all.
