@@ -1,5 +1,6 @@
 //! Small helpers that several stages share, so that each exists once: SHA-256 in hex (the
-//! catalog's ids, the RDS bundle's pin) and the jitter of retry back-offs (the cloud clients).
+//! catalog's ids, the RDS bundle's pin), the jitter of retry back-offs (the cloud clients) and
+//! the process's rustls provider (the secrets backends and the IAM token providers).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// The GCP and Azure SDK clients use rustls through reqwest without a provider of their own:
+/// install ring as the process default once (a no-op when one is installed already).
+pub fn install_ring_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A wait between half of `d` and all of it, so that the retries of many clients spread out.

@@ -209,7 +209,7 @@ pub async fn default_chain(
 ) -> SharedCredentialsProvider {
     let region = Region::new(region.to_string());
     let config = ProviderConfig::without_region()
-        .with_http_client(crate::secrets::aws::http_client())
+        .with_http_client(crate::cloud::aws::sdk::http_client())
         .with_region(Some(region.clone()));
     let mut chain = DefaultCredentialsChain::builder()
         .configure(config)

@@ -331,7 +331,7 @@ impl CloudSqlTokenProviderBuilder {
     /// Builds the provider. Without a user it asks the metadata server for its account's
     /// e-mail (bounded by the policy); `Config` when no user can be known.
     pub async fn build(self) -> Result<CloudSqlTokenProvider, TokenError> {
-        crate::secrets::install_ring_provider();
+        crate::shared::install_ring_provider();
         if self.policy.attempts == 0 {
             return Err(config(
                 "the retry policy allows no attempt at all (attempts 0)",

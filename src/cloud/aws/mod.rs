@@ -1,4 +1,9 @@
-//! AWS: the RDS host names, the RDS CA bundle's URL policy and cache path.
+//! AWS: the RDS host names, the RDS CA bundle's URL policy and cache path. Always compiled;
+//! `sdk` (feature `aws`) holds what the SDK clients of Secrets Manager and the RDS token
+//! provider share.
+
+#[cfg(feature = "aws")]
+pub mod sdk;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
