@@ -49,6 +49,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 
 use crate::plan::{ConnectPlan, RdsBundle};
+use crate::shared::{FnWallClock, SystemWallClock, WallClock};
 
 /// How old a cache file may be and still be used without asking the server: 7 days. AWS adds
 /// a CA to the global bundle long before any instance uses it, so a week-old bundle trusts
@@ -170,7 +171,8 @@ pub struct Ensured {
     pub sha256: String,
 }
 
-/// The time [`BundleFetcher`] compares cache files' modification times with.
+/// A clock given as a function, what [`BundleFetcher::clock`] takes. The fetcher keeps it as a
+/// [`WallClock`] ([`crate::shared`], the crate's one wall clock).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Downloads and caches RDS bundles. [`ensure`] uses the defaults; tests and callers that need
@@ -191,7 +193,7 @@ pub struct BundleFetcher {
     max_size: usize,
     timeout: Duration,
     connect_timeout: Duration,
-    clock: Clock,
+    clock: Arc<dyn WallClock>,
 }
 
 impl fmt::Debug for BundleFetcher {
@@ -220,7 +222,7 @@ impl BundleFetcher {
             max_size: MAX_SIZE,
             timeout: DOWNLOAD_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
-            clock: Arc::new(SystemTime::now),
+            clock: Arc::new(SystemWallClock),
         }
     }
 
@@ -246,7 +248,7 @@ impl BundleFetcher {
     /// The clock that cache files' modification times are compared with. A modification time
     /// in the clock's future makes the file stale (one download sets it right).
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Arc::new(FnWallClock(clock));
         self
     }
 
@@ -326,7 +328,9 @@ impl BundleFetcher {
         let modified = metadata.modified().ok()?;
         let bytes = std::fs::read(path).ok()?;
         let certificates = verify(&bytes, pin).ok()?;
-        let fresh = (self.clock)()
+        let fresh = self
+            .clock
+            .now()
             .duration_since(modified)
             .is_ok_and(|age| age <= self.max_age);
         Some(Cached {
