@@ -38,7 +38,6 @@
 
 use std::fmt;
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +47,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 
+use crate::cloud::aws::{BundleUrl, BundleUrlHost};
 use crate::plan::{ConnectPlan, RdsBundle};
 use crate::shared::{FnWallClock, SystemWallClock, WallClock};
 
@@ -639,26 +639,33 @@ fn verify(bytes: &[u8], pin: Option<&str>) -> Result<usize, Problem> {
 
 /// What is wrong with a URL as the HTTP client reads it (a redirect target, or the configured
 /// URL after parsing): a user name or password, or neither https nor http to loopback.
-fn parsed_url_problem(url: &reqwest::Url) -> Option<&'static str> {
-    if !url.username().is_empty() || url.password().is_some() {
-        return Some("holds a user name or password");
-    }
-    match url.scheme() {
-        "https" => None,
-        "http" if is_loopback(url) => None,
-        _ => Some("is neither https nor http to a loopback address"),
+/// The URL as the HTTP client parsed it, for the bundle-URL rule that the text already passed
+/// ([`crate::cloud::aws::bundle_url_problem`]): the same rule, applied to what will be
+/// requested.
+fn parsed_parts(url: &reqwest::Url) -> BundleUrl<'_> {
+    let host = url.host_str().unwrap_or_default();
+    let (name, bracketed) = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => (v6, true),
+        None => (host, false),
+    };
+    BundleUrl {
+        scheme: url.scheme(),
+        credentials: !url.username().is_empty() || url.password().is_some(),
+        host: if name.is_empty() {
+            Err("is not a valid URL (no host)")
+        } else {
+            Ok(BundleUrlHost { name, bracketed })
+        },
     }
 }
 
+/// Why the bundle-URL rule refuses the parsed `url` (a download's or a redirect's), or `None`.
+fn parsed_url_problem(url: &reqwest::Url) -> Option<&'static str> {
+    parsed_parts(url).problem()
+}
+
 fn is_loopback(url: &reqwest::Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-        || host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .and_then(|h| h.parse::<Ipv6Addr>().ok())
-            .is_some_and(|ip| ip.is_loopback())
+    parsed_parts(url).host.is_ok_and(|host| host.is_loopback())
 }
 
 /// What a transport failure means for the caller.
