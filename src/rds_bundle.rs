@@ -38,7 +38,6 @@
 
 use std::fmt;
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +47,9 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 
+use crate::cloud::aws::{BundleUrl, BundleUrlHost};
 use crate::plan::{ConnectPlan, RdsBundle};
+use crate::shared::{FnWallClock, SystemWallClock, WallClock};
 
 /// How old a cache file may be and still be used without asking the server: 7 days. AWS adds
 /// a CA to the global bundle long before any instance uses it, so a week-old bundle trusts
@@ -170,7 +171,8 @@ pub struct Ensured {
     pub sha256: String,
 }
 
-/// The time [`BundleFetcher`] compares cache files' modification times with.
+/// A clock given as a function, what [`BundleFetcher::clock`] takes. The fetcher keeps it as a
+/// [`WallClock`] ([`crate::shared`], the crate's one wall clock).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Downloads and caches RDS bundles. [`ensure`] uses the defaults; tests and callers that need
@@ -191,7 +193,7 @@ pub struct BundleFetcher {
     max_size: usize,
     timeout: Duration,
     connect_timeout: Duration,
-    clock: Clock,
+    clock: Arc<dyn WallClock>,
 }
 
 impl fmt::Debug for BundleFetcher {
@@ -220,7 +222,7 @@ impl BundleFetcher {
             max_size: MAX_SIZE,
             timeout: DOWNLOAD_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
-            clock: Arc::new(SystemTime::now),
+            clock: Arc::new(SystemWallClock),
         }
     }
 
@@ -246,7 +248,7 @@ impl BundleFetcher {
     /// The clock that cache files' modification times are compared with. A modification time
     /// in the clock's future makes the file stale (one download sets it right).
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Arc::new(FnWallClock(clock));
         self
     }
 
@@ -326,7 +328,9 @@ impl BundleFetcher {
         let modified = metadata.modified().ok()?;
         let bytes = std::fs::read(path).ok()?;
         let certificates = verify(&bytes, pin).ok()?;
-        let fresh = (self.clock)()
+        let fresh = self
+            .clock
+            .now()
             .duration_since(modified)
             .is_ok_and(|age| age <= self.max_age);
         Some(Cached {
@@ -646,26 +650,33 @@ fn verify(bytes: &[u8], pin: Option<&str>) -> Result<usize, Problem> {
 
 /// What is wrong with a URL as the HTTP client reads it (a redirect target, or the configured
 /// URL after parsing): a user name or password, or neither https nor http to loopback.
-fn parsed_url_problem(url: &reqwest::Url) -> Option<&'static str> {
-    if !url.username().is_empty() || url.password().is_some() {
-        return Some("holds a user name or password");
-    }
-    match url.scheme() {
-        "https" => None,
-        "http" if is_loopback(url) => None,
-        _ => Some("is neither https nor http to a loopback address"),
+/// The URL as the HTTP client parsed it, for the bundle-URL rule that the text already passed
+/// ([`crate::cloud::aws::bundle_url_problem`]): the same rule, applied to what will be
+/// requested.
+fn parsed_parts(url: &reqwest::Url) -> BundleUrl<'_> {
+    let host = url.host_str().unwrap_or_default();
+    let (name, bracketed) = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => (v6, true),
+        None => (host, false),
+    };
+    BundleUrl {
+        scheme: url.scheme(),
+        credentials: !url.username().is_empty() || url.password().is_some(),
+        host: if name.is_empty() {
+            Err("is not a valid URL (no host)")
+        } else {
+            Ok(BundleUrlHost { name, bracketed })
+        },
     }
 }
 
+/// Why the bundle-URL rule refuses the parsed `url` (a download's or a redirect's), or `None`.
+fn parsed_url_problem(url: &reqwest::Url) -> Option<&'static str> {
+    parsed_parts(url).problem()
+}
+
 fn is_loopback(url: &reqwest::Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-        || host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .and_then(|h| h.parse::<Ipv6Addr>().ok())
-            .is_some_and(|ip| ip.is_loopback())
+    parsed_parts(url).host.is_ok_and(|host| host.is_loopback())
 }
 
 /// What a transport failure means for the caller.

@@ -206,7 +206,7 @@ fn url_encode(s: &str) -> String {
 pub async fn default_chain(region: &str, env: &dyn Environment) -> SharedCredentialsProvider {
     let region = Region::new(region.to_string());
     let config = ProviderConfig::without_region()
-        .with_http_client(crate::secrets::aws::http_client())
+        .with_http_client(crate::cloud::aws::sdk::http_client())
         .with_region(Some(region.clone()));
     let mut chain = DefaultCredentialsChain::builder()
         .configure(config)

@@ -74,26 +74,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::{Secret as AzureSecret, TokenCredential};
+use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind as AzureErrorKind;
-use azure_core::http::{
-    AsyncRawResponse, ClientOptions, ExponentialRetryOptions, HttpClient, Request, RetryOptions,
-    Transport, Url,
-};
-use azure_identity::{
-    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
-};
+use azure_core::http::{AsyncRawResponse, ClientOptions, HttpClient, Request, Transport, Url};
 
 use super::{CredentialProvider, Token, TokenError, TokenErrorKind, TokenFuture, humantime_utc};
+use crate::cloud::azure::identity::{CredentialChoice, Identity};
+use crate::cloud::azure::sdk::{AzureTimeouts, reqwest_client, safe_sdk_text, sdk_chain, shorten};
 use crate::env::Environment;
 use crate::plan::{ConnectPlan, IamKind, Source};
 use crate::secret::Secret;
-use crate::secrets::azure::{
-    AzureTimeouts, CredentialChoice, reqwest_client, safe_sdk_text, sdk_chain, sdk_duration,
-    shorten,
-};
 
 /// The scope of Azure Database for PostgreSQL (and MySQL) tokens, in the public cloud.
 pub const OSSRDBMS_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
@@ -108,46 +98,19 @@ pub const PUBLIC_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 /// `Debug` shows the key, the credential and the timeouts, never a secret.
 pub struct EntraTokenProvider {
     key: String,
-    recipe: Recipe,
+    identity: Identity,
     authority_host: String,
     http: Arc<dyn HttpClient>,
     timeouts: AzureTimeouts,
-}
-
-/// What a fresh credential is built from.
-enum Recipe {
-    WorkloadIdentity {
-        tenant_id: String,
-        client_id: String,
-        token_file: String,
-    },
-    ClientSecret {
-        tenant_id: String,
-        client_id: String,
-        secret: AzureSecret,
-    },
-    ManagedIdentity {
-        client_id: Option<String>,
-    },
-}
-
-impl Recipe {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::WorkloadIdentity { .. } => "WorkloadIdentityCredential",
-            Self::ClientSecret { .. } => "ClientSecretCredential",
-            Self::ManagedIdentity { .. } => "ManagedIdentityCredential",
-        }
-    }
 }
 
 impl fmt::Debug for EntraTokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("EntraTokenProvider");
         s.field("key", &self.key)
-            .field("credential", &self.recipe.name());
-        match &self.recipe {
-            Recipe::WorkloadIdentity {
+            .field("credential", &self.identity.name());
+        match self.identity.choice() {
+            CredentialChoice::WorkloadIdentity {
                 tenant_id,
                 client_id,
                 token_file,
@@ -156,15 +119,14 @@ impl fmt::Debug for EntraTokenProvider {
                     .field("client_id", client_id)
                     .field("token_file", token_file);
             }
-            Recipe::ClientSecret {
+            CredentialChoice::ClientSecret {
                 tenant_id,
                 client_id,
-                ..
             } => {
                 s.field("tenant_id", tenant_id)
                     .field("client_id", client_id);
             }
-            Recipe::ManagedIdentity { client_id } => {
+            CredentialChoice::ManagedIdentity { client_id } => {
                 s.field("client_id", client_id);
             }
         }
@@ -198,7 +160,7 @@ impl EntraTokenProvider {
         http: Arc<dyn HttpClient>,
         timeouts: AzureTimeouts,
     ) -> Result<Self, TokenError> {
-        crate::secrets::install_ring_provider();
+        crate::shared::install_ring_provider();
         if plan.password_source != Source::Iam(IamKind::Azure) {
             return Err(config_error(format!(
                 "the plan's password source is {}, not {PROVIDER} (iam_auth: true with provider azure)",
@@ -213,40 +175,11 @@ impl EntraTokenProvider {
             .ok_or_else(|| config_error("the plan names no host"))?;
         let env: &dyn Environment = env.as_ref();
         let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
-        let choice = CredentialChoice::from_env(env).map_err(|e| {
-            let text = e.to_string();
-            config_error(
-                text.strip_prefix("credentials (azure): ")
-                    .unwrap_or(&text)
-                    .to_string(),
-            )
-        })?;
-        let recipe = match choice {
-            CredentialChoice::WorkloadIdentity {
-                tenant_id,
-                client_id,
-                token_file,
-            } => Recipe::WorkloadIdentity {
-                tenant_id,
-                client_id,
-                token_file,
-            },
-            CredentialChoice::ClientSecret {
-                tenant_id,
-                client_id,
-            } => Recipe::ClientSecret {
-                tenant_id,
-                client_id,
-                secret: AzureSecret::new(var("AZURE_CLIENT_SECRET").unwrap_or_default()),
-            },
-            CredentialChoice::ManagedIdentity { client_id } => {
-                Recipe::ManagedIdentity { client_id }
-            }
-        };
+        let identity = Identity::from_env(env).map_err(|e| config_error(e.message()))?;
         let authority_host = authority_host(var("AZURE_AUTHORITY_HOST"))?;
         let provider = Self {
             key: format!("azure:{host}:{}", plan.user.as_deref().unwrap_or_default()),
-            recipe,
+            identity,
             authority_host,
             http,
             timeouts,
@@ -259,7 +192,7 @@ impl EntraTokenProvider {
     /// The `azure_identity` credential in use: `ClientSecretCredential`,
     /// `WorkloadIdentityCredential` or `ManagedIdentityCredential`.
     pub fn credential_name(&self) -> &'static str {
-        self.recipe.name()
+        self.identity.name()
     }
 
     /// The timeouts and retries.
@@ -272,70 +205,26 @@ impl EntraTokenProvider {
     }
 
     fn client_options(&self, transport: Transport) -> ClientOptions {
-        let t = &self.timeouts;
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = self.authority_host.clone();
         ClientOptions {
-            retry: RetryOptions::exponential(ExponentialRetryOptions {
-                initial_delay: sdk_duration(t.retry_initial_delay),
-                max_retries: t.max_retries,
-                max_total_elapsed: sdk_duration(t.total),
-                max_delay: sdk_duration(t.retry_max_delay),
-            }),
-            transport: Some(transport),
             // Always set, so that the SDK never reads AZURE_AUTHORITY_HOST itself.
             cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
-            ..ClientOptions::default()
+            ..self.timeouts.client_options(&transport)
         }
     }
 
     /// A new credential (with an empty token cache) whose requests go through `transport`.
     fn credential(&self, transport: Transport) -> Result<Arc<dyn TokenCredential>, TokenError> {
-        let client_options = self.client_options(transport);
-        let failed = |e: azure_core::Error| {
-            config_error(format!(
-                "cannot set up {}: {}",
-                self.recipe.name(),
-                safe_sdk_text(&e).unwrap_or_else(|| "invalid settings".into())
-            ))
-        };
-        Ok(match &self.recipe {
-            Recipe::WorkloadIdentity {
-                tenant_id,
-                client_id,
-                token_file,
-            } => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                credential_options: ClientAssertionCredentialOptions { client_options },
-                client_id: Some(client_id.clone()),
-                tenant_id: Some(tenant_id.clone()),
-                token_file_path: Some(token_file.into()),
-            }))
-            .map_err(failed)?,
-            Recipe::ClientSecret {
-                tenant_id,
-                client_id,
-                secret,
-            } => ClientSecretCredential::new(
-                tenant_id,
-                client_id.clone(),
-                secret.clone(),
-                Some(ClientSecretCredentialOptions { client_options }),
-            )
-            .map_err(failed)?,
-            Recipe::ManagedIdentity { client_id } => {
-                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                    user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                    client_options,
-                }))
-                .map_err(failed)?
-            }
-        })
+        self.identity
+            .credential(self.client_options(transport))
+            .map_err(|e| config_error(e.message()))
     }
 
     async fn fetch_token(&self) -> Result<Token, TokenError> {
         let probe = Probe::new(Arc::clone(&self.http));
         let credential = self.credential(self.transport(&probe))?;
-        let name = self.recipe.name();
+        let name = self.identity.name();
         let fetched = tokio::time::timeout(
             self.timeouts.total,
             credential.get_token(&[OSSRDBMS_SCOPE], None),

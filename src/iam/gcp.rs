@@ -83,6 +83,7 @@ use crate::cloud::gcp::iam_user;
 use crate::env::Environment;
 use crate::plan::ConnectPlan;
 use crate::secret::Secret;
+use crate::shared::base64url;
 
 /// The provider's name, as plans write the password source.
 pub const PROVIDER: &str = "iam:gcp";
@@ -331,7 +332,7 @@ impl CloudSqlTokenProviderBuilder {
     /// Builds the provider. Without a user it asks the metadata server for its account's
     /// e-mail (bounded by the policy); `Config` when no user can be known.
     pub async fn build(self) -> Result<CloudSqlTokenProvider, TokenError> {
-        crate::secrets::install_ring_provider();
+        crate::shared::install_ring_provider();
         if self.policy.attempts == 0 {
             return Err(config(
                 "the retry policy allows no attempt at all (attempts 0)",
@@ -849,44 +850,10 @@ fn adc_file(env: &dyn Environment) -> Result<Option<Value>, TokenError> {
     Ok(Some(json))
 }
 
-/// Base64url without padding (JWS).
-fn base64url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::env::MapEnv;
-
-    #[test]
-    fn base64url_matches_rfc4648_vectors_without_padding() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg"),
-            ("fo", "Zm8"),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg"),
-            ("fooba", "Zm9vYmE"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64url(input.as_bytes()), want);
-        }
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-    }
 
     #[test]
     fn statuses_map_to_kinds() {

@@ -184,22 +184,8 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn fetch(&self) -> TokenFuture<'_>;
 }
 
-/// Where wall-clock "now" comes from; injected so that tests move time by hand. Token expiry
-/// is a wall-clock time (the issuer's), so this is [`SystemTime`], not `Instant`.
-pub trait WallClock: Send + Sync + fmt::Debug {
-    /// The current time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemWallClock;
-
-impl WallClock for SystemWallClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
+/// The injectable wall clock; it lives in [`crate::shared`], with the monotonic clock.
+pub use crate::shared::{SystemWallClock, WallClock};
 
 /// Where a pool or a connection gets its tokens.
 #[derive(Debug, Clone)]

@@ -14,7 +14,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls;
 
 use super::{SecretError, SecretErrorKind, SecretFuture, SecretsBackend, json_field};
 use crate::config::CredentialsConfig;
@@ -50,14 +49,9 @@ impl fmt::Debug for AwsBackend {
     }
 }
 
-/// An HTTPS client for the SDK that uses ring, the crate's one TLS stack.
-pub fn http_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
+/// The SDK's HTTPS client (ring), shared with the RDS token provider; it lives in
+/// [`crate::cloud::aws::sdk`].
+pub use crate::cloud::aws::sdk::http_client;
 
 fn layout(credentials: &CredentialsConfig) -> Result<Layout, SecretError> {
     match (&credentials.secret_name, &credentials.secret_prefix) {

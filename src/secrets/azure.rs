@@ -8,7 +8,8 @@
 //!
 //! # Credential
 //!
-//! [`AzureBackend::from_config`] picks one credential from the environment, in this order
+//! [`AzureBackend::from_config`] picks one credential from the environment
+//! ([`crate::cloud::azure::identity`], the same rule as the Entra token provider's), in this order
 //! (the order of the SDKs' `EnvironmentCredential` / `DefaultAzureCredential`, without the
 //! developer tools, which do not belong on a server):
 //!
@@ -43,100 +44,37 @@
 //! message only from non-success answers (which never carry a value), never the SDK's text
 //! about a success body (a parser error could quote the value).
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use azure_core::credentials::{Secret as AzureSecret, TokenCredential};
+use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind as AzureErrorKind;
-use azure_core::http::{
-    ClientOptions, ExponentialRetryOptions, RetryOptions, StatusCode, Transport, Url,
-};
-use azure_identity::{
-    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
-};
+use azure_core::http::{StatusCode, Transport, Url};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use super::{SecretError, SecretErrorKind, SecretFuture, SecretsBackend};
+use crate::cloud::azure::identity::{Identity, IdentityError};
+use crate::cloud::azure::sdk::{reqwest_client, sdk_chain, shorten};
+// The emulators' transport (conformance kit) quotes SDK errors by this path too.
+pub(crate) use crate::cloud::azure::sdk::safe_sdk_text;
 use crate::config::CredentialsConfig;
-use crate::env::{Environment, ProcessEnv};
+use crate::env::ProcessEnv;
 use crate::secret::Secret;
 
 pub(crate) const BACKEND: &str = "azure";
 
 pub use crate::cloud::azure::MAX_SECRET_NAME_LEN;
 
-/// One HTTP attempt, connecting, sending and reading the whole answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connecting (TCP and TLS) within one attempt.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Resends after the first attempt, for 408, 429, 5xx and transport failures.
-pub const MAX_RETRIES: u32 = 3;
-/// The first back-off; it doubles on each retry (plus up to 255 ms of jitter).
-pub const RETRY_INITIAL_DELAY: Duration = Duration::from_millis(500);
-/// The longest back-off the policy picks by itself (a `Retry-After` header may ask for more).
-pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
-/// One whole fetch: token request, challenge, retries and back-off included.
-pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The timeouts and retries, shared with the Entra token provider; they live in
+/// [`crate::cloud::azure::sdk`].
+pub use crate::cloud::azure::sdk::{
+    AzureTimeouts, CONNECT_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT, RETRY_INITIAL_DELAY,
+    RETRY_MAX_DELAY, TOTAL_TIMEOUT,
+};
 
-/// Timeouts and retries of one backend. [`Default`] gives the named constants; tests shorten
-/// them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AzureTimeouts {
-    /// One HTTP attempt ([`REQUEST_TIMEOUT`]).
-    pub request: Duration,
-    /// Connecting within one attempt ([`CONNECT_TIMEOUT`]).
-    pub connect: Duration,
-    /// Resends after the first attempt ([`MAX_RETRIES`]).
-    pub max_retries: u32,
-    /// The first back-off ([`RETRY_INITIAL_DELAY`]).
-    pub retry_initial_delay: Duration,
-    /// The longest back-off the policy picks by itself ([`RETRY_MAX_DELAY`]; the SDK raises
-    /// anything shorter to 1 s).
-    pub retry_max_delay: Duration,
-    /// One whole fetch ([`TOTAL_TIMEOUT`]).
-    pub total: Duration,
-}
-
-impl Default for AzureTimeouts {
-    fn default() -> Self {
-        Self {
-            request: REQUEST_TIMEOUT,
-            connect: CONNECT_TIMEOUT,
-            max_retries: MAX_RETRIES,
-            retry_initial_delay: RETRY_INITIAL_DELAY,
-            retry_max_delay: RETRY_MAX_DELAY,
-            total: TOTAL_TIMEOUT,
-        }
-    }
-}
-
-impl AzureTimeouts {
-    fn retry_options(&self) -> RetryOptions {
-        RetryOptions::exponential(ExponentialRetryOptions {
-            initial_delay: sdk_duration(self.retry_initial_delay),
-            max_retries: self.max_retries,
-            max_total_elapsed: sdk_duration(self.total),
-            max_delay: sdk_duration(self.retry_max_delay),
-        })
-    }
-
-    /// The SDK client options: this retry policy and `transport`.
-    pub(crate) fn client_options(&self, transport: &Transport) -> ClientOptions {
-        ClientOptions {
-            retry: self.retry_options(),
-            transport: Some(transport.clone()),
-            ..ClientOptions::default()
-        }
-    }
-}
-
-pub(crate) fn sdk_duration(d: Duration) -> azure_core::time::Duration {
-    azure_core::time::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// The credential choice, shared with the Entra token provider; it lives in
+/// [`crate::cloud::azure::identity`].
+pub use crate::cloud::azure::identity::CredentialChoice;
 
 /// The Key Vault secret name of `key` under `prefix`: `_` becomes `-`; the result must be 1 to
 /// 127 letters, digits and `-`.
@@ -155,18 +93,6 @@ pub fn secret_name(prefix: &str, key: &str) -> Result<String, SecretError> {
     }
 }
 
-/// The HTTP client of production for the Azure SDK (Key Vault and Entra tokens alike):
-/// reqwest (rustls with the process's ring provider) with the attempt and connect timeouts, no
-/// redirects (as the SDK's own client).
-pub(crate) fn reqwest_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, reqwest::Error> {
-    super::install_ring_provider();
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.request)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-}
-
 pub(crate) fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, SecretError> {
     reqwest_client(timeouts).map_err(|e| {
         SecretError::new(
@@ -177,130 +103,14 @@ pub(crate) fn http_client(timeouts: &AzureTimeouts) -> Result<reqwest::Client, S
     })
 }
 
-/// Which credential [`AzureBackend::from_config`] uses; see the module documentation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialChoice {
-    /// `AZURE_FEDERATED_TOKEN_FILE` is set.
-    WorkloadIdentity {
-        /// `AZURE_TENANT_ID`.
-        tenant_id: String,
-        /// `AZURE_CLIENT_ID`.
-        client_id: String,
-        /// `AZURE_FEDERATED_TOKEN_FILE`.
-        token_file: String,
-    },
-    /// `AZURE_CLIENT_SECRET` is set.
-    ClientSecret {
-        /// `AZURE_TENANT_ID`.
-        tenant_id: String,
-        /// `AZURE_CLIENT_ID`.
-        client_id: String,
-    },
-    /// Neither: a managed identity, user-assigned by this client id when given.
-    ManagedIdentity {
-        /// `AZURE_CLIENT_ID`, when set.
-        client_id: Option<String>,
-    },
+/// The identity the process environment selects (see the module documentation); missing
+/// settings are `AccessDenied`.
+fn identity(env: &dyn crate::env::Environment) -> Result<Identity, SecretError> {
+    Identity::from_env(env).map_err(access_denied)
 }
 
-impl CredentialChoice {
-    /// Reads the choice from `env` (empty variables count as unset). A workload identity or
-    /// client secret without its tenant or client id is an `AccessDenied` error naming the
-    /// variable.
-    pub fn from_env(env: &dyn Environment) -> Result<Self, SecretError> {
-        let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
-        let need = |name: &str, what: &str| {
-            var(name).ok_or_else(|| {
-                SecretError::new(
-                    BACKEND,
-                    SecretErrorKind::AccessDenied,
-                    format!("{what} is set but {name} is not: both AZURE_TENANT_ID and AZURE_CLIENT_ID are needed"),
-                )
-            })
-        };
-        if let Some(token_file) = var("AZURE_FEDERATED_TOKEN_FILE") {
-            let what = "AZURE_FEDERATED_TOKEN_FILE (workload identity)";
-            return Ok(Self::WorkloadIdentity {
-                tenant_id: need("AZURE_TENANT_ID", what)?,
-                client_id: need("AZURE_CLIENT_ID", what)?,
-                token_file,
-            });
-        }
-        if var("AZURE_CLIENT_SECRET").is_some() {
-            let what = "AZURE_CLIENT_SECRET (client secret)";
-            return Ok(Self::ClientSecret {
-                tenant_id: need("AZURE_TENANT_ID", what)?,
-                client_id: need("AZURE_CLIENT_ID", what)?,
-            });
-        }
-        Ok(Self::ManagedIdentity {
-            client_id: var("AZURE_CLIENT_ID"),
-        })
-    }
-
-    /// The SDK credential's name, as its errors spell it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::WorkloadIdentity { .. } => "WorkloadIdentityCredential",
-            Self::ClientSecret { .. } => "ClientSecretCredential",
-            Self::ManagedIdentity { .. } => "ManagedIdentityCredential",
-        }
-    }
-
-    /// Builds the credential; `env` gives the client secret, `transport` and `timeouts` its
-    /// HTTP pipeline.
-    fn build(
-        &self,
-        env: &dyn Environment,
-        transport: &Transport,
-        timeouts: &AzureTimeouts,
-    ) -> Result<Arc<dyn TokenCredential>, SecretError> {
-        let client_options = timeouts.client_options(transport);
-        let failed = |e: azure_core::Error| {
-            SecretError::new(
-                BACKEND,
-                SecretErrorKind::AccessDenied,
-                format!(
-                    "cannot set up {}: {}",
-                    self.name(),
-                    safe_sdk_text(&e).unwrap_or_else(|| "invalid settings".into())
-                ),
-            )
-        };
-        Ok(match self {
-            Self::WorkloadIdentity {
-                tenant_id,
-                client_id,
-                token_file,
-            } => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                credential_options: ClientAssertionCredentialOptions { client_options },
-                client_id: Some(client_id.clone()),
-                tenant_id: Some(tenant_id.clone()),
-                token_file_path: Some(token_file.into()),
-            }))
-            .map_err(failed)?,
-            Self::ClientSecret {
-                tenant_id,
-                client_id,
-            } => {
-                let secret = env.var("AZURE_CLIENT_SECRET").unwrap_or_default();
-                ClientSecretCredential::new(
-                    tenant_id,
-                    client_id.clone(),
-                    AzureSecret::new(secret),
-                    Some(ClientSecretCredentialOptions { client_options }),
-                )
-                .map_err(failed)?
-            }
-            Self::ManagedIdentity { client_id } => {
-                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                    user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                    client_options,
-                }))
-                .map_err(failed)?
-            }
-        })
-    }
+fn access_denied(e: IdentityError) -> SecretError {
+    SecretError::new(BACKEND, SecretErrorKind::AccessDenied, e.message())
 }
 
 /// Azure Key Vault: one secret per key (see the module documentation).
@@ -329,15 +139,16 @@ impl AzureBackend {
     pub async fn from_config(credentials: &CredentialsConfig) -> Result<Self, SecretError> {
         let timeouts = AzureTimeouts::default();
         let vault_url = vault_url(credentials)?;
-        let env = ProcessEnv;
-        let choice = CredentialChoice::from_env(&env)?;
+        let identity = identity(&ProcessEnv)?;
         let transport = Transport::new(Arc::new(http_client(&timeouts)?));
-        let credential = choice.build(&env, &transport, &timeouts)?;
+        let credential = identity
+            .credential(timeouts.client_options(&transport))
+            .map_err(access_denied)?;
         Self::new(
             vault_url,
             credentials.secret_prefix.as_deref().unwrap_or(""),
             credential,
-            choice.name(),
+            identity.name(),
             transport,
             timeouts,
         )
@@ -353,7 +164,7 @@ impl AzureBackend {
         transport: Transport,
         timeouts: AzureTimeouts,
     ) -> Result<Self, SecretError> {
-        super::install_ring_provider();
+        crate::shared::install_ring_provider();
         let vault = check_vault_url(vault_url)?;
         let options = SecretClientOptions {
             client_options: timeouts.client_options(&transport),
@@ -482,32 +293,6 @@ enum Classified {
     Failed(SecretErrorKind, String),
 }
 
-/// The SDK errors in `e`'s source chain, `e` first.
-pub(crate) fn sdk_chain<'a>(
-    e: &'a azure_core::Error,
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    let first: &'a (dyn StdError + 'static) = e;
-    std::iter::successors(Some(first), |e: &&'a (dyn StdError + 'static)| {
-        (*e).source()
-    })
-}
-
-/// The SDK's own text for `e`, unless something in its chain converted data (a parser error
-/// could quote a token or a value).
-pub(crate) fn safe_sdk_text(e: &azure_core::Error) -> Option<String> {
-    let converted = sdk_chain(e).any(|e| {
-        e.downcast_ref::<azure_core::Error>()
-            .is_some_and(|e| matches!(e.kind(), AzureErrorKind::DataConversion))
-            || e.is::<serde_json::Error>()
-    });
-    if converted {
-        return None;
-    }
-    // `Display` of an SDK error is its message; keep the first line (the rest is a link).
-    let text = shorten(e.to_string().lines().next().unwrap_or(""));
-    (!text.is_empty()).then_some(text)
-}
-
 /// A non-success answer in `e`'s chain: its status, error code and message (never a value:
 /// only success bodies carry one).
 fn http_answer(e: &azure_core::Error) -> Option<(u16, String, String)> {
@@ -525,16 +310,6 @@ fn http_answer(e: &azure_core::Error) -> Option<(u16, String, String)> {
             _ => None,
         }
     })
-}
-
-/// `text` trimmed and cut to 240 characters (with `...`), for messages.
-pub(crate) fn shorten(text: &str) -> String {
-    const MAX: usize = 240;
-    let text = text.trim();
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_string(),
-    }
 }
 
 /// A transport failure in `e`'s chain: `timed out` or `connection failed`.
@@ -660,45 +435,9 @@ mod tests {
     }
 
     #[test]
-    fn the_credential_follows_the_documented_order() {
-        let base = MapEnv::new()
-            .with_var("AZURE_TENANT_ID", "t")
-            .with_var("AZURE_CLIENT_ID", "c");
-        assert_eq!(
-            CredentialChoice::from_env(
-                &base
-                    .clone()
-                    .with_var("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token")
-                    .with_var("AZURE_CLIENT_SECRET", "canary-cs")
-            )
-            .expect("workload"),
-            CredentialChoice::WorkloadIdentity {
-                tenant_id: "t".into(),
-                client_id: "c".into(),
-                token_file: "/var/run/token".into()
-            }
-        );
-        assert_eq!(
-            CredentialChoice::from_env(&base.clone().with_var("AZURE_CLIENT_SECRET", "canary-cs"))
-                .expect("client secret"),
-            CredentialChoice::ClientSecret {
-                tenant_id: "t".into(),
-                client_id: "c".into()
-            }
-        );
-        assert_eq!(
-            CredentialChoice::from_env(&base).expect("managed"),
-            CredentialChoice::ManagedIdentity {
-                client_id: Some("c".into())
-            }
-        );
-        assert_eq!(
-            CredentialChoice::from_env(&MapEnv::new()).expect("managed"),
-            CredentialChoice::ManagedIdentity { client_id: None }
-        );
-        let err =
-            CredentialChoice::from_env(&MapEnv::new().with_var("AZURE_CLIENT_SECRET", "canary-cs"))
-                .expect_err("no tenant");
+    fn missing_identity_settings_are_access_denied() {
+        let err = identity(&MapEnv::new().with_var("AZURE_CLIENT_SECRET", "canary-cs"))
+            .expect_err("no tenant");
         assert_eq!(err.kind(), SecretErrorKind::AccessDenied);
         assert!(err.to_string().contains("AZURE_TENANT_ID"), "{err}");
         assert!(!err.to_string().contains("canary"), "{err}");

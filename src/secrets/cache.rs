@@ -16,21 +16,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// caching client. Longer values are clamped.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
-/// Where "now" comes from; injected so that tests move time by hand.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current instant.
-    fn now(&self) -> Instant;
-}
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
+/// The injectable monotonic clock; it lives in [`crate::shared`], with the wall clock.
+pub use crate::shared::{Clock, SystemClock};
 
 /// When a value fetched at `fetched` must be fetched again.
 pub fn refresh_at(fetched: Instant, ttl: Duration) -> Instant {

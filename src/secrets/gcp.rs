@@ -259,7 +259,7 @@ impl GcpBackendBuilder {
     /// loaded.
     pub async fn build(self) -> Result<GcpBackend, SecretError> {
         self.check()?;
-        super::install_ring_provider();
+        crate::shared::install_ring_provider();
         let mut builder =
             SecretManagerService::builder().with_attempt_timeout(self.policy.request_timeout);
         if let Some(endpoint) = &self.endpoint {

@@ -202,11 +202,9 @@ pub async fn create_secrets_backend(
     }
 }
 
-/// The GCP and Azure SDK clients use rustls through reqwest without a provider of their own:
-/// install ring as the process default once (a no-op when one is installed already).
-pub fn install_ring_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// Installs ring as the process's rustls provider; it lives in [`crate::shared`], since the
+/// IAM token providers need it as well.
+pub use crate::shared::install_ring_provider;
 
 /// A user name and password resolved from a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]

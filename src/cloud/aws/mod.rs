@@ -1,4 +1,9 @@
-//! AWS: the RDS host names, the RDS CA bundle's URL policy and cache path.
+//! AWS: the RDS host names, the RDS CA bundle's URL policy and cache path. Always compiled;
+//! `sdk` (feature `aws`) holds what the SDK clients of Secrets Manager and the RDS token
+//! provider share.
+
+#[cfg(feature = "aws")]
+pub mod sdk;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -46,52 +51,114 @@ pub fn rds_bundle_cache_path(env: &dyn Environment) -> Option<String> {
 /// it is acceptable: `https`, or `http` to a loopback address (`127.0.0.0/8`, `[::1]`,
 /// `localhost`), which tests use; never with a user name or password. The bundle decides whom
 /// every connection trusts, so it must not cross a network in clear.
+///
+/// This reads the text ([`BundleUrl::from_text`]); the downloader applies the same rule
+/// ([`BundleUrl::problem`]) to the URL as its HTTP client parsed it.
 pub(crate) fn bundle_url_problem(url: &str) -> Option<&'static str> {
     let lower = url.to_ascii_lowercase();
-    let (rest, https) = match (
-        lower.strip_prefix("https://"),
-        lower.strip_prefix("http://"),
-    ) {
-        (Some(rest), _) => (rest, true),
-        (None, Some(rest)) => (rest, false),
-        (None, None) => return Some("is not an https URL (the bundle is downloaded over https)"),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Some(
-            "holds a user name or password: the bundle is public, download it without credentials",
-        );
+    BundleUrl::from_text(&lower).problem()
+}
+
+/// A bundle URL as the policy sees it, read either from the configured text
+/// ([`BundleUrl::from_text`]) or from a parsed URL, so that one rule ([`BundleUrl::problem`])
+/// judges both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BundleUrl<'a> {
+    /// The scheme, lower-case; empty when there is none.
+    pub(crate) scheme: &'a str,
+    /// Whether the URL names a user or a password.
+    pub(crate) credentials: bool,
+    /// The host, or why none can be read (a phrase for messages).
+    pub(crate) host: Result<BundleUrlHost<'a>, &'static str>,
+}
+
+/// The host of a [`BundleUrl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BundleUrlHost<'a> {
+    /// The host, an IPv6 address without its brackets.
+    pub(crate) name: &'a str,
+    /// Whether it was written in brackets (an IPv6 address).
+    pub(crate) bracketed: bool,
+}
+
+impl BundleUrlHost<'_> {
+    /// `localhost`, an address in `127.0.0.0/8`, or `[::1]`.
+    pub(crate) fn is_loopback(&self) -> bool {
+        self.name.eq_ignore_ascii_case("localhost")
+            || self
+                .name
+                .parse::<Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || (self.bracketed
+                && self
+                    .name
+                    .parse::<Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback()))
     }
-    let (host, port) = match authority.strip_prefix('[') {
+}
+
+impl<'a> BundleUrl<'a> {
+    /// Reads `url` (lower-case) as text: the scheme before `://`, the authority up to the first
+    /// `/`, `?` or `#`, the host and port of the authority (a bad port or an unterminated
+    /// `[IPv6]` host is a problem of the host).
+    pub(crate) fn from_text(url: &'a str) -> Self {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        Self {
+            scheme,
+            credentials: authority.contains('@'),
+            host: text_host(authority),
+        }
+    }
+
+    /// Why the policy refuses this URL (see [`bundle_url_problem`]), or `None`.
+    pub(crate) fn problem(&self) -> Option<&'static str> {
+        let https = match self.scheme {
+            "https" => true,
+            "http" => false,
+            _ => return Some("is not an https URL (the bundle is downloaded over https)"),
+        };
+        if self.credentials {
+            return Some(
+                "holds a user name or password: the bundle is public, download it without credentials",
+            );
+        }
+        let host = match self.host {
+            Ok(host) => host,
+            Err(problem) => return Some(problem),
+        };
+        if !https && !host.is_loopback() {
+            return Some(
+                "is plain http to a host that is not a loopback address: the bundle decides whom connections trust, so it is downloaded over https (http only to 127.0.0.0/8, [::1] or localhost, for tests)",
+            );
+        }
+        None
+    }
+}
+
+/// The host of an authority written as text (`host`, `host:port`, `[v6]`, `[v6]:port`).
+fn text_host(authority: &str) -> Result<BundleUrlHost<'_>, &'static str> {
+    let (name, port, bracketed) = match authority.strip_prefix('[') {
         Some(bracketed) => match bracketed.split_once(']') {
-            Some((host, "")) => (host, None),
+            Some((host, "")) => (host, None, true),
             Some((host, port)) => match port.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => return Some("is not a valid URL (text after the [IPv6] host)"),
+                Some(port) => (host, Some(port), true),
+                None => return Err("is not a valid URL (text after the [IPv6] host)"),
             },
-            None => return Some("is not a valid URL (an unterminated [IPv6] host)"),
+            None => return Err("is not a valid URL (an unterminated [IPv6] host)"),
         },
         None => match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
+            Some((host, port)) => (host, Some(port), false),
+            None => (authority, None, false),
         },
     };
-    if host.is_empty() {
-        return Some("is not a valid URL (no host)");
+    if name.is_empty() {
+        return Err("is not a valid URL (no host)");
     }
     if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Some("is not a valid URL (a bad port)");
+        return Err("is not a valid URL (a bad port)");
     }
-    let loopback = host == "localhost"
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-        || (authority.starts_with('[')
-            && host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()));
-    if !https && !loopback {
-        return Some(
-            "is plain http to a host that is not a loopback address: the bundle decides whom connections trust, so it is downloaded over https (http only to 127.0.0.0/8, [::1] or localhost, for tests)",
-        );
-    }
-    None
+    Ok(BundleUrlHost { name, bracketed })
 }
 
 /// What an RDS host name says about itself.

@@ -1,4 +1,11 @@
-//! Azure: Key Vault secret names.
+//! Azure: Key Vault secret names. Always compiled; with the feature `azure`, `identity` (which
+//! credential the environment selects, and building it) and `sdk` (timeouts, the HTTP client,
+//! quoting SDK errors) serve both the Key Vault backend and the Entra token provider.
+
+#[cfg(feature = "azure")]
+pub mod identity;
+#[cfg(feature = "azure")]
+pub mod sdk;
 
 /// The longest Key Vault secret name.
 pub const MAX_SECRET_NAME_LEN: usize = 127;
