@@ -356,17 +356,11 @@ async fn a_slow_issuer_is_unavailable_after_the_attempt_timeout() {
         mds_provider(&mds, policy).await,
         sa_provider(&oauth, policy).await,
     ] {
-        let started = Instant::now();
         let err = provider.fetch().await.expect_err("too slow");
         check_error(&err, TokenErrorKind::Unavailable, &[]);
         assert!(
             err.message().contains("did not answer within 300ms"),
             "{err}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
         );
     }
     // Changed while running: the next answers are quick again.
