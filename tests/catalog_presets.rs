@@ -47,14 +47,12 @@ use tea_pgcloud::conformance::emulators::azure_token::{
     AzureTokenEmulator, CLIENT_ID, CLIENT_SECRET, TENANT_ID,
 };
 use tea_pgcloud::conformance::emulators::gcp::GcpSecretManager;
-use tea_pgcloud::conformance::emulators::gcp_token::{
-    DEFAULT_EMAIL, MetadataServerEmulator, OAuthTokenEmulator,
-};
+use tea_pgcloud::conformance::emulators::gcp_token::{DEFAULT_EMAIL, MetadataServerEmulator};
 use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
-use tea_pgcloud::conformance::rotation::RoleRotator;
+use tea_pgcloud::conformance::rotation::{RoleRotator, RotatingIssuer};
 use tea_pgcloud::env::{Environment, MapEnv};
 use tea_pgcloud::iam::cache::{CacheOptions, CachedProvider};
-use tea_pgcloud::iam::gcp::{CloudSqlTokenProvider, GcpTokenPolicy, SQLSERVICE_LOGIN_SCOPE};
+use tea_pgcloud::iam::gcp::{CloudSqlTokenProvider, SQLSERVICE_LOGIN_SCOPE};
 use tea_pgcloud::iam::{
     CredentialProvider, SystemWallClock, TokenError, TokenErrorKind, TokenFuture, TokenSource,
 };
@@ -1121,33 +1119,25 @@ fn token_rotation_mid_workload_loses_no_write() {
     const SA_EMAIL: &str = "ltm-writer@my-project.iam.gserviceaccount.com";
     const DB_USER: &str = "ltm-writer@my-project.iam";
     let server = common::plain_server("presets-rotation");
-    let rotator = RoleRotator::start(&server, DB_USER).expect("the IAM role");
-    create_db(&server, DB, DB_USER);
-    let key = common::rsa_key();
     common::block_on_multi(async {
-        let oauth = OAuthTokenEmulator::start().await;
-        oauth.set_expires_in(ROTATION_TOKEN_SECS);
-        oauth.on_issue(rotator.hook());
-        let plan = plan_with(
-            &format!(
-                "provider: gcp\nhost: 127.0.0.1\nport: {}\nip_type: public\nsslmode: disable\n\
-                 database: {DB}\nuser: {SA_EMAIL}\niam_auth: true\n",
-                server.port()
-            ),
-            &MapEnv::new(),
-        );
+        let issuer = RotatingIssuer::start(&server, SA_EMAIL, ROTATION_TOKEN_SECS)
+            .await
+            .expect("a rotating issuer");
+        assert_eq!(issuer.role(), DB_USER);
+        create_db(&server, DB, DB_USER);
+        let plan = plan_with(&issuer.plain_yaml(&server, DB), &MapEnv::new());
         assert_eq!(plan.user.as_deref(), Some(DB_USER));
-        let provider = CloudSqlTokenProvider::builder_from_plan(&plan, &MapEnv::new())
-            .expect("a builder")
-            .credentials_json(oauth.service_account_key(SA_EMAIL, &key))
-            .expect("a service-account key")
-            .policy(GcpTokenPolicy {
-                attempt_timeout: Duration::from_secs(5),
-                ..GcpTokenPolicy::default()
-            })
-            .build()
+        let builder =
+            CloudSqlTokenProvider::builder_from_plan(&plan, &MapEnv::new()).expect("a builder");
+        let provider = issuer
+            .provider_from(builder, Duration::from_secs(5))
             .await
             .expect("a provider");
+        let RotatingIssuer {
+            emulator: oauth,
+            rotator,
+            ..
+        } = issuer;
         let cache = CachedProvider::new(
             Arc::new(provider) as Arc<dyn CredentialProvider>,
             CacheOptions {

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tea_pgcloud::conformance::emulators::aws_creds::{
     ContainerCredentialsEmulator, IssuedCredentials, ROLE_ARN, StsEmulator,
 };
+use tea_pgcloud::conformance::emulators::sigv4;
 use tea_pgcloud::env::{MapEnv, ProcessEnv};
 use tea_pgcloud::iam::aws::{
     CREDENTIALS_TIMEOUT, PROVIDER, RdsTokenProvider, TOKEN_LIFETIME, TokenRequest, rds_auth_token,
@@ -353,106 +354,18 @@ impl Report {
 
 /// The query parameters of a token, decoded.
 fn params(token: &str) -> BTreeMap<String, String> {
-    let (_, query) = token.split_once("/?").expect("HOST:PORT/?QUERY");
-    query
-        .split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("k=v");
-            (k.to_string(), percent_decode(v))
-        })
-        .collect()
+    sigv4::token_params(token).expect("HOST:PORT/?QUERY")
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("hex");
-            out.push(u8::from_str_radix(hex, 16).expect("hex"));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).expect("UTF-8")
-}
-
-/// SigV4's encoding: everything but unreserved characters.
-fn sigv4_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// `20240826T220000Z` as a time.
+/// `X-Amz-Date` as a time.
 fn amz_date(s: &str) -> SystemTime {
-    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().expect("digits");
-    let (y, m, d) = (n(0..4), n(4..6), n(6..8));
-    // Days from civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + n(9..11) * 3600 + n(11..13) * 60 + n(13..15);
-    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).expect("after 1970"))
+    sigv4::amz_date(s).expect("an X-Amz-Date")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    ring::hmac::sign(&key, data.as_bytes()).as_ref().to_vec()
-}
-
-/// The token's signature, recomputed here from the SigV4 specification with `secret_key`:
-/// canonical request, string to sign, derived key, HMAC. Nothing of aws-sigv4 is used.
+/// The token's signature, recomputed from the SigV4 specification (the kit's verifier, which
+/// uses nothing of aws-sigv4).
 fn sigv4_signature_by_hand(token: &str, secret_key: &str) -> String {
-    let (authority, query) = token.split_once("/?").expect("HOST:PORT/?QUERY");
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .map(|kv| kv.split_once('=').expect("k=v"))
-        .filter(|(k, _)| *k != "X-Amz-Signature")
-        .map(|(k, v)| {
-            (
-                sigv4_encode(&percent_decode(k)),
-                sigv4_encode(&percent_decode(v)),
-            )
-        })
-        .collect();
-    pairs.sort();
-    let canonical_query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let empty_body = hex(ring::digest::digest(&ring::digest::SHA256, b"").as_ref());
-    let canonical_request = format!(
-        "GET\n/\n{}\nhost:{authority}\n\nhost\n{empty_body}",
-        canonical_query.join("&")
-    );
-    let p = params(token);
-    let credential = &p["X-Amz-Credential"];
-    let (_, scope) = credential.split_once('/').expect("AKID/SCOPE");
-    let parts: Vec<&str> = scope.split('/').collect();
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        p["X-Amz-Date"],
-        hex(ring::digest::digest(&ring::digest::SHA256, canonical_request.as_bytes()).as_ref())
-    );
-    let mut key = format!("AWS4{secret_key}").into_bytes();
-    for part in &parts {
-        key = hmac(&key, part);
-    }
-    hex(&hmac(&key, &string_to_sign))
+    sigv4::signature_by_hand(token, secret_key).expect("a presigned token")
 }
 
 /// The token is for this endpoint and user, signed with `creds` at its `X-Amz-Date`, and its
