@@ -1,19 +1,19 @@
 //! The RDS IAM token provider (`iam:aws-rds`) with aws-config's real credential providers
 //! against the container credentials and STS emulators: tokens signed with the credentials the
 //! emulators issued, expiry bounded by theirs, every fault mapped to its `TokenErrorKind`, no
-//! secret in any output or log line, and a signature checked by a SigV4 computed here by hand.
+//! secret in any output or log line, and a signature checked by a SigV4 computed by hand (the
+//! kit's verifier beside the AWS emulators).
 //!
 //! aws-config takes the container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) and the STS
 //! endpoint (`AWS_ENDPOINT_URL_STS`) only from the process environment: its environment
 //! override is crate-private (`ProviderConfig::with_env`) or needs its `test-util` feature
 //! (`ConfigLoader::env`). So the tests that drive those providers run a child process, this
 //! test binary again filtered to [`child_process_entry`], with an environment of its own
-//! (`Command::env_clear().envs(..)`), while the emulators run here. This process's
+//! (the kit's `ChildTest`, from an empty environment), while the emulators run here. This process's
 //! environment is never changed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,7 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
 use aws_credential_types::Credentials;
 use serde_json::{Value, json};
+use tea_pgcloud::conformance::child::ChildTest;
 use tea_pgcloud::conformance::emulators::aws_creds::{
     ContainerCredentialsEmulator, IssuedCredentials, ROLE_ARN, StsEmulator,
 };
@@ -226,46 +227,23 @@ impl Child {
     async fn run(self) -> Report {
         tokio::task::spawn_blocking(move || {
             let home = tempfile::tempdir().expect("a home");
-            let home_path = home.path().to_string_lossy().into_owned();
-            let mut command = Command::new(std::env::current_exe().expect("the test binary"));
-            command
-                .args([
-                    "--exact",
-                    "child_process_entry",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+            let mut child = ChildTest::new("child_process_entry")
+                .expect("the test binary")
                 .env_clear()
-                .env("HOME", &home_path)
-                .env("AWS_CONFIG_FILE", format!("{home_path}/no-config"))
-                .env(
-                    "AWS_SHARED_CREDENTIALS_FILE",
-                    format!("{home_path}/no-credentials"),
-                )
-                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .without_aws_setup(home.path())
                 .env(CHILD, self.scenario)
                 .env(CHILD_FETCHES, self.fetches.to_string())
                 .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             if let Some(t) = self.timeout {
-                command.env(CHILD_TIMEOUT_MS, t.as_millis().to_string());
+                child = child.env(CHILD_TIMEOUT_MS, t.as_millis().to_string());
             }
             if self.trace {
-                command.env(CHILD_TRACE, "1");
+                child = child.env(CHILD_TRACE, "1");
             }
-            let output = command.output().expect("the child runs");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            // libtest prints the test's name on the same line, before the report.
-            let line = stdout
-                .lines()
-                .find_map(|l| l.find(REPORT).map(|at| &l[at + REPORT.len()..]));
-            match (output.status.success(), line) {
+            let output = child.run().expect("the child runs");
+            match (output.success, output.report(REPORT)) {
                 (true, Some(line)) => Report(serde_json::from_str(line).expect("a JSON report")),
-                _ => panic!(
-                    "the child failed ({}):\n{stdout}\n{}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                ),
+                _ => panic!("the child failed ({})", output.shown()),
             }
         })
         .await

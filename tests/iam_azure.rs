@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tea_pgcloud::conformance::child::ChildTest;
 
 use tea_pgcloud::conformance::emulators::azure_token::{
     AzureTokenEmulator, CLIENT_ID, CLIENT_SECRET, EXPIRED_BY, FEDERATED_TOKEN, IDENTITY_HEADER,
@@ -523,15 +523,8 @@ fn run_app_service_child(
     emulator: &AzureTokenEmulator,
     identity_header: &str,
 ) -> Vec<(String, String)> {
-    let exe = std::env::current_exe().expect("this test binary");
-    let output = Command::new(exe)
-        .args([
-            "app_service_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let output = ChildTest::new("app_service_child")
+        .expect("this test binary")
         .env(CHILD_MARKER, "1")
         .env("IDENTITY_ENDPOINT", emulator.app_service_endpoint())
         .env("IDENTITY_HEADER", identity_header)
@@ -539,18 +532,14 @@ fn run_app_service_child(
         .env_remove("IMDS_ENDPOINT")
         .env_remove("MSI_ENDPOINT")
         .env_remove("MSI_SECRET")
-        .output()
+        .run()
         .expect("the child runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<(String, String)> = stdout
-        .lines()
+    assert!(output.success, "child failed: {}", output.shown());
+    let stdout = &output.stdout;
+    let lines: Vec<(String, String)> = output
         // libtest may print `test app_service_child ... ` on the same line first.
-        .filter_map(|l| l.split_once("CHILD ").map(|(_, report)| report))
+        .reports("CHILD ")
+        .into_iter()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
