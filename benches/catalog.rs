@@ -33,7 +33,6 @@
 //! found as the conformance launcher finds them, and `openssl` for the service-account key).
 
 use std::hint::black_box;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,9 +41,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tea_pgcloud::catalog::{NewEntry, PostgresCatalog};
 use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
-use tea_pgcloud::conformance::emulators::gcp_token::OAuthTokenEmulator;
 use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
-use tea_pgcloud::conformance::rotation::RoleRotator;
+use tea_pgcloud::conformance::rotation::RotatingIssuer;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::iam::TokenSource;
 use tea_pgcloud::iam::cache::CacheStats;
@@ -111,34 +109,13 @@ impl Side {
 
 struct World {
     runtime: tokio::runtime::Runtime,
-    emulator: OAuthTokenEmulator,
-    rotator: Arc<RoleRotator>,
+    /// The rotating catalog's tokens, each made its role's password.
+    issuer: RotatingIssuer,
     static_side: Side,
     rotating_side: Side,
     // Dropped last: the server and the files the catalogs read.
     _server: PgServer,
     _dir: tempfile::TempDir,
-}
-
-/// A PKCS#8 RSA key for the service account (the emulator checks the JWT's signature).
-fn rsa_key() -> String {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success(), "openssl genpkey failed");
-    String::from_utf8(out.stdout).expect("PEM")
-}
-
-/// `name` as an SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The pool keys both catalogs use.
@@ -201,8 +178,19 @@ fn world() -> &'static World {
         std::fs::write(&root, factory.root_pem()).expect("writes the CA");
         let root = root.to_str().expect("a UTF-8 path").to_string();
 
-        let role = tea_pgcloud::provider::gcp::iam_user(SERVICE_ACCOUNT);
-        let rotator = RoleRotator::start(&server, role).expect("a rotating role");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let issuer = runtime
+            .block_on(RotatingIssuer::start(
+                &server,
+                SERVICE_ACCOUNT,
+                TOKEN_LIFE_SECS,
+            ))
+            .expect("a rotating issuer");
+        let role = issuer.role();
         server
             .admin_sql(&format!(
                 "CREATE ROLE {STATIC_USER} LOGIN PASSWORD '{STATIC_PASSWORD}'"
@@ -210,29 +198,14 @@ fn world() -> &'static World {
             .expect("the static role");
         // One statement per call: CREATE DATABASE cannot run inside a transaction block.
         for (db, owner) in [(STATIC_DB, STATIC_USER), (ROTATING_DB, role)] {
-            server
-                .admin_sql(&format!("CREATE DATABASE {db} OWNER {}", ident(owner)))
-                .expect("a database");
+            server.create_database(db, owner).expect("a database");
         }
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
         let port = server.port();
-        let (emulator, static_side, rotating_side) = runtime.block_on(async {
-            let emulator = OAuthTokenEmulator::start().await;
-            emulator.set_expires_in(TOKEN_LIFE_SECS);
-            emulator.on_issue(rotator.hook());
+        let (static_side, rotating_side) = runtime.block_on(async {
             let key_file = dir.path().join("service-account.json");
-            std::fs::write(
-                &key_file,
-                emulator
-                    .service_account_key(SERVICE_ACCOUNT, &rsa_key())
-                    .to_string(),
-            )
-            .expect("writes the key file");
+            std::fs::write(&key_file, issuer.service_account_key().to_string())
+                .expect("writes the key file");
             let key_file = key_file.to_str().expect("a UTF-8 path").to_string();
 
             let static_yaml = format!(
@@ -255,16 +228,15 @@ fn world() -> &'static World {
                 .with_var(CREDENTIALS_VAR, key_file);
             let static_side = side("static", &static_yaml, static_env).await;
             let rotating_side = side("rotating", &rotating_yaml, rotating_env).await;
-            (emulator, static_side, rotating_side)
+            (static_side, rotating_side)
         });
         assert!(
-            rotator.rotations() > 0,
+            issuer.rotator.rotations() > 0,
             "the rotating catalog logged in with an issued token"
         );
         World {
             runtime,
-            emulator,
-            rotator,
+            issuer,
             static_side,
             rotating_side,
             _server: server,
@@ -363,13 +335,13 @@ fn cache_stats(side: &Side) -> CacheStats {
 fn report(_: &mut Criterion) {
     let w = world();
     let opened_before = [opened(&w.static_side), opened(&w.rotating_side)];
-    let rotations_before = w.rotator.rotations();
+    let rotations_before = w.issuer.rotator.rotations();
     let cache_before = cache_stats(&w.rotating_side);
     let started = Instant::now();
     let [track_static, track_rotating] = interleaved(Op::Track, 20, 200);
     let [retrieve_static, retrieve_rotating] = interleaved(Op::Retrieve, 20, 50);
     let pass_secs = started.elapsed().as_secs_f64();
-    let rotations = w.rotator.rotations() - rotations_before;
+    let rotations = w.issuer.rotator.rotations() - rotations_before;
     let reconnects = [
         opened(&w.static_side) - opened_before[0],
         opened(&w.rotating_side) - opened_before[1],
@@ -392,7 +364,7 @@ fn report(_: &mut Criterion) {
         "pass_seconds": pass_secs,
         "token_rotations_during_pass": rotations,
         "connections_opened_during_pass": {"static": reconnects[0], "rotating": reconnects[1]},
-        "token_requests_total": w.emulator.requests(),
+        "token_requests_total": w.issuer.emulator.requests(),
         "rotating_token_cache_during_pass": cache,
         "setup": {
             "tls": "verify-full, sslrootcert = generated CA, server cert for localhost",

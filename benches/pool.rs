@@ -29,13 +29,12 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_credential_types::Credentials;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use tea_pgcloud::conformance::emulators::gcp_token::OAuthTokenEmulator;
 use tea_pgcloud::conformance::launcher::{PgServer, Profile};
-use tea_pgcloud::conformance::rotation::RoleRotator;
+use tea_pgcloud::conformance::rotation::RotatingIssuer;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::iam::aws::{RdsTokenProvider, TokenRequest, rds_auth_token};
 use tea_pgcloud::iam::cache::{CacheOptions, CachedProvider};
-use tea_pgcloud::iam::gcp::{CloudSqlTokenProvider, GcpTokenPolicy};
+use tea_pgcloud::iam::gcp::CloudSqlTokenProvider;
 use tea_pgcloud::iam::{CredentialProvider, SystemWallClock, TokenSource};
 use tea_pgcloud::plan::ConnectPlan;
 use tea_pgcloud::pool::{HealthCheck, Pool, PoolOptions};
@@ -51,12 +50,11 @@ const STATIC_PASSWORD: &str = "bench-static-password";
 const PEER_USER: &str = "peer_rds";
 const TOKEN_DELAY: Duration = Duration::from_millis(50);
 
-/// A token issuer whose every token becomes its role's password.
+/// A token issuer whose every token becomes its role's password, and the plan logging in
+/// as its role.
 struct Issuer {
-    emulator: OAuthTokenEmulator,
-    rotator: Arc<RoleRotator>,
+    tokens: RotatingIssuer,
     plan: ConnectPlan,
-    email: &'static str,
 }
 
 struct World {
@@ -74,21 +72,6 @@ struct World {
     churn_naive: Pool,
     peer_warm: Pool,
     peer_churn: Pool,
-}
-
-fn rsa_key() -> String {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success(), "openssl genpkey failed");
-    String::from_utf8(out.stdout).expect("PEM")
 }
 
 fn plan_of(yaml: &str) -> ConnectPlan {
@@ -109,51 +92,25 @@ fn options(min: usize, max: usize, lifetime: Option<Duration>) -> PoolOptions {
 }
 
 async fn issuer(server: &PgServer, email: &'static str, delay: Duration) -> Issuer {
-    let role = tea_pgcloud::provider::gcp::iam_user(email);
-    let rotator = RoleRotator::start(server, role).expect("a rotating role");
-    let emulator = OAuthTokenEmulator::start().await;
-    emulator.set_expires_in(4);
-    emulator.set_delay(delay);
-    emulator.on_issue(rotator.hook());
-    let plan = plan_of(&format!(
-        "provider: gcp\nhost: 127.0.0.1\nport: {}\nip_type: public\n\
-         sslmode: disable\ndatabase: postgres\nuser: {email}\niam_auth: true\n",
-        server.port()
-    ));
-    Issuer {
-        emulator,
-        rotator,
-        plan,
-        email,
-    }
+    let tokens = RotatingIssuer::start(server, email, 4)
+        .await
+        .expect("a rotating issuer");
+    tokens.emulator.set_delay(delay);
+    let plan = plan_of(&tokens.plain_yaml(server, "postgres"));
+    Issuer { tokens, plan }
 }
 
-async fn gcp_provider(issuer: &Issuer, key: &str) -> CloudSqlTokenProvider {
-    CloudSqlTokenProvider::builder(INSTANCE)
-        .credentials_json(issuer.emulator.service_account_key(issuer.email, key))
-        .expect("a key")
-        .policy(GcpTokenPolicy {
-            attempt_timeout: Duration::from_secs(10),
-            ..GcpTokenPolicy::default()
-        })
-        .build()
+async fn gcp_provider(issuer: &Issuer) -> CloudSqlTokenProvider {
+    issuer
+        .tokens
+        .provider(INSTANCE, Duration::from_secs(10))
         .await
         .expect("a provider")
 }
 
-async fn gcp_cache(issuer: &Issuer, key: &str) -> Arc<CachedProvider> {
-    let provider = CloudSqlTokenProvider::builder(INSTANCE)
-        .credentials_json(issuer.emulator.service_account_key(issuer.email, key))
-        .expect("a key")
-        .policy(GcpTokenPolicy {
-            attempt_timeout: Duration::from_secs(10),
-            ..GcpTokenPolicy::default()
-        })
-        .build()
-        .await
-        .expect("a provider");
+async fn gcp_cache(issuer: &Issuer) -> Arc<CachedProvider> {
     let cache = CachedProvider::new(
-        Arc::new(provider) as Arc<dyn CredentialProvider>,
+        Arc::new(gcp_provider(issuer).await) as Arc<dyn CredentialProvider>,
         CacheOptions::default(),
         Arc::new(SystemWallClock),
     );
@@ -185,7 +142,6 @@ fn world() -> &'static World {
             .build()
             .expect("a runtime");
         let port = server.port();
-        let key = rsa_key();
         let env = || Arc::new(MapEnv::new());
         let world = runtime.block_on(async {
             let warm_issuer = issuer(&server, SA_WARM, Duration::ZERO).await;
@@ -224,21 +180,21 @@ fn world() -> &'static World {
                 .build()
                 .await
                 .expect("static pool");
-            let warm_cache = gcp_cache(&warm_issuer, &key).await;
+            let warm_cache = gcp_cache(&warm_issuer).await;
             let rotating_pool = Pool::builder(warm_issuer.plan.clone(), env())
                 .tokens(TokenSource::Cached(warm_cache))
                 .options(options(4, 4, None))
                 .build()
                 .await
                 .expect("rotating pool");
-            let churn_cache = gcp_cache(&cached_issuer, &key).await;
+            let churn_cache = gcp_cache(&cached_issuer).await;
             let churn_cached = Pool::builder(cached_issuer.plan.clone(), env())
                 .tokens(TokenSource::Cached(Arc::clone(&churn_cache)))
                 .options(options(1, 1, Some(Duration::ZERO)))
                 .build()
                 .await
                 .expect("churn pool (cached)");
-            let naive_provider = gcp_provider(&naive_issuer, &key).await;
+            let naive_provider = gcp_provider(&naive_issuer).await;
             let churn_naive = Pool::builder(naive_issuer.plan.clone(), env())
                 .tokens(TokenSource::PerConnect(Arc::new(naive_provider)))
                 .options(options(1, 1, Some(Duration::ZERO)))
@@ -439,11 +395,11 @@ fn sign_samples(n: usize) -> Vec<Duration> {
 fn report(_: &mut Criterion) {
     let w = world();
     let waits_before = w.churn_cache.stats().waits;
-    let rotations_before = w.cached_issuer.rotator.rotations();
+    let rotations_before = w.cached_issuer.tokens.rotator.rotations();
     let mut warm = interleaved(&[&w.static_pool, &w.rotating_pool], 5000, 500);
     let mut churn = interleaved(&[&w.churn_cached, &w.churn_naive], 150, 25);
     let waits = w.churn_cache.stats().waits - waits_before;
-    let rotations = w.cached_issuer.rotator.rotations() - rotations_before;
+    let rotations = w.cached_issuer.tokens.rotator.rotations() - rotations_before;
     let mut peer_rust = interleaved(&[&w.peer_warm, &w.peer_churn], 1000, 250);
     let mut signs = sign_samples(3000);
     let python = peer();
@@ -463,7 +419,7 @@ fn report(_: &mut Criterion) {
             "acquisitions_that_waited_for_a_token_fetch_cached": waits, "rotations_during_pass": rotations},
         "peer_trust_role": {"rust_warm": rust_peer_warm, "rust_churn_token_per_connect": rust_peer_churn,
             "rust_sign": sign, "python": python},
-        "token_requests": {"warm": w.warm_issuer.emulator.requests(), "churn_cached": w.cached_issuer.emulator.requests(), "churn_naive": w.naive_issuer.emulator.requests()},
+        "token_requests": {"warm": w.warm_issuer.tokens.emulator.requests(), "churn_cached": w.cached_issuer.tokens.emulator.requests(), "churn_naive": w.naive_issuer.tokens.emulator.requests()},
     });
     let row = |name: &str, v: &Value| {
         println!(

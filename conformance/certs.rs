@@ -453,6 +453,29 @@ pub const DEV_SET_FILES: [&str; 7] = [
     "README.txt",
 ];
 
+/// A fresh 2048-bit RSA private key (PKCS#8 PEM) from `openssl genpkey`, for cloud
+/// service-account keys (the token emulators check the JWTs signed with it): ring cannot
+/// generate RSA keys.
+pub fn rsa_key() -> Result<String, String> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .map_err(|e| format!("openssl does not run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl genpkey failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| "openssl printed a key that is not PEM".into())
+}
+
 impl CertFactory {
     /// Generates the root, the intermediate (signed by the root) and the unrelated root.
     pub fn new() -> Result<Self, CertError> {

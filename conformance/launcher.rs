@@ -239,6 +239,18 @@ impl PgServer {
         self.0.admin_sql(sql)
     }
 
+    /// Creates database `db` owned by `owner` (PostgreSQL 15 lets only the owner create
+    /// tables in a new database's `public` schema). Both names are quoted as identifiers.
+    pub fn create_database(&self, db: &str, owner: &str) -> Result<(), LaunchError> {
+        let ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        self.admin_sql(&format!(
+            "CREATE DATABASE {} OWNER {}",
+            ident(db),
+            ident(owner)
+        ))
+        .map(|_| ())
+    }
+
     /// The container behind a docker-launched server.
     #[cfg(feature = "docker")]
     pub fn docker(&self) -> Option<&DockerServer> {

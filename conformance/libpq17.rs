@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::Outcome;
 use super::certs::CertFactory;
 use super::launcher::PgServer;
 use super::matrix::{Recording, run_ours_with};
@@ -367,29 +366,8 @@ pub fn conninfo(case: &Case, addr: &str, port: u16, dir: &str) -> String {
     s
 }
 
-/// One case's result.
-#[derive(Debug, Clone)]
-pub struct CaseResult {
-    /// The case.
-    pub case: Case,
-    /// This library's outcome and message.
-    pub ours: Outcome,
-    /// This library's error message.
-    pub ours_message: Option<String>,
-    /// libpq 17's outcome.
-    pub libpq: Outcome,
-    /// libpq 17's error message.
-    pub libpq_message: Option<String>,
-    /// What the recording says, if it has the case.
-    pub recorded: Option<Outcome>,
-}
-
-impl CaseResult {
-    /// Whether this library and libpq 17 agree.
-    pub fn agrees(&self) -> bool {
-        super::matrix::outcomes_agree(self.ours, self.libpq)
-    }
-}
+/// One case's result (the matrix's result type, over this run's cases).
+pub type CaseResult = super::matrix::CaseResult<Case>;
 
 /// The whole run.
 #[derive(Debug, Clone)]

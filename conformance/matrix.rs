@@ -254,11 +254,12 @@ pub fn cases(profile: &'static ServerProfile) -> Vec<Case> {
     out
 }
 
-/// One case's outcomes.
+/// One case's outcomes: a case of this matrix (`C` = [`Case`]) or of another run against
+/// libpq (the libpq 17 cases).
 #[derive(Debug, Clone)]
-pub struct CaseResult {
+pub struct CaseResult<C = Case> {
     /// The case.
-    pub case: Case,
+    pub case: C,
     /// Through this library.
     pub ours: Outcome,
     /// Our message when it failed.
@@ -271,10 +272,9 @@ pub struct CaseResult {
     pub recorded: Option<Outcome>,
 }
 
-impl CaseResult {
-    /// Whether this library agrees with libpq. libpq cannot tell an expired certificate from an
-    /// untrusted one (OpenSSL's "certificate verify failed" for both); this library can, so
-    /// `expired-cert` agrees with libpq's `untrusted-cert`.
+impl<C> CaseResult<C> {
+    /// Whether this library agrees with libpq: the same outcome, or one of the
+    /// [`ACCEPTED_DEVIATIONS`].
     pub fn agrees(&self) -> bool {
         outcomes_agree(self.ours, self.libpq)
     }
@@ -285,11 +285,35 @@ impl CaseResult {
     }
 }
 
+/// An outcome of this library that differs from libpq's on purpose, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deviation {
+    /// This library's outcome.
+    pub ours: Outcome,
+    /// libpq's outcome in the same case.
+    pub libpq: Outcome,
+    /// Why the two count as agreeing.
+    pub reason: &'static str,
+}
+
+/// Every accepted difference between this library's outcome and libpq's.
+pub const ACCEPTED_DEVIATIONS: &[Deviation] = &[Deviation {
+    ours: Outcome::Error(ErrorClass::ExpiredCert),
+    libpq: Outcome::Error(ErrorClass::UntrustedCert),
+    reason: "libpq cannot tell an expired certificate from an untrusted one (OpenSSL's \
+             \"certificate verify failed\" for both); this library can",
+}];
+
+/// The accepted deviation that makes `ours` agree with `libpq`, if they differ and one does.
+pub fn accepted_deviation(ours: Outcome, libpq: Outcome) -> Option<&'static Deviation> {
+    ACCEPTED_DEVIATIONS
+        .iter()
+        .find(|d| d.ours == ours && d.libpq == libpq)
+}
+
 /// See [`CaseResult::agrees`].
 pub fn outcomes_agree(ours: Outcome, libpq: Outcome) -> bool {
-    ours == libpq
-        || (ours == Outcome::Error(ErrorClass::ExpiredCert)
-            && libpq == Outcome::Error(ErrorClass::UntrustedCert))
+    ours == libpq || accepted_deviation(ours, libpq).is_some()
 }
 
 /// The user the cases log in as (the launcher's login role), and so the common name of the
@@ -956,6 +980,23 @@ mod tests {
         }
         assert_eq!(details.len(), ids.len());
         assert_eq!(recording.cases.len(), ids.len());
+    }
+
+    #[test]
+    fn every_accepted_deviation_differs_says_why_and_is_the_only_way_to_disagree_and_agree() {
+        for d in ACCEPTED_DEVIATIONS {
+            assert_ne!(d.ours, d.libpq, "{d:?}: not a deviation");
+            assert!(!d.reason.trim().is_empty(), "{d:?}: no reason");
+            assert!(outcomes_agree(d.ours, d.libpq), "{d:?}");
+            // Accepted one way only: libpq's outcome in our place is still a disagreement.
+            assert!(!outcomes_agree(d.libpq, d.ours), "{d:?}");
+        }
+        assert!(outcomes_agree(Outcome::Tls, Outcome::Tls));
+        assert!(!outcomes_agree(Outcome::Tls, Outcome::Plain));
+        assert!(outcomes_agree(
+            Outcome::Error(ErrorClass::ExpiredCert),
+            Outcome::Error(ErrorClass::UntrustedCert)
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::fmt;
 use crate::error::ErrorClass;
 
 pub mod certs;
+pub mod child;
 pub mod client;
 #[cfg(feature = "docker")]
 pub mod docker;
@@ -24,6 +25,8 @@ pub mod libpq17;
 pub mod matrix;
 pub mod native;
 pub mod oracle;
+#[cfg(all(feature = "aws", feature = "gcp", feature = "azure"))]
+pub mod presets;
 pub mod protocol;
 pub mod report;
 pub mod rotation;

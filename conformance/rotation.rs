@@ -11,7 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
+#[cfg(feature = "gcp")]
+use super::emulators::gcp_token::OAuthTokenEmulator;
 use super::launcher::PgServer;
+#[cfg(feature = "gcp")]
+use crate::iam::gcp::{CloudSqlTokenProvider, CloudSqlTokenProviderBuilder, GcpTokenPolicy};
+#[cfg(feature = "gcp")]
+use std::time::Duration;
 
 type Request = (String, mpsc::Sender<Result<(), String>>);
 
@@ -170,5 +176,106 @@ impl Drop for RoleRotator {
         {
             let _ = thread.join();
         }
+    }
+}
+
+/// A Cloud SQL IAM token issuer whose every token becomes its role's password: the OAuth token
+/// endpoint emulator, a service-account key of its own, and a [`RoleRotator`] on the
+/// emulator's `on_issue` hook. The real [`CloudSqlTokenProvider`] fetches from it.
+#[cfg(feature = "gcp")]
+pub struct RotatingIssuer {
+    /// The token endpoint.
+    pub emulator: OAuthTokenEmulator,
+    /// Makes each issued token the role's password.
+    pub rotator: Arc<RoleRotator>,
+    /// The service account's email.
+    pub email: String,
+    private_key: String,
+}
+
+#[cfg(feature = "gcp")]
+impl std::fmt::Debug for RotatingIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingIssuer")
+            .field("email", &self.email)
+            .field("rotator", &self.rotator)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "gcp")]
+impl RotatingIssuer {
+    /// Creates the database role of service account `email` on `server` (Cloud SQL's name for
+    /// it, [`crate::provider::gcp::iam_user`]), a fresh RSA key for the account, and an
+    /// emulator issuing tokens that live `expires_in_secs`, each made the role's password
+    /// before it is handed out.
+    pub async fn start(
+        server: &PgServer,
+        email: &str,
+        expires_in_secs: i64,
+    ) -> Result<Self, String> {
+        let rotator = RoleRotator::start(server, crate::provider::gcp::iam_user(email))?;
+        let private_key = super::certs::rsa_key()?;
+        let emulator = OAuthTokenEmulator::start().await;
+        emulator.set_expires_in(expires_in_secs);
+        emulator.on_issue(rotator.hook());
+        Ok(Self {
+            emulator,
+            rotator,
+            email: email.to_string(),
+            private_key,
+        })
+    }
+
+    /// The database role the tokens log in as.
+    pub fn role(&self) -> &str {
+        self.rotator.role()
+    }
+
+    /// The service account's key file (JSON), pointing at the emulator.
+    pub fn service_account_key(&self) -> serde_json::Value {
+        self.emulator
+            .service_account_key(&self.email, &self.private_key)
+    }
+
+    /// The real provider from `builder` with the service-account key and a policy of
+    /// `attempt_timeout` per attempt (the rest default).
+    pub async fn provider_from(
+        &self,
+        builder: CloudSqlTokenProviderBuilder,
+        attempt_timeout: Duration,
+    ) -> Result<CloudSqlTokenProvider, String> {
+        builder
+            .credentials_json(self.service_account_key())
+            .map_err(|e| format!("the service-account key: {e}"))?
+            .policy(GcpTokenPolicy {
+                attempt_timeout,
+                ..GcpTokenPolicy::default()
+            })
+            .build()
+            .await
+            .map_err(|e| format!("the provider: {e}"))
+    }
+
+    /// The real provider for instance `instance` (`PROJECT:REGION:INSTANCE`); see
+    /// [`RotatingIssuer::provider_from`].
+    pub async fn provider(
+        &self,
+        instance: &str,
+        attempt_timeout: Duration,
+    ) -> Result<CloudSqlTokenProvider, String> {
+        self.provider_from(CloudSqlTokenProvider::builder(instance), attempt_timeout)
+            .await
+    }
+
+    /// A catalog YAML logging in to `server`'s database `database` over TCP without TLS as
+    /// the service account, with IAM tokens (`provider: gcp`, `iam_auth: true`).
+    pub fn plain_yaml(&self, server: &PgServer, database: &str) -> String {
+        format!(
+            "provider: gcp\nhost: 127.0.0.1\nport: {}\nip_type: public\nsslmode: disable\n\
+             database: {database}\nuser: {}\niam_auth: true\n",
+            server.port(),
+            self.email
+        )
     }
 }

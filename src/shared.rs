@@ -40,12 +40,10 @@ pub fn install_ring_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Base64 of `data` with the standard alphabet and `=` padding (RFC 4648, section 4).
-///
-/// ```
-/// assert_eq!(tea_pgcloud::shared::base64(b"fo"), "Zm8=");
-/// ```
-pub fn base64(data: &[u8]) -> String {
+/// Base64 of `data` with the standard alphabet and `=` padding (RFC 4648, section 4); the
+/// Secret Manager emulator's payloads.
+#[cfg_attr(not(all(feature = "conformance", feature = "gcp")), allow(dead_code))]
+pub(crate) fn base64(data: &[u8]) -> String {
     base64_with(
         data,
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
@@ -54,11 +52,8 @@ pub fn base64(data: &[u8]) -> String {
 }
 
 /// Base64url of `data` without padding (RFC 4648, section 5), as JWS segments are written.
-///
-/// ```
-/// assert_eq!(tea_pgcloud::shared::base64url(&[0xfb, 0xff]), "-_8");
-/// ```
-pub fn base64url(data: &[u8]) -> String {
+#[cfg_attr(not(feature = "gcp"), allow(dead_code))]
+pub(crate) fn base64url(data: &[u8]) -> String {
     base64_with(
         data,
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
@@ -66,6 +61,7 @@ pub fn base64url(data: &[u8]) -> String {
     )
 }
 
+#[cfg_attr(not(any(feature = "gcp", feature = "conformance")), allow(dead_code))]
 fn base64_with(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -123,7 +119,8 @@ impl WallClock for SystemWallClock {
 /// A [`WallClock`] that asks a function for the time (e.g. a closure running ahead of the
 /// system clock). `Debug` does not show the function.
 #[derive(Clone, Copy)]
-pub struct FnWallClock<F>(pub F);
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub(crate) struct FnWallClock<F>(pub(crate) F);
 
 impl<F> fmt::Debug for FnWallClock<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

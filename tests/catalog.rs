@@ -20,14 +20,6 @@ use tea_pgcloud::pool::{Pool, PoolOptions};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/catalog");
 
-/// Creates database `db` owned by the test role (PostgreSQL 15 lets only the owner create
-/// tables in a database's `public` schema).
-fn create_db(server: &PgServer, db: &str) {
-    server
-        .admin_sql(&format!("CREATE DATABASE {db} OWNER {}", server.user()))
-        .expect("creates the database");
-}
-
 /// A catalog YAML for database `db` of `server`, with extra top-level keys.
 fn yaml(server: &PgServer, db: &str, password: &str, extra: &str) -> String {
     format!(
@@ -86,7 +78,9 @@ fn sessions(server: &PgServer, db: &str) -> u32 {
 #[test]
 fn every_operation_works_and_round_trips_its_values() {
     let server = common::plain_server("catalog-ops");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let catalog = open(&server, "ltm", "").await;
         let shown = format!("{catalog:?}");
@@ -280,7 +274,9 @@ fn every_operation_works_and_round_trips_its_values() {
 #[test]
 fn list_prefixes_are_taken_literally() {
     let server = common::plain_server("catalog-like");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let catalog = open(&server, "ltm", "").await;
         for k in ["a%", "a%b", "ab", "a_c", "abc", "a\\x", "ay", "b%"] {
@@ -314,7 +310,9 @@ fn list_prefixes_are_taken_literally() {
 #[test]
 fn atomic_batches_are_all_or_nothing_and_others_keep_the_good_entries() {
     let server = common::plain_server("catalog-batch");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let catalog = open(&server, "ltm", "").await;
         catalog
@@ -410,7 +408,9 @@ fn atomic_batches_are_all_or_nothing_and_others_keep_the_good_entries() {
 #[test]
 fn cleanup_deletes_at_most_the_batch_limit_per_call() {
     let server = common::plain_server("catalog-cleanup");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let catalog = open(&server, "ltm", "").await;
         let past = SystemTime::now() - Duration::from_secs(3600);
@@ -460,7 +460,9 @@ fn concurrent_writers_lose_nothing_and_count_creations_exactly() {
     const OWN: usize = 25;
     const SHARED: usize = 10;
     let server = common::plain_server("catalog-writers");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on_multi(async {
         let catalog = open(&server, "ltm", "max_size: 4\n").await;
         let tasks: Vec<_> = (0..TASKS)
@@ -537,7 +539,9 @@ fn two_catalogs_starting_together_migrate_a_fresh_database_once() {
     common::block_on_multi(async {
         for round in 0..3 {
             let db = format!("fresh{round}");
-            create_db(&server, &db);
+            server
+                .create_database(&db, server.user())
+                .expect("creates the database");
             let (a, b) = tokio::join!(open(&server, &db, ""), open(&server, &db, ""));
             let client = a.pool().await.expect("pool").get().await.expect("client");
             let rows = client
@@ -595,8 +599,12 @@ async fn schema_of(client: &tokio_postgres::Client) -> Vec<String> {
 #[test]
 fn tables_created_by_the_python_catalog_are_adopted_without_data_loss() {
     let server = common::plain_server("catalog-python");
-    create_db(&server, "python");
-    create_db(&server, "rust");
+    server
+        .create_database("python", server.user())
+        .expect("creates the database");
+    server
+        .create_database("rust", server.user())
+        .expect("creates the database");
     let ddl = std::fs::read_to_string(format!("{FIXTURES}/python_ddl.sql")).expect("DDL");
     let rows_sql = std::fs::read_to_string(format!("{FIXTURES}/python_rows.sql")).expect("rows");
     let expected: Value = serde_json::from_str(
@@ -715,7 +723,9 @@ fn tables_created_by_the_python_catalog_are_adopted_without_data_loss() {
 #[test]
 fn a_lazy_catalog_connects_and_migrates_on_first_use() {
     let server = common::plain_server("catalog-lazy");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let catalog = open(&server, "ltm", "lazy: true\nmin_size: 2\n").await;
         assert!(catalog.pool_if_open().is_none());
@@ -756,7 +766,9 @@ fn a_lazy_catalog_connects_and_migrates_on_first_use() {
 #[test]
 fn failures_are_classed_and_never_show_the_password() {
     let server = common::plain_server("catalog-errors");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let wrong = "wrong-pass-XYZ";
         let err = PostgresCatalog::from_yaml(
@@ -815,7 +827,9 @@ fn assert_unreadable(
 #[test]
 fn columns_the_catalog_cannot_read_are_errors_that_name_query_column_and_types() {
     let server = common::plain_server("catalog-types");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     let alter = |sql: &str| {
         server
             .admin_sql(&format!("\\connect ltm\n{sql}"))
@@ -937,7 +951,9 @@ fn columns_the_catalog_cannot_read_are_errors_that_name_query_column_and_types()
 #[test]
 fn a_server_error_message_is_quoted_at_bounded_length() {
     let server = common::plain_server("catalog-server-text");
-    create_db(&server, "ltm");
+    server
+        .create_database("ltm", server.user())
+        .expect("creates the database");
     common::block_on(async {
         let catalog = open(&server, "ltm", "").await;
         // A server error message is the server's to size: the catalog's is bounded.

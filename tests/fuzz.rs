@@ -653,14 +653,14 @@ fn fragment(rng: &mut Rng) -> String {
     match rng.below(8) {
         0 => format!(
             "{}: {}\n",
-            rng.pick(FRAGMENT_KEYS),
+            rng.pick(FRAGMENT_KEYS.as_slice()),
             rng.pick(FRAGMENT_VALUES)
         ),
         1 => format!(
             "connection_string: \"{}\"\n",
             rng.pick(FRAGMENT_CONNECTION_STRINGS)
         ),
-        2 => format!("{}:\n  ", rng.pick(FRAGMENT_KEYS)),
+        2 => format!("{}:\n  ", rng.pick(FRAGMENT_KEYS.as_slice())),
         3 => "  ".into(),
         4 => "- ".into(),
         5 => "---\n".into(),

@@ -2,11 +2,11 @@
 //! endpoint: `google-cloud-auth` runs for real (metadata server, authorized user), and so does
 //! this crate's JWT-bearer exchange for service account keys.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
+use tea_pgcloud::conformance::certs;
 use tea_pgcloud::conformance::emulators::gcp_token::{
     EXPIRED_EXPIRES_IN, JWT_BEARER_GRANT, MALFORMED_CANARY, MetadataServerEmulator,
     OAuthTokenEmulator,
@@ -34,28 +34,11 @@ const CLIENT_ID: &str = "32555940559.apps.googleusercontent.com";
 const CLIENT_SECRET: &str = "gcp-CLIENT-SeCrEt-canary";
 const REFRESH_TOKEN: &str = "1//gcp-REFRESH-token-canary";
 
-/// An RSA key (PKCS#8 PEM) made by openssl once per run: ring cannot generate RSA keys.
+/// Two RSA keys (PKCS#8 PEM), made once per run.
 fn rsa_key(which: usize) -> &'static str {
     static KEYS: OnceLock<[String; 2]> = OnceLock::new();
     let keys = KEYS.get_or_init(|| {
-        let make = || {
-            let out = Command::new("openssl")
-                .args([
-                    "genpkey",
-                    "-algorithm",
-                    "RSA",
-                    "-pkeyopt",
-                    "rsa_keygen_bits:2048",
-                ])
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).expect("PEM")
-        };
+        let make = || certs::rsa_key().expect("an RSA key");
         [make(), make()]
     });
     &keys[which]
@@ -356,17 +339,11 @@ async fn a_slow_issuer_is_unavailable_after_the_attempt_timeout() {
         mds_provider(&mds, policy).await,
         sa_provider(&oauth, policy).await,
     ] {
-        let started = Instant::now();
         let err = provider.fetch().await.expect_err("too slow");
         check_error(&err, TokenErrorKind::Unavailable, &[]);
         assert!(
             err.message().contains("did not answer within 300ms"),
             "{err}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
         );
     }
     // Changed while running: the next answers are quick again.

@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 
 use tea_pgcloud::config::TokenRefresh;
 use tea_pgcloud::conformance::emulators::gcp_token::OAuthTokenEmulator;
-use tea_pgcloud::conformance::rotation::RoleRotator;
+use tea_pgcloud::conformance::rotation::{RoleRotator, RotatingIssuer};
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::iam::cache::{CacheOptions, CachedProvider};
-use tea_pgcloud::iam::gcp::{CloudSqlTokenProvider, GcpTokenPolicy};
 use tea_pgcloud::iam::{CredentialProvider, SystemWallClock, TokenSource};
 use tea_pgcloud::pool::{HealthCheck, Pool, PoolOptions};
 
@@ -58,20 +57,20 @@ struct Setup {
 
 async fn setup(name: &str, expires_in: i64, mode: TokenRefresh) -> Setup {
     let server = common::plain_server(name);
-    let rotator = RoleRotator::start(&server, DB_USER).expect("a rotating role");
-    let oauth = OAuthTokenEmulator::start().await;
-    oauth.set_expires_in(expires_in);
-    oauth.on_issue(rotator.hook());
-    let provider = CloudSqlTokenProvider::builder(INSTANCE)
-        .credentials_json(oauth.service_account_key(SA_EMAIL, &common::rsa_key()))
-        .expect("a service-account key")
-        .policy(GcpTokenPolicy {
-            attempt_timeout: Duration::from_secs(5),
-            ..GcpTokenPolicy::default()
-        })
-        .build()
+    let issuer = RotatingIssuer::start(&server, SA_EMAIL, expires_in)
+        .await
+        .expect("a rotating issuer");
+    assert_eq!(issuer.role(), DB_USER);
+    let provider = issuer
+        .provider(INSTANCE, Duration::from_secs(5))
         .await
         .expect("a provider");
+    let plan = common::plan_of(&issuer.plain_yaml(&server, "postgres"));
+    let RotatingIssuer {
+        emulator: oauth,
+        rotator,
+        ..
+    } = issuer;
     assert_eq!(provider.user(), DB_USER);
     let cache = CachedProvider::new(
         Arc::new(provider) as Arc<dyn CredentialProvider>,
@@ -82,11 +81,6 @@ async fn setup(name: &str, expires_in: i64, mode: TokenRefresh) -> Setup {
         },
         Arc::new(SystemWallClock),
     );
-    let plan = common::plan_of(&format!(
-        "provider: gcp\nhost: 127.0.0.1\nport: {}\nip_type: public\nsslmode: disable\n\
-         database: postgres\nuser: {SA_EMAIL}\niam_auth: true\n",
-        server.port()
-    ));
     assert_eq!(plan.password_source.to_string(), "iam:gcp");
     assert_eq!(plan.user.as_deref(), Some(DB_USER));
     Setup {

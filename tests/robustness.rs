@@ -15,9 +15,10 @@ const CANARY: &str = "cAnArY-9x!";
 /// A password: in connection strings and the password variable; it must never show anywhere.
 const PASSWORD: &str = "pAsSwOrD-4q?";
 
-/// Fragments of catalog YAML, including every key, odd values and broken syntax.
+/// Fragments of catalog YAML: every key of the library's key table, a few names that are not
+/// keys, odd values and broken syntax.
 fn fragment() -> impl Strategy<Value = String> {
-    let keys = prop::sample::select(fragments::KEYS.to_vec());
+    let keys = prop::sample::select(fragments::KEYS.clone());
     let values = prop::sample::select(fragments::VALUES.to_vec());
     // A value written literally in the YAML may be quoted back in an error (the file is what
     // the user reads anyway); the canary reaches the YAML only through ${X}, whose expansion is

@@ -176,7 +176,7 @@ impl Respond for Responder {
                 ResponseTemplate::new(200).set_body_raw(
                     serde_json::json!({
                         "name": name,
-                        "payload": {"data": base64(&data), "dataCrc32c": crc.to_string()},
+                        "payload": {"data": crate::shared::base64(&data), "dataCrc32c": crc.to_string()},
                     })
                     .to_string(),
                     "application/json",
@@ -188,28 +188,6 @@ impl Respond for Responder {
             None => answer,
         }
     }
-}
-
-/// Standard base64 with padding, as Google's JSON mapping writes `bytes`.
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 impl GcpSecretManager {
@@ -338,7 +316,7 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(base64(input.as_bytes()), want);
+            assert_eq!(crate::shared::base64(input.as_bytes()), want);
         }
     }
 

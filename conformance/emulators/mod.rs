@@ -15,3 +15,5 @@ pub mod azure_transport;
 pub mod gcp;
 #[cfg(feature = "gcp")]
 pub mod gcp_token;
+#[cfg(feature = "aws")]
+pub mod sigv4;

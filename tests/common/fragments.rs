@@ -1,50 +1,29 @@
 //! The robustness fragments: keys, values and connection strings that the proptest strategy of
 //! `tests/robustness.rs` and the fuzz run of `tests/fuzz.rs` build catalog YAML from.
 
-/// Every catalog key, parents of the catalog, and misspellings.
-pub const KEYS: &[&str] = &[
-    "type",
-    "connection_string",
-    "provider",
-    "host",
-    "port",
-    "database",
-    "user",
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "connect_timeout",
-    "application_name",
-    "min_size",
-    "max_size",
-    "auto_migrate",
-    "lazy",
-    "project",
-    "region",
-    "instance",
-    "connection_name",
-    "ip_type",
-    "socket_dir",
-    "iam_auth",
-    "ssl_bundle",
-    "ssl_bundle_url",
-    "ssl_bundle_sha256",
-    "max_lifetime",
-    "token_refresh",
-    "credentials",
-    "source",
-    "prefix",
-    "secret_name",
-    "secret_prefix",
-    "vault_url",
-    "project_id",
-    "settings",
-    "ltm",
-    "catalog",
-    "password",
-    "sslmdoe",
-];
+use std::sync::LazyLock;
+
+use tea_pgcloud::config::keys::{CATALOG_KEYS, CREDENTIAL_KEYS};
+
+/// Names beside the key table's: parents of the catalog, a key of another tool, and a
+/// misspelling.
+pub const NOT_KEYS: &[&str] = &["settings", "ltm", "catalog", "password", "sslmdoe"];
+
+/// Every catalog and credentials key, read from the library's key table (each name once), then
+/// [`NOT_KEYS`].
+pub static KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut keys: Vec<&'static str> = Vec::new();
+    let table = CATALOG_KEYS
+        .iter()
+        .map(|k| k.name)
+        .chain(CREDENTIAL_KEYS.iter().map(|k| k.name));
+    for name in table.chain(NOT_KEYS.iter().copied()) {
+        if !keys.contains(&name) {
+            keys.push(name);
+        }
+    }
+    keys
+});
 
 /// Odd values, `${VAR}` forms and broken syntax.
 pub const VALUES: &[&str] = &[

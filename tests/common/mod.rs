@@ -167,24 +167,3 @@ pub async fn assert_connects_as_server_user(
         .get(0);
     assert_eq!(user, server.user());
 }
-
-/// A 2048-bit RSA private key (PKCS#8 PEM) from openssl, for service-account keys: ring cannot
-/// generate RSA keys.
-pub fn rsa_key() -> String {
-    let out = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("PEM")
-}
