@@ -172,7 +172,7 @@ pub struct Ensured {
 }
 
 /// A clock given as a function, what [`BundleFetcher::clock`] takes. The fetcher keeps it as a
-/// [`WallClock`] ([`crate::shared`], the crate's one wall clock).
+/// [`WallClock`] (`shared.rs`, the crate's one wall clock).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Downloads and caches RDS bundles. [`ensure`] uses the defaults; tests and callers that need

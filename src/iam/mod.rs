@@ -184,7 +184,7 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn fetch(&self) -> TokenFuture<'_>;
 }
 
-/// The injectable wall clock; it lives in [`crate::shared`], with the monotonic clock.
+/// The injectable wall clock; it lives in `shared.rs`, with the monotonic clock.
 pub use crate::shared::{SystemWallClock, WallClock};
 
 /// Where a pool or a connection gets its tokens.

@@ -16,7 +16,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// caching client. Longer values are clamped.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
-/// The injectable monotonic clock; it lives in [`crate::shared`], with the wall clock.
+/// The injectable monotonic clock; it lives in `shared.rs`, with the wall clock.
 pub use crate::shared::{Clock, SystemClock};
 
 /// When a value fetched at `fetched` must be fetched again.

@@ -202,7 +202,7 @@ pub async fn create_secrets_backend(
     }
 }
 
-/// Installs ring as the process's rustls provider; it lives in [`crate::shared`], since the
+/// Installs ring as the process's rustls provider; it lives in `shared.rs`, since the
 /// IAM token providers need it as well.
 pub use crate::shared::install_ring_provider;
 
