@@ -23,6 +23,7 @@ pub const LIBPQ_DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
 /// What produced the plan: a provider preset, or a connection string used as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PlanKind {
     /// A provider preset.
     Provider(Provider),
@@ -42,6 +43,7 @@ impl PlanKind {
 
 /// Which IAM / Entra token a password comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IamKind {
     /// An RDS / Aurora IAM auth token (SigV4, `rds-db`).
     AwsRds,
@@ -130,6 +132,7 @@ pub struct Warning {
 
 /// The kinds of [`Warning`], with the stable codes of `fixtures/vectors/SPEC.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WarningCode {
     /// TCP hosts and TLS weaker than verify-full.
     WeakTls,

@@ -71,6 +71,7 @@ const MAX_REDIRECTS: usize = 5;
 
 /// What the caller can do about a [`BundleError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BundleErrorKind {
     /// The configuration is wrong: a URL that is not https, a server that refuses (HTTP 4xx:
     /// a wrong `ssl_bundle_url`), no system root certificates to check the server with. Do not

@@ -42,6 +42,7 @@ pub const SSL_BUNDLE_AUTO: &str = "auto";
 
 /// Which managed service (or none) the catalog database runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Provider {
     /// GCP Cloud SQL.
     Gcp,
@@ -103,6 +104,7 @@ impl IpType {
 
 /// Where `credentials` are fetched from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretSource {
     /// Environment variables.
     Env,

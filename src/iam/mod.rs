@@ -83,6 +83,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// What went wrong while getting a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenErrorKind {
     /// The provider is not set up (no credentials found, a bad setting).
     Config,

@@ -695,7 +695,7 @@ const CRC32C_TABLE: [u32; 256] = {
 /// ```
 /// assert_eq!(tea_pgcloud::secrets::gcp::crc32c(b"123456789"), 0xE306_9283);
 /// ```
-pub fn crc32c(data: &[u8]) -> u32 {
+pub(crate) fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
         crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8);

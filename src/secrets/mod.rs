@@ -51,6 +51,7 @@ pub trait SecretsBackend: Send + Sync + fmt::Debug {
 
 /// Why a secret could not be fetched, grouped by what the caller should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretErrorKind {
     /// The caller may not read it: fix permissions.
     AccessDenied,
@@ -206,9 +207,10 @@ pub async fn create_secrets_backend(
 /// IAM token providers need it as well.
 pub use crate::shared::install_ring_provider;
 
-/// A user name and password resolved from a backend.
+/// What a backend holds of the lookup order: the user name and the password, each with the key
+/// it was found under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub struct Found {
     /// The user name, and the key it came from.
     pub user: Option<(String, String)>,
     /// The password, and the key it came from.
@@ -240,7 +242,7 @@ pub async fn resolve(
     credentials: &CredentialsConfig,
     backend: &dyn SecretsBackend,
     need_user: bool,
-) -> Result<Resolved, SecretError> {
+) -> Result<Found, SecretError> {
     let user = if need_user {
         let keys = credentials.lookup_keys(CredentialField::Username);
         match first_found(backend, &keys).await? {
@@ -265,7 +267,7 @@ pub async fn resolve(
             format!("no password: none of {} exists", located(backend, &keys)),
         ));
     }
-    Ok(Resolved { user, password })
+    Ok(Found { user, password })
 }
 
 /// Reads `field` from a JSON object secret (as RDS-managed secrets store `username`,
