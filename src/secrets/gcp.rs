@@ -12,7 +12,7 @@
 //!
 //! # Integrity
 //!
-//! When the response carries `dataCrc32c`, the payload's CRC32C is checked ([`crc32c`]); a
+//! When the response carries `dataCrc32c`, the payload's CRC32C is checked (`crc32c`); a
 //! mismatch, or a payload that is not UTF-8, is a `Malformed` error.
 //!
 //! # Errors
