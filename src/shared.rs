@@ -36,7 +36,8 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The GCP and Azure SDK clients use rustls through reqwest without a provider of their own:
 /// install ring as the process default once (a no-op when one is installed already).
-pub fn install_ring_provider() {
+#[cfg_attr(not(any(feature = "gcp", feature = "azure")), allow(dead_code))]
+pub(crate) fn install_ring_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The password is an Entra access token for [`OSSRDBMS_SCOPE`], from an `azure_identity`
 //! credential chosen by the environment exactly as the Key Vault backend chooses it
-//! ([`CredentialChoice`]):
+//! (`CredentialChoice`, in `cloud/azure/identity.rs`):
 //!
 //! | when | credential | request |
 //! |---|---|---|

@@ -9,7 +9,7 @@
 //! # Credential
 //!
 //! [`AzureBackend::from_config`] picks one credential from the environment
-//! ([`crate::cloud::azure::identity`], the same rule as the Entra token provider's), in this order
+//! (`cloud/azure/identity.rs`, the same rule as the Entra token provider's), in this order
 //! (the order of the SDKs' `EnvironmentCredential` / `DefaultAzureCredential`, without the
 //! developer tools, which do not belong on a server):
 //!
@@ -71,10 +71,6 @@ pub use crate::cloud::azure::sdk::{
     AzureTimeouts, CONNECT_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT, RETRY_INITIAL_DELAY,
     RETRY_MAX_DELAY, TOTAL_TIMEOUT,
 };
-
-/// The credential choice, shared with the Entra token provider; it lives in
-/// [`crate::cloud::azure::identity`].
-pub use crate::cloud::azure::identity::CredentialChoice;
 
 /// The Key Vault secret name of `key` under `prefix`: `_` becomes `-`; the result must be 1 to
 /// 127 letters, digits and `-`.

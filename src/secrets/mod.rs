@@ -203,10 +203,6 @@ pub async fn create_secrets_backend(
     }
 }
 
-/// Installs ring as the process's rustls provider; it lives in `shared.rs`, since the
-/// IAM token providers need it as well.
-pub use crate::shared::install_ring_provider;
-
 /// What a backend holds of the lookup order: the user name and the password, each with the key
 /// it was found under.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use crate::env::Environment;
 /// Missing identity settings, or settings the SDK refused. The message names the variable or
 /// the credential, never the client secret or a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityError {
+pub(crate) struct IdentityError {
     message: String,
 }
 
@@ -44,7 +44,7 @@ impl IdentityError {
     }
 
     /// What is wrong.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 }
@@ -59,7 +59,7 @@ impl std::error::Error for IdentityError {}
 
 /// Which credential the environment selects; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialChoice {
+pub(crate) enum CredentialChoice {
     /// `AZURE_FEDERATED_TOKEN_FILE` is set.
     WorkloadIdentity {
         /// `AZURE_TENANT_ID`.
@@ -86,7 +86,7 @@ pub enum CredentialChoice {
 impl CredentialChoice {
     /// Reads the choice from `env` (empty variables count as unset). A workload identity or
     /// client secret without its tenant or client id is an error naming the variable.
-    pub fn from_env(env: &dyn Environment) -> Result<Self, IdentityError> {
+    pub(crate) fn from_env(env: &dyn Environment) -> Result<Self, IdentityError> {
         let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
         let need = |name: &str, what: &str| {
             var(name).ok_or_else(|| {
@@ -116,7 +116,7 @@ impl CredentialChoice {
     }
 
     /// The SDK credential's name, as its errors spell it.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::WorkloadIdentity { .. } => "WorkloadIdentityCredential",
             Self::ClientSecret { .. } => "ClientSecretCredential",
@@ -129,7 +129,7 @@ impl CredentialChoice {
 /// same environment). Each [`Identity::credential`] call builds a new SDK credential, with an
 /// empty token cache. `Debug` shows the choice, never the client secret.
 #[derive(Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     choice: CredentialChoice,
     client_secret: Option<AzureSecret>,
 }
@@ -144,7 +144,7 @@ impl fmt::Debug for Identity {
 
 impl Identity {
     /// The credential `env` selects ([`CredentialChoice::from_env`]), with its client secret.
-    pub fn from_env(env: &dyn Environment) -> Result<Self, IdentityError> {
+    pub(crate) fn from_env(env: &dyn Environment) -> Result<Self, IdentityError> {
         let choice = CredentialChoice::from_env(env)?;
         let client_secret = match choice {
             CredentialChoice::ClientSecret { .. } => Some(AzureSecret::new(
@@ -159,19 +159,19 @@ impl Identity {
     }
 
     /// Which credential.
-    pub fn choice(&self) -> &CredentialChoice {
+    pub(crate) fn choice(&self) -> &CredentialChoice {
         &self.choice
     }
 
     /// The SDK credential's name, as its errors spell it.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.choice.name()
     }
 
     /// A new SDK credential whose requests follow `client_options` (retries, transport, and
     /// the cloud when the caller sets one). Settings the SDK refuses are an error naming the
     /// credential (`cannot set up ...`).
-    pub fn credential(
+    pub(crate) fn credential(
         &self,
         client_options: ClientOptions,
     ) -> Result<Arc<dyn TokenCredential>, IdentityError> {

@@ -3,7 +3,7 @@
 //! quoting SDK errors) serve both the Key Vault backend and the Entra token provider.
 
 #[cfg(feature = "azure")]
-pub mod identity;
+pub(crate) mod identity;
 #[cfg(feature = "azure")]
 pub mod sdk;
 
