@@ -168,6 +168,9 @@ pub enum ConfigErrorKind {
     ConnInfo,
     /// A file could not be read.
     Io,
+    /// A libpq option this crate does not honour (see `support`): refused when the plan is
+    /// made rather than ignored.
+    Unsupported,
 }
 
 impl ConfigErrorKind {
@@ -183,6 +186,7 @@ impl ConfigErrorKind {
             Self::Expansion => "expansion",
             Self::ConnInfo => "conninfo",
             Self::Io => "io",
+            Self::Unsupported => "unsupported",
         }
     }
 }

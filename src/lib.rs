@@ -91,6 +91,7 @@ pub mod secret;
 pub mod secrets;
 mod shared;
 pub mod sslmode;
+pub mod support;
 pub mod text;
 pub mod vectors;
 mod yaml;

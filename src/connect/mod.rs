@@ -306,12 +306,21 @@ enum Endpoint {
     Unix(std::path::PathBuf),
 }
 
+/// A new TCP connection's options: no Nagle delay, and libpq's `keepalives=1` (its default,
+/// the only value the plan lets through): TCP keepalives on, with the operating system's
+/// timings (`keepalives_idle`, `_interval`, `_count` and `tcp_user_timeout` at libpq's `0`).
+/// A failure to set either is ignored: neither fails on a connected TCP socket on Linux.
+fn configure_tcp(stream: &tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(stream).set_keepalive(true);
+}
+
 async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, Failure> {
     match endpoint {
         Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(*addr)
             .await
             .map(|s| {
-                let _ = s.set_nodelay(true);
+                configure_tcp(&s);
                 Box::new(s) as Box<dyn Stream>
             })
             .map_err(|e| {
@@ -682,56 +691,18 @@ fn client_identity(
     Ok(Some(ClientIdentity { certs, key }))
 }
 
-/// libpq keywords this library does not implement; refusing them beats ignoring what they ask
-/// for (a read-write server, revocation checks, a narrower TLS version range, ...).
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("service", ""),
-    ("sslcrl", ""),
-    ("sslcrldir", ""),
-    ("sslpassword", ""),
-    ("requirepeer", ""),
-    ("ssl_min_protocol_version", "TLSv1.2"),
-    ("ssl_max_protocol_version", ""),
-    ("target_session_attrs", "any"),
-    ("gssencmode", "disable"),
-    ("gssencmode", "prefer"),
-    ("load_balance_hosts", "disable"),
-    ("sslcertmode", "allow"),
-    ("require_auth", ""),
-];
-
+/// The plan's refusals ([`crate::support::refusal`]) asked again of a plan that may have been
+/// built or changed by hand: the same words as the plan error.
 fn check_supported(plan: &ConnectPlan, env: &dyn Environment) -> Result<(), ConnectError> {
-    for (key, value) in plan.params.iter() {
-        let mut matching = UNSUPPORTED.iter().filter(|(k, _)| *k == key).peekable();
-        if matching.peek().is_some() && !value.is_empty() && !matching.any(|(_, ok)| *ok == value) {
-            return Err(ConnectError::new(
-                ErrorClass::Config,
-                format!(
-                    "connection option \"{key}\" with the value \"{value}\" is not supported by tea-pgcloud yet"
-                ),
-            ));
-        }
+    match crate::support::refusal(
+        &plan.params,
+        plan.sslpassword.is_some(),
+        plan.tls != SslMode::Disable,
+        env,
+    ) {
+        Some(refusal) => Err(ConnectError::new(ErrorClass::Config, refusal.message)),
+        None => Ok(()),
     }
-    if plan.sslpassword.is_some() {
-        return Err(ConnectError::new(
-            ErrorClass::Config,
-            "connection option \"sslpassword\" (an encrypted client key) is not supported by tea-pgcloud yet",
-        ));
-    }
-    // libpq checks certificates against ~/.postgresql/root.crl when it exists; without CRL
-    // support, refusing is the honest answer.
-    if let Some(home) = env.var("HOME").filter(|h| !h.is_empty())
-        && plan.tls != SslMode::Disable
-        && env.is_file(&format!("{home}/.postgresql/root.crl"))
-    {
-        return Err(ConnectError::new(
-            ErrorClass::Config,
-            format!(
-                "{home}/.postgresql/root.crl exists, and certificate revocation lists are not supported by tea-pgcloud yet"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn wire_config(
@@ -757,7 +728,12 @@ fn wire_config(
         config.password(password.expose());
     }
     config.dbname(plan.dbname.as_deref().unwrap_or(&user));
-    if let Some(name) = plan.params.get("application_name") {
+    // libpq: `fallback_application_name` applies when `application_name` is not set.
+    if let Some(name) = plan
+        .params
+        .get("application_name")
+        .or_else(|| plan.params.get("fallback_application_name"))
+    {
         config.application_name(name);
     }
     if let Some(options) = plan.params.get("options") {
@@ -1080,6 +1056,25 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tcp_connections_keep_libpqs_default_keepalives() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback listener");
+        let addr = listener.local_addr().expect("an address");
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let socket = socket2::SockRef::from(&stream);
+        assert!(!socket.keepalive().expect("SO_KEEPALIVE"), "off by default");
+        configure_tcp(&stream);
+        assert!(
+            socket.keepalive().expect("SO_KEEPALIVE"),
+            "on, as libpq's keepalives=1"
+        );
+        assert!(socket.tcp_nodelay().expect("TCP_NODELAY"));
+    }
 
     #[test]
     fn os_user_is_the_effective_user() {

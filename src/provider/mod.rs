@@ -288,6 +288,22 @@ fn finish(
         tls = SslMode::Disable;
         tls_verify = Verify::None;
     }
+    // Every libpq option is honoured or refused here, never ignored (see `support`).
+    if let Some(refusal) = crate::support::refusal(
+        &target.params,
+        target.sslpassword.is_some(),
+        tls != SslMode::Disable,
+        env,
+    ) {
+        let key = if refusal.keyword == "root.crl" {
+            sslmode_key
+        } else if config.connection_string.is_some() {
+            "connection_string"
+        } else {
+            target.host_key
+        };
+        return Err(origin.error(key, ConfigErrorKind::Unsupported, refusal.message));
+    }
     if target.write_sslmode {
         target.set("sslmode", sslmode.as_str());
     }

@@ -80,6 +80,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../fixtures/vectors/error-redaction.yaml"),
     ),
     (
+        "error-unsupported.yaml",
+        include_str!("../../fixtures/vectors/error-unsupported.yaml"),
+    ),
+    (
         "error-validation.yaml",
         include_str!("../../fixtures/vectors/error-validation.yaml"),
     ),

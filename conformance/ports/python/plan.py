@@ -98,6 +98,49 @@ CHOICE_HABITS = {"google": "gcp", "gce": "gcp", "cloudsql": "gcp", "amazon": "aw
 STRING_CHOICES = {"sslmode": SSLMODES, "sslnegotiation": ("postgres", "direct")}
 SECRET_KEYWORDS = ("password", "sslpassword")
 
+# What this port does with each libpq keyword it does not simply honour (SPEC.md, section 4,
+# step 7): refused outright, or honoured for the listed values only (an empty value is libpq's
+# "unset" and always honoured). The same table as the reference crate's.
+REFUSED = frozenset(("service", "passfile", "sslpassword", "sslcrl", "sslcrldir", "requirepeer",
+                     "require_auth", "krbsrvname", "gsslib", "gssdelegation", "replication"))
+HONOURED_VALUES = {
+    "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
+    "keepalives": ("1",),
+    "keepalives_idle": ("0",),
+    "keepalives_interval": ("0",),
+    "keepalives_count": ("0",),
+    "tcp_user_timeout": ("0",),
+    "sslcertmode": ("allow",),
+    "sslsni": ("1",),
+    "ssl_min_protocol_version": ("TLSv1.2",),
+    "ssl_max_protocol_version": (),
+    "gssencmode": ("disable", "prefer"),
+    "target_session_attrs": ("any",),
+    "load_balance_hosts": ("disable",),
+}
+
+
+def _refused_keyword(params):
+    """The first keyword of params, in libpq's order, that this port refuses, or None."""
+    for keyword in conninfo.KEYWORDS:
+        value = params.get(keyword)
+        if not value or keyword == "sslpassword":
+            continue
+        if keyword in REFUSED:
+            return keyword, f'connection option "{keyword}" is not supported'
+        if keyword in HONOURED_VALUES:
+            honoured = HONOURED_VALUES[keyword]
+            if keyword == "client_encoding":
+                ok = value.upper() in honoured
+            else:
+                ok = value in honoured
+            if not ok:
+                return keyword, f'connection option "{keyword}" is supported with ' + (
+                    ", ".join(f'"{h}"' for h in honoured) or "no value") + " only"
+    if params.get("sslpassword"):
+        return "sslpassword", 'connection option "sslpassword" is not supported'
+    return None
+
 
 class ConfigError(Exception):
     def __init__(self, kind, path, message, at=None):
@@ -531,9 +574,20 @@ class _Catalog:
                       "sslrootcert": root[0] if root[2] else None}
             params = {k: str(v) for k, v in params.items() if v is not None}
             provider = self.provider
-        user_source, password_source = self._sources(params)
         rootcert, present = root[0], root[1]
         tls, tls_verify = _tls(sslmode, rootcert, present, hosts)
+        refused = _refused_keyword(params)
+        if refused is not None:
+            raise self.error("unsupported", "connection_string", refused[1],
+                             self.vals["connection_string"].at)
+        home = self.env.get("HOME", "")
+        if tls != "disable" and home and (home.rstrip("/") + "/.postgresql/root.crl") in self.files:
+            key = "connection_string" if provider == "connection-string" else "sslmode"
+            where = self.vals.get(key)
+            raise self.error("unsupported", key, "~/.postgresql/root.crl exists, and libpq would "
+                             "check the server certificate against it: certificate revocation "
+                             "lists are not checked", where.key_at if where else None)
+        user_source, password_source = self._sources(params)
         if tls != "verify-full" and not all(_is_socket(h["host"]) and "hostaddr" not in h
                                             for h in hosts):
             self.warn("weak-tls", "connection_string" if provider == "connection-string"

@@ -1,0 +1,556 @@
+//! What this crate does with each libpq connection keyword: honoured as libpq does, honoured
+//! for some values only, refused, or not applicable. Nothing is silently ignored.
+//!
+//! The plan refuses what is not honoured ([`refusal`], called where the plan is made), so
+//! `check`, `plan`, `ping` and the pool refuse the same options with the same words; `connect`
+//! asks the same question of a plan built by hand. The README's keyword table is
+//! [`markdown`], kept equal to this table by a unit test.
+//!
+//! ```
+//! use tea_pgcloud::{ConfigError, MapEnv, load_str, plan};
+//! let env = MapEnv::new();
+//! let yaml = "connection_string: host=db sslmode=verify-full sslcrl=/etc/revoked.crl\n";
+//! let config = load_str(yaml, "agent.yaml", &env)?;
+//! let err = plan(&config, &env).expect_err("refused when the plan is made");
+//! assert_eq!(err.kind().as_str(), "unsupported");
+//! assert!(err.to_string().contains("\"sslcrl\""));
+//! # Ok::<(), ConfigError>(())
+//! ```
+
+use crate::conninfo::ConnInfo;
+use crate::conninfo::KEYWORDS;
+
+/// How this crate treats one libpq keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Support {
+    /// Honoured as libpq does; says how, and where that is proven.
+    Honoured(&'static str),
+    /// Some values honoured (compared as libpq compares them; an empty value is libpq's
+    /// default and always honoured); any other value is refused with the reason.
+    Values {
+        /// The values honoured.
+        honoured: &'static [&'static str],
+        /// Whether values are compared without regard to ASCII case.
+        ignore_case: bool,
+        /// How the honoured values are honoured.
+        how: &'static str,
+        /// Why the other values are refused.
+        refused: &'static str,
+    },
+    /// Refused whatever its value (an empty value, libpq's "unset", is accepted), with the
+    /// reason.
+    Refused(&'static str),
+    /// Accepted with any value, and with no effect here, as the reason explains.
+    NotApplicable(&'static str),
+}
+
+/// One keyword and how it is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeywordSupport {
+    /// The libpq keyword.
+    pub keyword: &'static str,
+    /// How it is treated.
+    pub support: Support,
+}
+
+const fn honoured(keyword: &'static str, how: &'static str) -> KeywordSupport {
+    KeywordSupport {
+        keyword,
+        support: Support::Honoured(how),
+    }
+}
+
+const fn values(
+    keyword: &'static str,
+    honoured: &'static [&'static str],
+    how: &'static str,
+    refused: &'static str,
+) -> KeywordSupport {
+    KeywordSupport {
+        keyword,
+        support: Support::Values {
+            honoured,
+            ignore_case: false,
+            how,
+            refused,
+        },
+    }
+}
+
+const fn refused(keyword: &'static str, why: &'static str) -> KeywordSupport {
+    KeywordSupport {
+        keyword,
+        support: Support::Refused(why),
+    }
+}
+
+const GSSAPI: &str = "GSSAPI / Kerberos is not offered by this crate";
+
+/// Every libpq 17 keyword, in libpq's table order ([`KEYWORDS`]), and how it is treated.
+pub const SUPPORT: &[KeywordSupport] = &[
+    refused(
+        "service",
+        "service files are not read (and no PG* variable is): write the settings in the catalog",
+    ),
+    honoured("user", "the login role; vectors and the TLS matrix"),
+    honoured(
+        "password",
+        "sent only when the server asks; vectors, the TLS matrix and the client kit",
+    ),
+    refused(
+        "passfile",
+        "password files are not read yet: give the password with `credentials`",
+    ),
+    honoured(
+        "channel_binding",
+        "disable / prefer / require, by tokio-postgres's SCRAM; the TLS matrix",
+    ),
+    honoured(
+        "connect_timeout",
+        "per address, at least 2 s, as libpq; the hostile-server tests",
+    ),
+    honoured("dbname", "vectors and every live test"),
+    honoured(
+        "host",
+        "host names, addresses and socket directories, tried in order; vectors and the TLS matrix",
+    ),
+    honoured(
+        "hostaddr",
+        "the address dialled instead of resolving `host`; the TLS matrix",
+    ),
+    honoured("port", "vectors and every live test"),
+    KeywordSupport {
+        keyword: "client_encoding",
+        support: Support::Values {
+            honoured: &["UTF8", "UTF-8", "UNICODE"],
+            ignore_case: true,
+            how: "the client always speaks UTF8 (tokio-postgres sends client_encoding=UTF8); the server's view in tests/libpq_options.rs",
+            refused: "this client speaks UTF8 only (libpq's `auto` follows the locale)",
+        },
+    },
+    honoured("options", "sent in the startup packet; vectors"),
+    honoured(
+        "application_name",
+        "sent in the startup packet; the server's view in tests/libpq_options.rs",
+    ),
+    honoured(
+        "fallback_application_name",
+        "sent when `application_name` is not set; the server's view in tests/libpq_options.rs",
+    ),
+    values(
+        "keepalives",
+        &["1"],
+        "libpq's default: SO_KEEPALIVE on, with the operating system's timings; read back from a socket in a unit test",
+        "turning TCP keepalives off is not implemented yet",
+    ),
+    values(
+        "keepalives_idle",
+        &["0"],
+        "0 is libpq's default: the operating system's setting",
+        "setting the TCP keepalive timings is not implemented yet",
+    ),
+    values(
+        "keepalives_interval",
+        &["0"],
+        "0 is libpq's default: the operating system's setting",
+        "setting the TCP keepalive timings is not implemented yet",
+    ),
+    values(
+        "keepalives_count",
+        &["0"],
+        "0 is libpq's default: the operating system's setting",
+        "setting the TCP keepalive timings is not implemented yet",
+    ),
+    values(
+        "tcp_user_timeout",
+        &["0"],
+        "0 is libpq's default: the operating system's setting",
+        "setting TCP_USER_TIMEOUT is not implemented yet",
+    ),
+    honoured(
+        "sslmode",
+        "libpq's eight-way policy, case by case against libpq; the TLS matrix",
+    ),
+    honoured(
+        "sslnegotiation",
+        "postgres, and direct (libpq 17) under require and stronger; the libpq 17 cases",
+    ),
+    KeywordSupport {
+        keyword: "sslcompression",
+        support: Support::NotApplicable(
+            "TLS compression: rustls offers none, and the OpenSSL 3 builds libpq runs on have none either",
+        ),
+    },
+    honoured(
+        "sslcert",
+        "the client certificate, sent when the server asks; the TLS matrix",
+    ),
+    honoured(
+        "sslkey",
+        "the client key (unencrypted; with libpq's permission check); the TLS matrix",
+    ),
+    values(
+        "sslcertmode",
+        &["allow"],
+        "libpq's default: the certificate is sent when the server asks and one is configured",
+        "sslcertmode disable / require (libpq 16) are not implemented yet",
+    ),
+    refused(
+        "sslpassword",
+        "encrypted client keys are not read yet: use an unencrypted key",
+    ),
+    honoured(
+        "sslrootcert",
+        "a file, or `system` (the OS store, verify-full only); the TLS matrix",
+    ),
+    refused("sslcrl", "certificate revocation lists are not checked yet"),
+    refused(
+        "sslcrldir",
+        "certificate revocation lists are not checked yet",
+    ),
+    KeywordSupport {
+        keyword: "sslsni",
+        support: Support::Values {
+            honoured: &["1"],
+            ignore_case: false,
+            how: "libpq's default: SNI carries the host name (never an IP address)",
+            refused: "turning SNI off is not implemented yet",
+        },
+    },
+    refused(
+        "requirepeer",
+        "checking the peer of a unix socket is not implemented yet",
+    ),
+    refused(
+        "require_auth",
+        "restricting the server's authentication methods (libpq 16) is not implemented yet",
+    ),
+    values(
+        "ssl_min_protocol_version",
+        &["TLSv1.2"],
+        "libpq's default; TLS 1.2 and 1.3 are offered",
+        "other TLS version bounds are not implemented yet",
+    ),
+    values(
+        "ssl_max_protocol_version",
+        &[],
+        "unset is libpq's default: no upper bound",
+        "other TLS version bounds are not implemented yet",
+    ),
+    values(
+        "gssencmode",
+        &["disable", "prefer"],
+        "without GSSAPI credentials libpq's prefer goes on without GSS encryption, as here",
+        GSSAPI,
+    ),
+    refused("krbsrvname", GSSAPI),
+    refused("gsslib", GSSAPI),
+    refused("gssdelegation", GSSAPI),
+    refused(
+        "replication",
+        "replication connections are not what a catalog needs",
+    ),
+    values(
+        "target_session_attrs",
+        &["any"],
+        "libpq's default: the first server that answers",
+        "choosing a server by its session attributes is not implemented yet",
+    ),
+    values(
+        "load_balance_hosts",
+        &["disable"],
+        "libpq's default: hosts in the order given",
+        "load balancing across hosts is not implemented yet",
+    ),
+];
+
+/// How `keyword` is treated; `None` for a word libpq 17 does not know.
+pub fn support(keyword: &str) -> Option<&'static Support> {
+    SUPPORT
+        .iter()
+        .find(|s| s.keyword == keyword)
+        .map(|s| &s.support)
+}
+
+/// Why a plan cannot be honoured: the keyword and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The keyword at fault (`sslcrl`), or `root.crl` for the default revocation list file.
+    pub keyword: &'static str,
+    /// The message: names the keyword, quotes the value only where it is one of a known set.
+    pub message: String,
+}
+
+/// The first keyword of `params` this crate refuses, in [`SUPPORT`] order.
+pub fn refused_keyword(params: &ConnInfo) -> Option<Refusal> {
+    for (keyword, value) in params.iter() {
+        if value.is_empty() {
+            continue;
+        }
+        let refusal = |why: &str| Refusal {
+            keyword,
+            message: format!("connection option \"{keyword}\" is not supported: {why}"),
+        };
+        match support(keyword) {
+            Some(Support::Refused(why)) => return Some(refusal(why)),
+            Some(Support::Values {
+                honoured,
+                ignore_case,
+                refused,
+                ..
+            }) => {
+                let ok = honoured.iter().any(|h| {
+                    if *ignore_case {
+                        h.eq_ignore_ascii_case(value)
+                    } else {
+                        *h == value
+                    }
+                });
+                if !ok {
+                    let allowed = if honoured.is_empty() {
+                        "no value".to_string()
+                    } else {
+                        honoured
+                            .iter()
+                            .map(|h| format!("\"{h}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    return Some(Refusal {
+                        keyword,
+                        message: format!(
+                            "connection option \"{keyword}\" is supported with {allowed} only: {refused}"
+                        ),
+                    });
+                }
+            }
+            Some(Support::Honoured(_) | Support::NotApplicable(_)) | None => {}
+        }
+    }
+    None
+}
+
+/// Everything the plan refuses: a refused keyword of `params`, an `sslpassword` (kept apart
+/// from the printable keywords), or libpq's default revocation list
+/// (`$HOME/.postgresql/root.crl`, which libpq checks whenever it exists and TLS may be used).
+pub fn refusal(
+    params: &ConnInfo,
+    sslpassword: bool,
+    tls_possible: bool,
+    env: &dyn crate::env::Environment,
+) -> Option<Refusal> {
+    if let Some(refusal) = refused_keyword(params) {
+        return Some(refusal);
+    }
+    if sslpassword && let Some(Support::Refused(why)) = support("sslpassword") {
+        return Some(Refusal {
+            keyword: "sslpassword",
+            message: format!("connection option \"sslpassword\" is not supported: {why}"),
+        });
+    }
+    if tls_possible
+        && let Some(home) = env.var("HOME").filter(|h| !h.is_empty())
+        && env.is_file(&format!("{home}/.postgresql/root.crl"))
+    {
+        return Some(Refusal {
+            keyword: "root.crl",
+            message: format!(
+                "{home}/.postgresql/root.crl exists, and libpq would check the server certificate against it: certificate revocation lists are not checked yet"
+            ),
+        });
+    }
+    None
+}
+
+/// The README's keyword table: every libpq 17 keyword, how it is treated and why.
+pub fn markdown() -> String {
+    let mut out =
+        String::from("| keyword | since libpq | here | how, or why not |\n|---|---|---|---|\n");
+    for (entry, keyword) in SUPPORT.iter().zip(KEYWORDS) {
+        let since = if keyword.since <= 9 {
+            "9.6 or older".to_string()
+        } else {
+            keyword.since.to_string()
+        };
+        let (here, why) = match entry.support {
+            Support::Honoured(how) => ("honoured".to_string(), how.to_string()),
+            Support::Values {
+                honoured,
+                how,
+                refused,
+                ..
+            } => {
+                let values = if honoured.is_empty() {
+                    "unset".to_string()
+                } else {
+                    honoured
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                (
+                    format!("honoured: {values}; other values refused"),
+                    format!("{how}; refused: {refused}"),
+                )
+            }
+            Support::Refused(why) => ("refused".to_string(), why.to_string()),
+            Support::NotApplicable(why) => ("not applicable".to_string(), why.to_string()),
+        };
+        out.push_str(&format!(
+            "| `{}` | {since} | {here} | {} |\n",
+            entry.keyword,
+            why.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_libpq_keyword_has_one_entry_in_libpqs_order() {
+        let ours: Vec<_> = SUPPORT.iter().map(|s| s.keyword).collect();
+        let libpq: Vec<_> = KEYWORDS.iter().map(|k| k.name).collect();
+        assert_eq!(ours, libpq);
+    }
+
+    #[test]
+    fn the_readme_table_is_the_table_in_code() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        assert!(
+            readme.contains(&markdown()),
+            "README.md's libpq keyword table differs from support::markdown(); paste the new one:\n{}",
+            markdown()
+        );
+    }
+
+    fn params(text: &str) -> ConnInfo {
+        ConnInfo::parse_keyword_value(text).expect("parses")
+    }
+
+    #[test]
+    fn refused_values_name_the_keyword_and_the_honoured_values() {
+        let r =
+            refused_keyword(&params("host=db target_session_attrs=read-write")).expect("refused");
+        assert_eq!(r.keyword, "target_session_attrs");
+        assert_eq!(
+            r.message,
+            "connection option \"target_session_attrs\" is supported with \"any\" only: choosing a server by its session attributes is not implemented yet"
+        );
+        let r = refused_keyword(&params("host=db sslcrl=/x.crl")).expect("refused");
+        assert_eq!(
+            r.message,
+            "connection option \"sslcrl\" is not supported: certificate revocation lists are not checked yet"
+        );
+        // The refused value itself is not quoted: it may come from the environment.
+        assert!(!r.message.contains("/x.crl"));
+    }
+
+    #[test]
+    fn defaults_empty_values_and_case_rules_are_honoured() {
+        for text in [
+            "host=db target_session_attrs=any load_balance_hosts=disable gssencmode=prefer",
+            "host=db sslcrl='' service='' ssl_max_protocol_version=''",
+            "host=db client_encoding=utf8 keepalives=1 keepalives_idle=0 sslsni=1",
+            "host=db sslcompression=1 ssl_min_protocol_version=TLSv1.2 sslcertmode=allow",
+        ] {
+            assert_eq!(refused_keyword(&params(text)), None, "{text}");
+        }
+        for text in [
+            "host=db client_encoding=LATIN1",
+            "host=db client_encoding=auto",
+            "host=db ssl_max_protocol_version=TLSv1.3",
+            "host=db target_session_attrs=ANY",
+            "host=db krbsrvname=postgres",
+            "host=db replication=database",
+            "host=db passfile=/p",
+        ] {
+            assert!(refused_keyword(&params(text)).is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_default_revocation_list_is_refused_only_when_tls_may_be_used() {
+        let env = crate::env::MapEnv::new()
+            .with_var("HOME", "/home/u")
+            .with_file("/home/u/.postgresql/root.crl");
+        let p = params("host=db");
+        let r = refusal(&p, false, true, &env).expect("refused");
+        assert_eq!(r.keyword, "root.crl");
+        assert_eq!(refusal(&p, false, false, &env), None);
+        let r = refusal(&p, true, false, &crate::env::MapEnv::new()).expect("refused");
+        assert_eq!(r.keyword, "sslpassword");
+    }
+
+    /// A value of `keyword` this crate refuses, and one it honours (when there is one).
+    fn samples(support: &Support) -> (Option<&'static str>, Option<&'static str>) {
+        match support {
+            Support::Refused(_) => (Some("x"), None),
+            Support::Values { honoured, .. } => (Some("not-a-value"), honoured.first().copied()),
+            Support::Honoured(_) | Support::NotApplicable(_) => (None, None),
+        }
+    }
+
+    #[tokio::test]
+    async fn check_and_connect_refuse_the_same_options_with_the_same_words() {
+        let env = crate::env::MapEnv::new();
+        let base = "host=db.invalid hostaddr=127.0.0.1 port=1 connect_timeout=2 sslmode=disable";
+        let mut refused = 0;
+        for entry in SUPPORT {
+            let (bad, good) = samples(&entry.support);
+            let Some(bad) = bad else { continue };
+            let keyword = entry.keyword;
+            // Through the plan, as `check` makes it.
+            let yaml = format!("connection_string: \"{base} {keyword}={bad}\"\n");
+            let config = crate::config::load_str(&yaml, "c.yaml", &env).expect("loads");
+            let err = crate::provider::plan(&config, &env).expect_err(keyword);
+            assert_eq!(
+                err.kind(),
+                crate::error::ConfigErrorKind::Unsupported,
+                "{keyword}"
+            );
+            // Through `connect`, with the option put into a plan by hand.
+            let config = crate::config::load_str(
+                &format!("connection_string: \"{base}\"\n"),
+                "c.yaml",
+                &env,
+            )
+            .expect("loads");
+            let mut plan = crate::provider::plan(&config, &env).expect("plans");
+            if keyword == "sslpassword" {
+                plan.sslpassword = Some(crate::secret::Secret::new(bad));
+            } else {
+                plan.params.set(keyword, bad).expect("a libpq keyword");
+            }
+            let login = crate::connect::Login::new(Some("u".into()), None);
+            let connect_err = crate::connect::connect(&plan, &login, &env)
+                .await
+                .expect_err(keyword);
+            assert_eq!(connect_err.class(), crate::error::ErrorClass::Config);
+            assert_eq!(
+                connect_err.to_string(),
+                err.message(),
+                "{keyword}: the same words"
+            );
+            refused += 1;
+            // An honoured value passes the plan.
+            if let Some(good) = good {
+                let yaml = format!("connection_string: \"{base} {keyword}={good}\"\n");
+                let config = crate::config::load_str(&yaml, "c.yaml", &env).expect("loads");
+                crate::provider::plan(&config, &env).expect(keyword);
+            }
+        }
+        assert_eq!(
+            refused,
+            SUPPORT
+                .iter()
+                .filter(|s| matches!(s.support, Support::Refused(_) | Support::Values { .. }))
+                .count()
+        );
+    }
+}
