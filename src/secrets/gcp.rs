@@ -690,11 +690,8 @@ const CRC32C_TABLE: [u32; 256] = {
     table
 };
 
-/// CRC32C (Castagnoli), the checksum Secret Manager sends as `dataCrc32c`.
-///
-/// ```
-/// assert_eq!(tea_pgcloud::secrets::gcp::crc32c(b"123456789"), 0xE306_9283);
-/// ```
+/// CRC32C (Castagnoli), the checksum Secret Manager sends as `dataCrc32c` (of `123456789`:
+/// `0xE306_9283`, the check value of RFC 3720).
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
