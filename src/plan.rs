@@ -11,7 +11,7 @@ use crate::config::{CredentialsConfig, PoolConfig, Provider};
 use crate::conninfo::ConnInfo;
 use crate::error::Location;
 use crate::secret::Secret;
-use crate::sslmode::{SslMode, TlsPolicy, Verify};
+use crate::sslmode::{SslMode, TlsPolicy, TlsVersions, Verify};
 
 /// libpq's default port.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -220,6 +220,10 @@ pub struct ConnectPlan {
     /// What is checked of the server certificate whenever TLS is used (a root certificate
     /// file turns on chain checks even under `allow` and `prefer`).
     pub tls_verify: Verify,
+    /// The TLS versions offered (`ssl_min_protocol_version`, `ssl_max_protocol_version`).
+    pub tls_versions: TlsVersions,
+    /// Whether TLS carries Server Name Indication (`sslsni`).
+    pub sni: bool,
     /// Cloud region, when known (aws: signs IAM tokens).
     pub region: Option<String>,
     /// gcp: `PROJECT:REGION:INSTANCE`, when known.

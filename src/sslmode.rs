@@ -257,3 +257,138 @@ mod tests {
         }
     }
 }
+
+/// A TLS protocol version this client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    /// libpq's spelling (`TLSv1.2`, `TLSv1.3`), also the one `pg_stat_ssl` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls12 => "TLSv1.2",
+            Self::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// The TLS versions a connection may use: libpq's `ssl_min_protocol_version` (default
+/// `TLSv1.2`) and `ssl_max_protocol_version` (default: no bound), as the plan reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TlsVersions {
+    /// The lowest version offered.
+    pub min: TlsVersion,
+    /// The highest version offered.
+    pub max: TlsVersion,
+}
+
+impl Default for TlsVersions {
+    fn default() -> Self {
+        Self {
+            min: TlsVersion::Tls12,
+            max: TlsVersion::Tls13,
+        }
+    }
+}
+
+/// Why the protocol version bounds cannot be used; `Display` gives libpq's message where
+/// libpq has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVersionError {
+    /// Not a version libpq knows (`TLSv1`, `TLSv1.1`, `TLSv1.2`, `TLSv1.3`, any case): the
+    /// keyword and the value.
+    InvalidValue(&'static str, String),
+    /// The minimum is above the maximum (libpq's `sslVerifyProtocolRange`).
+    InvalidRange,
+    /// A version libpq knows and this client does not speak (TLS 1.0 and 1.1): the keyword.
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for TlsVersionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidValue(keyword, value) => write!(f, "invalid {keyword} value: \"{value}\""),
+            Self::InvalidRange => f.write_str("invalid SSL protocol version range"),
+            Self::Unsupported(keyword) => write!(
+                f,
+                "connection option \"{keyword}\" is supported with \"TLSv1.2\", \"TLSv1.3\" only: TLS 1.0 and 1.1 are not offered by this client"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TlsVersionError {}
+
+/// libpq's protocol version names, in order, as `sslVerifyProtocolVersion` accepts them
+/// (compared without regard to ASCII case).
+const LIBPQ_TLS_VERSIONS: [&str; 4] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+
+/// Applies libpq's rules to `ssl_min_protocol_version` and `ssl_max_protocol_version` (absent:
+/// libpq's defaults, `TLSv1.2` and no bound; an empty value is no bound): each must be a
+/// version libpq knows, then the range must not be empty (`sslVerifyProtocolRange`, with the
+/// default minimum when it is absent); then, beyond libpq, a bound of TLS 1.0 or 1.1 is
+/// refused, since this client offers TLS 1.2 and 1.3 only.
+///
+/// ```
+/// use tea_pgcloud::sslmode::{tls_versions, TlsVersion};
+/// assert_eq!(tls_versions(None, None).map(|v| v.min), Ok(TlsVersion::Tls12));
+/// assert_eq!(tls_versions(Some("tlsv1.3"), None).map(|v| v.min), Ok(TlsVersion::Tls13));
+/// assert_eq!(
+///     tls_versions(Some("TLSv1.3"), Some("TLSv1.2")).unwrap_err().to_string(),
+///     "invalid SSL protocol version range"
+/// );
+/// assert!(tls_versions(Some("TLSv9"), None).is_err());
+/// // The default minimum (TLSv1.2) is above this maximum, as libpq says:
+/// assert!(tls_versions(None, Some("TLSv1.1")).is_err());
+/// ```
+pub fn tls_versions(min: Option<&str>, max: Option<&str>) -> Result<TlsVersions, TlsVersionError> {
+    fn index(keyword: &'static str, value: Option<&str>) -> Result<Option<usize>, TlsVersionError> {
+        match value.filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => LIBPQ_TLS_VERSIONS
+                .iter()
+                .position(|known| known.eq_ignore_ascii_case(v))
+                .map(Some)
+                .ok_or_else(|| TlsVersionError::InvalidValue(keyword, v.to_string())),
+        }
+    }
+    // libpq's default minimum applies when the keyword is absent (an empty value is no bound).
+    let lo = index("ssl_min_protocol_version", min.or(Some("TLSv1.2")))?;
+    let hi = index("ssl_max_protocol_version", max)?;
+    // sslVerifyProtocolRange: a range with an unset bound, or starting at TLSv1, is valid;
+    // else the minimum may not be above the maximum.
+    if let (Some(lo), Some(hi)) = (lo, hi)
+        && lo != 0
+        && lo > hi
+    {
+        return Err(TlsVersionError::InvalidRange);
+    }
+    let version = |keyword, i: Option<usize>, default| match i {
+        None => Ok(default),
+        Some(2) => Ok(TlsVersion::Tls12),
+        Some(3) => Ok(TlsVersion::Tls13),
+        Some(_) => Err(TlsVersionError::Unsupported(keyword)),
+    };
+    Ok(TlsVersions {
+        min: version("ssl_min_protocol_version", lo, TlsVersion::Tls12)?,
+        max: version("ssl_max_protocol_version", hi, TlsVersion::Tls13)?,
+    })
+}
+
+/// libpq's `sslsni`: Server Name Indication is sent when the keyword is unset or its value
+/// starts with `1` (`conn->sslsni[0] == '1'` in `fe-secure-openssl.c`); SNI never carries an IP
+/// address.
+///
+/// ```
+/// use tea_pgcloud::sslmode::sni;
+/// assert!(sni(None) && sni(Some("1")));
+/// assert!(!sni(Some("0")) && !sni(Some("")) && !sni(Some("yes")));
+/// ```
+pub fn sni(value: Option<&str>) -> bool {
+    value.is_none_or(|v| v.starts_with('1'))
+}

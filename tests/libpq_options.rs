@@ -46,3 +46,133 @@ fn application_names_and_the_client_encoding_reach_the_server() {
         }
     });
 }
+
+/// What a connection came to: `tls TLSv1.3`, `plain`, or the error class.
+fn ours(connection_string: &str, password: &str) -> String {
+    use tea_pgcloud::connect::{Login, connect};
+    let env = MapEnv::new();
+    let yaml = format!("connection_string: \"{connection_string}\"\n");
+    let config = tea_pgcloud::config::load_str(&yaml, "c.yaml", &env).expect("loads");
+    let plan = match tea_pgcloud::provider::plan(&config, &env) {
+        Ok(plan) => plan,
+        Err(e) => return e.class().as_str().to_string(),
+    };
+    let login = Login::new(None, Some(tea_pgcloud::secret::Secret::new(password)));
+    match common::block_on(connect(&plan, &login, &env)) {
+        Ok(c) => match c.tls {
+            Some(tls) => format!("tls {}", tls.version),
+            None => "plain".to_string(),
+        },
+        Err(e) => e.class().as_str().to_string(),
+    }
+}
+
+/// The same through libpq (psql), with an empty `HOME`.
+fn libpq(connection_string: &str, password: &str, home: &std::path::Path) -> String {
+    use tea_pgcloud::conformance::Outcome;
+    use tea_pgcloud::conformance::oracle::{Attempt, run};
+    let result = run(&Attempt {
+        conninfo: connection_string,
+        password: Some(password),
+        home,
+    })
+    .expect("psql runs");
+    match result.outcome {
+        Outcome::Tls => format!("tls {}", result.ssl_version.unwrap_or_default()),
+        Outcome::Plain => "plain".to_string(),
+        Outcome::Error(class) => class.as_str().to_string(),
+    }
+}
+
+/// `ssl_min_protocol_version` / `ssl_max_protocol_version` on the client, against a server
+/// limited three ways, through this crate and through libpq 15: the same outcome and the same
+/// TLS version in every case.
+#[test]
+fn tls_protocol_bounds_agree_with_libpq() {
+    use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
+    use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
+    let factory = CertFactory::new().expect("certs");
+    let pem = factory.server(ServerCertKind::Good).expect("a server cert");
+    let server = PgServer::start(&Profile {
+        name: "tls-versions".into(),
+        tls: Some(TlsFiles {
+            cert_pem: pem.cert,
+            key_pem: pem.key,
+            client_ca_pem: None,
+        }),
+        hba: vec!["hostssl all all 127.0.0.1/32 scram-sha-256".into()],
+    })
+    .expect("a TLS server");
+    let home = tempfile::tempdir().expect("an empty HOME");
+    let base = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=require",
+        server.port(),
+        server.user()
+    );
+    let bounds = ["", "TLSv1.2", "tlsv1.3", "TLSv1.3", "TLSv9"];
+    let mut cases = 0;
+    let mut disagreements = Vec::new();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for (server_min, server_max) in [("TLSv1.2", ""), ("TLSv1.2", "TLSv1.2"), ("TLSv1.3", "")] {
+        server
+            .admin_sql(&format!(
+                "ALTER SYSTEM SET ssl_min_protocol_version = '{server_min}'; \
+                 ALTER SYSTEM SET ssl_max_protocol_version = '{server_max}'; \
+                 SELECT pg_reload_conf();"
+            ))
+            .expect("server bounds");
+        // A reload takes effect asynchronously: wait until a new session sees it.
+        let mut applied = false;
+        for _ in 0..50 {
+            let shown = server
+                .admin_sql("SHOW ssl_min_protocol_version")
+                .expect("SHOW");
+            if shown.contains(server_min) {
+                applied = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            applied,
+            "the server took its bounds {server_min}..{server_max}"
+        );
+        for min in bounds {
+            for max in &bounds[..4] {
+                let mut conninfo = base.clone();
+                if !min.is_empty() {
+                    conninfo.push_str(&format!(" ssl_min_protocol_version={min}"));
+                }
+                if !max.is_empty() {
+                    conninfo.push_str(&format!(" ssl_max_protocol_version={max}"));
+                }
+                let (a, b) = (
+                    ours(&conninfo, server.password()),
+                    libpq(&conninfo, server.password(), home.path()),
+                );
+                cases += 1;
+                *seen.entry(b.clone()).or_default() += 1;
+                if a != b {
+                    disagreements.push(format!(
+                        "server {server_min}..{server_max}, client min {min:?} max {max:?}: ours {a}, libpq {b}"
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 60);
+    // The matrix reaches every kind of outcome, so agreeing is not a coincidence of one.
+    for outcome in ["tls TLSv1.2", "tls TLSv1.3", "config", "other"] {
+        assert!(
+            seen.contains_key(outcome),
+            "no case gave {outcome}: {seen:?}"
+        );
+    }
+    println!("libpq's outcomes: {seen:?}");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {cases} cases disagree with libpq:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+}

@@ -913,11 +913,18 @@ async fn connect_unscrubbed(
                 certs: i.certs.clone(),
                 key: i.key.clone_key(),
             });
-            let connector =
-                Connector::new(plan.tls_verify, roots.clone(), &host.host, client, direct)
-                    .map_err(|e| {
-                        ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
-                    })?;
+            let connector = Connector::new(
+                plan.tls_verify,
+                roots.clone(),
+                &host.host,
+                client,
+                direct,
+                plan.tls_versions,
+                plan.sni,
+            )
+            .map_err(|e| {
+                ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
+            })?;
             Some(match &refusal {
                 Some(message) => connector.refusing(message.clone()),
                 None => connector,

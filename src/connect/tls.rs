@@ -269,6 +269,8 @@ impl Connector {
         host: &str,
         client: Option<ClientIdentity>,
         direct: bool,
+        versions: crate::sslmode::TlsVersions,
+        sni: bool,
     ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let report = ReportSlot::default();
@@ -279,8 +281,17 @@ impl Connector {
             algorithms: provider.signature_verification_algorithms,
             report: report.clone(),
         });
+        // libpq's ssl_min_protocol_version / ssl_max_protocol_version, as the plan read them.
+        let offered: Vec<&'static rustls::SupportedProtocolVersion> = [
+            (crate::sslmode::TlsVersion::Tls12, &rustls::version::TLS12),
+            (crate::sslmode::TlsVersion::Tls13, &rustls::version::TLS13),
+        ]
+        .into_iter()
+        .filter(|(v, _)| (versions.min..=versions.max).contains(v))
+        .map(|(_, rustls_version)| rustls_version)
+        .collect();
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(&offered)?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let mut config = match client {
@@ -290,6 +301,8 @@ impl Connector {
         if direct {
             config.alpn_protocols = vec![b"postgresql".to_vec()];
         }
+        // libpq's sslsni: off takes the host name out of the ClientHello.
+        config.enable_sni = sni;
         // libpq sends SNI only for host names, never for IP literals; rustls does the same
         // for an IpAddress server name. A host that is not a valid DNS name gets no SNI.
         let server_name = match ServerName::try_from(host.to_string()) {

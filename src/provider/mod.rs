@@ -283,6 +283,19 @@ fn finish(
         };
         origin.error(sslmode_key, kind, e.to_string())
     })?;
+    let tls_versions = crate::sslmode::tls_versions(
+        target.params.get("ssl_min_protocol_version"),
+        target.params.get("ssl_max_protocol_version"),
+    )
+    .map_err(|e| {
+        let kind = match e {
+            crate::sslmode::TlsVersionError::InvalidValue(..) => ConfigErrorKind::InvalidValue,
+            crate::sslmode::TlsVersionError::InvalidRange => ConfigErrorKind::Conflict,
+            crate::sslmode::TlsVersionError::Unsupported(_) => ConfigErrorKind::Unsupported,
+        };
+        origin.error(sslmode_key, kind, e.to_string())
+    })?;
+    let sni = crate::sslmode::sni(target.params.get("sslsni"));
     let mut tls_verify = verification(sslmode, root);
     if all_sockets {
         tls = SslMode::Disable;
@@ -370,6 +383,8 @@ fn finish(
         rds_bundle: target.rds_bundle.clone(),
         tls,
         tls_verify,
+        tls_versions,
+        sni,
         region: target.region.clone(),
         instance_connection_name: target.instance_connection_name.clone(),
         aws_endpoint: target.aws_endpoint,

@@ -111,13 +111,35 @@ HONOURED_VALUES = {
     "keepalives_count": ("0",),
     "tcp_user_timeout": ("0",),
     "sslcertmode": ("allow",),
-    "sslsni": ("1",),
-    "ssl_min_protocol_version": ("TLSv1.2",),
-    "ssl_max_protocol_version": (),
     "gssencmode": ("disable", "prefer"),
     "target_session_attrs": ("any",),
     "load_balance_hosts": ("disable",),
 }
+
+
+TLS_VERSIONS = ("tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3")
+
+
+def _tls_versions(params, error):
+    """libpq's checks of ssl_min_protocol_version / ssl_max_protocol_version (values, then the
+    range with the default minimum TLSv1.2 when absent); then TLS 1.0 and 1.1, which this port
+    does not offer, are refused."""
+    bounds = {}
+    for keyword, default in (("ssl_min_protocol_version", "TLSv1.2"),
+                             ("ssl_max_protocol_version", None)):
+        value = params.get(keyword, default)
+        if value:
+            if value.lower() not in TLS_VERSIONS:
+                raise error("invalid-value", f'invalid {keyword} value: "{value}"')
+            bounds[keyword] = TLS_VERSIONS.index(value.lower())
+    lo, hi = bounds.get("ssl_min_protocol_version"), bounds.get("ssl_max_protocol_version")
+    if lo is not None and hi is not None and lo != 0 and lo > hi:
+        raise error("conflict", "invalid SSL protocol version range")
+    for keyword, i in ((k, bounds.get(k)) for k in ("ssl_min_protocol_version",
+                                                    "ssl_max_protocol_version")):
+        if i is not None and i < 2:
+            raise error("unsupported", f'connection option "{keyword}" is supported with '
+                        '"TLSv1.2", "TLSv1.3" only')
 
 
 def _refused_keyword(params):
@@ -576,6 +598,8 @@ class _Catalog:
             provider = self.provider
         rootcert, present = root[0], root[1]
         tls, tls_verify = _tls(sslmode, rootcert, present, hosts)
+        _tls_versions(params, lambda kind, message: self.error(
+            kind, "connection_string", message, self.vals["connection_string"].at))
         refused = _refused_keyword(params)
         if refused is not None:
             raise self.error("unsupported", "connection_string", refused[1],
