@@ -530,7 +530,7 @@ fn classify_one(text: &str) -> ErrorClass {
 /// Local configuration errors: files libpq must read, option values, connection string syntax
 /// (`t` is lower-cased).
 fn is_config(t: &str) -> bool {
-    const NEEDLES: [&str; 26] = [
+    const NEEDLES: [&str; 27] = [
         // fe-secure-openssl.c, initialize_SSL
         "could not read root certificate file",
         "could not get home directory to locate root certificate file",
@@ -548,6 +548,7 @@ fn is_config(t: &str) -> bool {
         // fe-connect.c, option checks and connection string parsing
         "invalid connection option",
         "invalid integer value",
+        "keepalives parameter must be an integer",
         "invalid port number",
         "invalid ssl protocol version range",
         "unterminated quoted string in connection info string",

@@ -224,6 +224,9 @@ pub struct ConnectPlan {
     pub tls_versions: TlsVersions,
     /// Whether TLS carries Server Name Indication (`sslsni`).
     pub sni: bool,
+    /// TCP keepalives and the user timeout (`keepalives`, `keepalives_idle`,
+    /// `keepalives_interval`, `keepalives_count`, `tcp_user_timeout`).
+    pub keepalives: Keepalives,
     /// Cloud region, when known (aws: signs IAM tokens).
     pub region: Option<String>,
     /// gcp: `PROJECT:REGION:INSTANCE`, when known.
@@ -363,6 +366,91 @@ pub fn hosts_of(params: &ConnInfo) -> Result<(Vec<HostPort>, bool), String> {
         });
     }
     Ok((out, used_default))
+}
+
+/// libpq's TCP socket options, as the plan reads them from `keepalives`, `keepalives_idle`,
+/// `keepalives_interval`, `keepalives_count` and `tcp_user_timeout`; set on every TCP
+/// connection (never on a unix socket) as libpq sets them.
+///
+/// libpq's rules, kept here: keepalives are on unless `keepalives` is the integer 0 (libpq's
+/// integer rules: an empty value is an error); the timings are set only when keepalives are on, each only when given, a
+/// negative value as 0; `tcp_user_timeout` too is set only when keepalives are on (libpq's
+/// `else if` chain). A value the kernel refuses (`keepalives_idle=0`: `TCP_KEEPIDLE` must be at
+/// least 1) fails the attempt with libpq's `setsockopt(TCP_KEEPIDLE) failed: ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalives {
+    /// `SO_KEEPALIVE`.
+    pub on: bool,
+    /// `TCP_KEEPIDLE`, seconds.
+    pub idle: Option<i32>,
+    /// `TCP_KEEPINTVL`, seconds.
+    pub interval: Option<i32>,
+    /// `TCP_KEEPCNT`.
+    pub count: Option<i32>,
+    /// `TCP_USER_TIMEOUT`, milliseconds.
+    pub user_timeout: Option<i32>,
+}
+
+impl Default for Keepalives {
+    fn default() -> Self {
+        Self {
+            on: true,
+            idle: None,
+            interval: None,
+            count: None,
+            user_timeout: None,
+        }
+    }
+}
+
+/// libpq's `parse_int_param`: optional leading white space, an optional sign, decimal digits
+/// that fit a C `int`, optional trailing white space; else libpq's `invalid integer value`.
+pub(crate) fn libpq_int(value: &str, keyword: &str) -> Result<i32, String> {
+    let error = || format!("invalid integer value \"{value}\" for connection option \"{keyword}\"");
+    let c_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r');
+    let trimmed = value.trim_start_matches(c_space).trim_end_matches(c_space);
+    let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(error());
+    }
+    trimmed.parse::<i32>().map_err(|_| error())
+}
+
+/// libpq's `useKeepalives` (libpq 13 and later): `keepalives` read as an integer by libpq's
+/// rules, on unless 0; libpq adds `keepalives parameter must be an integer` to the integer
+/// error.
+fn keepalives_on(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None => Ok(true),
+        Some(value) => libpq_int(value, "keepalives")
+            .map(|n| n != 0)
+            .map_err(|e| format!("{e}; keepalives parameter must be an integer")),
+    }
+}
+
+/// Reads the keepalive keywords of `params` by libpq's rules (see [`Keepalives`]): the error
+/// is libpq's text.
+pub(crate) fn keepalives(params: &crate::conninfo::ConnInfo) -> Result<Keepalives, String> {
+    let on = keepalives_on(params.get("keepalives"))?;
+    if !on {
+        return Ok(Keepalives {
+            on,
+            ..Keepalives::default()
+        });
+    }
+    let int = |keyword: &str| {
+        params
+            .get(keyword)
+            .map(|v| libpq_int(v, keyword).map(|n| n.max(0)))
+            .transpose()
+    };
+    Ok(Keepalives {
+        on,
+        idle: int("keepalives_idle")?,
+        interval: int("keepalives_interval")?,
+        count: int("keepalives_count")?,
+        user_timeout: int("tcp_user_timeout")?,
+    })
 }
 
 #[cfg(test)]

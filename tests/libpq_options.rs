@@ -176,3 +176,60 @@ fn tls_protocol_bounds_agree_with_libpq() {
         disagreements.join("\n")
     );
 }
+
+/// The keepalive keywords, each with values libpq takes, clamps, or refuses (its integer
+/// rules, the kernel's limits, `keepalives=0` turning the rest off), through this crate and
+/// through libpq 15 against one plain server: the same outcome in every case.
+#[test]
+fn keepalive_options_agree_with_libpq() {
+    let server = common::plain_server("keepalives");
+    let home = tempfile::tempdir().expect("an empty HOME");
+    let base = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable",
+        server.port(),
+        server.user()
+    );
+    let mut cases: Vec<String> = Vec::new();
+    for value in ["1", "0", "''", "abc", "' 1'", "'1 '", "+1", "00"] {
+        cases.push(format!("keepalives={value}"));
+        cases.push(format!("keepalives={value} keepalives_idle=abc"));
+    }
+    for keyword in [
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    ] {
+        for value in ["30", "0", "-5", "abc", "' 7 '", "''", "99999999999", "200"] {
+            cases.push(format!("{keyword}={value}"));
+        }
+    }
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut disagreements = Vec::new();
+    for case in &cases {
+        let conninfo = format!("{base} {case}");
+        let (a, b) = (
+            ours(&conninfo, server.password()),
+            libpq(&conninfo, server.password(), home.path()),
+        );
+        *seen.entry(b.clone()).or_default() += 1;
+        if a != b {
+            disagreements.push(format!("{case}: ours {a}, libpq {b}"));
+        }
+    }
+    assert_eq!(cases.len(), 48);
+    for outcome in ["plain", "config", "other"] {
+        assert!(
+            seen.contains_key(outcome),
+            "no case gave {outcome}: {seen:?}"
+        );
+    }
+    println!("libpq's outcomes: {seen:?}");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {} cases disagree with libpq:\n{}",
+        disagreements.len(),
+        cases.len(),
+        disagreements.join("\n")
+    );
+}

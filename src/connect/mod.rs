@@ -273,6 +273,9 @@ enum Failure {
     Protocol(String),
     /// The connection broke after it was opened.
     Broken(String),
+    /// A socket option could not be set (libpq's `setsockopt(...) failed`): libpq tries the
+    /// next address.
+    Socket(String),
 }
 
 impl Failure {
@@ -281,14 +284,14 @@ impl Failure {
             Self::Unreachable(_) => ErrorClass::Unreachable,
             Self::Tls(class, _) | Self::Server { class, .. } => *class,
             Self::NoTls => ErrorClass::ServerNoTls,
-            Self::Protocol(_) | Self::Broken(_) => ErrorClass::Other,
+            Self::Protocol(_) | Self::Broken(_) | Self::Socket(_) => ErrorClass::Other,
         }
     }
 
     fn message(&self) -> String {
         match self {
             Self::Unreachable(m) | Self::Tls(_, m) | Self::Server { message: m, .. } => m.clone(),
-            Self::Protocol(m) | Self::Broken(m) => m.clone(),
+            Self::Protocol(m) | Self::Broken(m) | Self::Socket(m) => m.clone(),
             Self::NoTls => "server does not support SSL, but SSL was required".to_string(),
         }
     }
@@ -306,26 +309,74 @@ enum Endpoint {
     Unix(std::path::PathBuf),
 }
 
-/// A new TCP connection's options: no Nagle delay, and libpq's `keepalives=1` (its default,
-/// the only value the plan lets through): TCP keepalives on, with the operating system's
-/// timings (`keepalives_idle`, `_interval`, `_count` and `tcp_user_timeout` at libpq's `0`).
-/// A failure to set either is ignored: neither fails on a connected TCP socket on Linux.
-fn configure_tcp(stream: &tokio::net::TcpStream) {
+/// A new TCP connection's options: no Nagle delay, and libpq's keepalive settings
+/// ([`crate::plan::Keepalives`]) in libpq's order (`SO_KEEPALIVE`, `TCP_KEEPIDLE`,
+/// `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `TCP_USER_TIMEOUT`). An option the kernel refuses is
+/// libpq's `setsockopt(NAME) failed: REASON`, and the attempt moves on to the next address.
+fn configure_tcp(
+    stream: &tokio::net::TcpStream,
+    keepalives: &crate::plan::Keepalives,
+) -> Result<(), String> {
+    use socket2::TcpKeepalive;
     let _ = stream.set_nodelay(true);
-    let _ = socket2::SockRef::from(stream).set_keepalive(true);
+    if !keepalives.on {
+        return Ok(());
+    }
+    let socket = socket2::SockRef::from(stream);
+    let failed = |name: &str, e: std::io::Error| {
+        let reason = match e.raw_os_error() {
+            Some(code) => {
+                let text = std::io::Error::from_raw_os_error(code).to_string();
+                text.split(" (os error")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            None => e.to_string(),
+        };
+        format!("setsockopt({name}) failed: {reason}")
+    };
+    let secs = |n: i32| Duration::from_secs(u64::from(n.unsigned_abs()));
+    socket
+        .set_keepalive(true)
+        .map_err(|e| failed("SO_KEEPALIVE", e))?;
+    if let Some(idle) = keepalives.idle {
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_time(secs(idle)))
+            .map_err(|e| failed("TCP_KEEPIDLE", e))?;
+    }
+    if let Some(interval) = keepalives.interval {
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_interval(secs(interval)))
+            .map_err(|e| failed("TCP_KEEPINTVL", e))?;
+    }
+    if let Some(count) = keepalives.count {
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_retries(count.unsigned_abs()))
+            .map_err(|e| failed("TCP_KEEPCNT", e))?;
+    }
+    if let Some(timeout) = keepalives.user_timeout {
+        let timeout =
+            (timeout > 0).then(|| Duration::from_millis(u64::from(timeout.unsigned_abs())));
+        socket
+            .set_tcp_user_timeout(timeout)
+            .map_err(|e| failed("TCP_USER_TIMEOUT", e))?;
+    }
+    Ok(())
 }
 
-async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, Failure> {
+async fn open(
+    endpoint: &Endpoint,
+    keepalives: &crate::plan::Keepalives,
+) -> Result<Box<dyn Stream>, Failure> {
     match endpoint {
-        Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(*addr)
-            .await
-            .map(|s| {
-                configure_tcp(&s);
-                Box::new(s) as Box<dyn Stream>
-            })
-            .map_err(|e| {
+        Endpoint::Tcp(addr) => {
+            let stream = tokio::net::TcpStream::connect(*addr).await.map_err(|e| {
                 Failure::Unreachable(format!("connection to server at {addr} failed: {e}"))
-            }),
+            })?;
+            configure_tcp(&stream, keepalives).map_err(Failure::Socket)?;
+            Ok(Box::new(stream) as Box<dyn Stream>)
+        }
         Endpoint::Unix(path) => tokio::net::UnixStream::connect(path.clone())
             .await
             .map(|s| Box::new(s) as Box<dyn Stream>)
@@ -418,12 +469,13 @@ async fn attempt(
     connector: Option<&Connector>,
     wire: WireSslMode,
     timeout: Option<Duration>,
+    keepalives: &crate::plan::Keepalives,
 ) -> Result<Success, Failure> {
     within(
         timeout,
         Box::pin(async {
             let started = Instant::now();
-            let stream = open(endpoint).await?;
+            let stream = open(endpoint, keepalives).await?;
             let connect = started.elapsed();
             if let Some(c) = connector {
                 c.reset();
@@ -941,21 +993,55 @@ async fn connect_unscrubbed(
             );
             let result = match (&connector, plan.tls) {
                 (None, _) | (Some(_), SslMode::Disable) => {
-                    attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await
+                    attempt(
+                        &config,
+                        endpoint,
+                        None,
+                        WireSslMode::Disable,
+                        timeout,
+                        &plan.keepalives,
+                    )
+                    .await
                 }
                 (Some(c), SslMode::Allow) => {
-                    match attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await {
+                    match attempt(
+                        &config,
+                        endpoint,
+                        None,
+                        WireSslMode::Disable,
+                        timeout,
+                        &plan.keepalives,
+                    )
+                    .await
+                    {
                         // Refused in plain text: libpq tries again, asking for TLS (and carrying
                         // on in plain if the server says no).
                         Err(first @ Failure::Server { login: true, .. }) => {
                             messages.push(first.message());
-                            attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await
+                            attempt(
+                                &config,
+                                endpoint,
+                                Some(c),
+                                WireSslMode::Prefer,
+                                timeout,
+                                &plan.keepalives,
+                            )
+                            .await
                         }
                         other => other,
                     }
                 }
                 (Some(c), SslMode::Prefer) => {
-                    match attempt(&config, endpoint, Some(c), WireSslMode::Prefer, timeout).await {
+                    match attempt(
+                        &config,
+                        endpoint,
+                        Some(c),
+                        WireSslMode::Prefer,
+                        timeout,
+                        &plan.keepalives,
+                    )
+                    .await
+                    {
                         // The TLS attempt failed, or the login over TLS was refused: libpq
                         // tries once more in plain text.
                         Err(
@@ -967,13 +1053,29 @@ async fn connect_unscrubbed(
                             }),
                         ) => {
                             messages.push(first.message());
-                            attempt(&config, endpoint, None, WireSslMode::Disable, timeout).await
+                            attempt(
+                                &config,
+                                endpoint,
+                                None,
+                                WireSslMode::Disable,
+                                timeout,
+                                &plan.keepalives,
+                            )
+                            .await
                         }
                         other => other,
                     }
                 }
                 (Some(c), _) => {
-                    attempt(&config, endpoint, Some(c), WireSslMode::Require, timeout).await
+                    attempt(
+                        &config,
+                        endpoint,
+                        Some(c),
+                        WireSslMode::Require,
+                        timeout,
+                        &plan.keepalives,
+                    )
+                    .await
                 }
             };
             match result {
@@ -985,7 +1087,7 @@ async fn connect_unscrubbed(
                     messages.push(failure.message());
                     // Only a connection that could not be opened moves on; a server that was
                     // reached has given its answer.
-                    if !matches!(failure, Failure::Unreachable(_)) {
+                    if !matches!(failure, Failure::Unreachable(_) | Failure::Socket(_)) {
                         return Err(ConnectError {
                             class: last_class,
                             messages,
@@ -1064,8 +1166,7 @@ async fn finish(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn tcp_connections_keep_libpqs_default_keepalives() {
+    async fn loopback() -> (tokio::net::TcpListener, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback listener");
@@ -1073,14 +1174,70 @@ mod tests {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connects");
+        (listener, stream)
+    }
+
+    #[tokio::test]
+    async fn tcp_sockets_get_libpqs_keepalive_settings() {
+        use crate::plan::Keepalives;
+        // libpq's defaults: keepalives on, the kernel's timings.
+        let (_l, stream) = loopback().await;
         let socket = socket2::SockRef::from(&stream);
-        assert!(!socket.keepalive().expect("SO_KEEPALIVE"), "off by default");
-        configure_tcp(&stream);
+        assert!(
+            !socket.keepalive().expect("SO_KEEPALIVE"),
+            "off on a new socket"
+        );
+        configure_tcp(&stream, &Keepalives::default()).expect("set");
         assert!(
             socket.keepalive().expect("SO_KEEPALIVE"),
-            "on, as libpq's keepalives=1"
+            "on, as libpq's default"
         );
         assert!(socket.tcp_nodelay().expect("TCP_NODELAY"));
+        // Every timing, read back from the socket.
+        let (_l, stream) = loopback().await;
+        let socket = socket2::SockRef::from(&stream);
+        let set = Keepalives {
+            on: true,
+            idle: Some(42),
+            interval: Some(7),
+            count: Some(5),
+            user_timeout: Some(9000),
+        };
+        configure_tcp(&stream, &set).expect("set");
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            Duration::from_secs(7)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 5);
+        assert_eq!(
+            socket.tcp_user_timeout().expect("TCP_USER_TIMEOUT"),
+            Some(Duration::from_millis(9000))
+        );
+        // keepalives=0: nothing is set, not even the user timeout (libpq's `else if` chain).
+        let (_l, stream) = loopback().await;
+        let socket = socket2::SockRef::from(&stream);
+        let off = Keepalives {
+            on: false,
+            user_timeout: Some(9000),
+            ..Keepalives::default()
+        };
+        configure_tcp(&stream, &off).expect("nothing to set");
+        assert!(!socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(socket.tcp_user_timeout().expect("TCP_USER_TIMEOUT"), None);
+        // A value the kernel refuses fails as libpq says it.
+        let (_l, stream) = loopback().await;
+        let zero = Keepalives {
+            idle: Some(0),
+            ..Keepalives::default()
+        };
+        assert_eq!(
+            configure_tcp(&stream, &zero),
+            Err("setsockopt(TCP_KEEPIDLE) failed: Invalid argument".to_string())
+        );
     }
 
     #[test]

@@ -296,6 +296,19 @@ fn finish(
         origin.error(sslmode_key, kind, e.to_string())
     })?;
     let sni = crate::sslmode::sni(target.params.get("sslsni"));
+    // libpq reads the keepalive keywords for TCP connections only.
+    let keepalives = if all_sockets {
+        crate::plan::Keepalives::default()
+    } else {
+        crate::plan::keepalives(&target.params).map_err(|e| {
+            let key = if config.connection_string.is_some() {
+                "connection_string"
+            } else {
+                target.host_key
+            };
+            origin.error(key, ConfigErrorKind::InvalidValue, e)
+        })?
+    };
     let mut tls_verify = verification(sslmode, root);
     if all_sockets {
         tls = SslMode::Disable;
@@ -385,6 +398,7 @@ fn finish(
         tls_verify,
         tls_versions,
         sni,
+        keepalives,
         region: target.region.clone(),
         instance_connection_name: target.instance_connection_name.clone(),
         aws_endpoint: target.aws_endpoint,

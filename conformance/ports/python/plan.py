@@ -105,11 +105,6 @@ REFUSED = frozenset(("service", "passfile", "sslpassword", "sslcrl", "sslcrldir"
                      "require_auth", "krbsrvname", "gsslib", "gssdelegation", "replication"))
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
-    "keepalives": ("1",),
-    "keepalives_idle": ("0",),
-    "keepalives_interval": ("0",),
-    "keepalives_count": ("0",),
-    "tcp_user_timeout": ("0",),
     "sslcertmode": ("allow",),
     "gssencmode": ("disable", "prefer"),
     "target_session_attrs": ("any",),
@@ -140,6 +135,34 @@ def _tls_versions(params, error):
         if i is not None and i < 2:
             raise error("unsupported", f'connection option "{keyword}" is supported with '
                         '"TLSv1.2", "TLSv1.3" only')
+
+
+def _libpq_int(value, keyword):
+    """libpq's parse_int_param: white space around an optionally signed decimal C int."""
+    text = value.strip(" \t\n\v\f\r")
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or not digits.isascii() or not digits.isdigit() or not -2**31 <= int(text) < 2**31:
+        return None, f'invalid integer value "{value}" for connection option "{keyword}"'
+    return int(text), None
+
+
+def _keepalives(params, hosts, error):
+    """libpq reads the keepalive keywords for TCP hosts only, the timings only with keepalives
+    on (keepalives itself by libpq's integer rules)."""
+    if all(_is_socket(h["host"]) and "hostaddr" not in h for h in hosts):
+        return
+    if "keepalives" in params:
+        on, problem = _libpq_int(params["keepalives"], "keepalives")
+        if problem:
+            raise error("invalid-value", problem + "; keepalives parameter must be an integer")
+        if on == 0:
+            return
+    for keyword in ("keepalives_idle", "keepalives_interval", "keepalives_count",
+                    "tcp_user_timeout"):
+        if keyword in params:
+            _, problem = _libpq_int(params[keyword], keyword)
+            if problem:
+                raise error("invalid-value", problem)
 
 
 def _refused_keyword(params):
@@ -599,6 +622,8 @@ class _Catalog:
         rootcert, present = root[0], root[1]
         tls, tls_verify = _tls(sslmode, rootcert, present, hosts)
         _tls_versions(params, lambda kind, message: self.error(
+            kind, "connection_string", message, self.vals["connection_string"].at))
+        _keepalives(params, hosts, lambda kind, message: self.error(
             kind, "connection_string", message, self.vals["connection_string"].at))
         refused = _refused_keyword(params)
         if refused is not None:
