@@ -11,7 +11,7 @@ use crate::config::{CredentialsConfig, PoolConfig, Provider};
 use crate::conninfo::ConnInfo;
 use crate::error::Location;
 use crate::secret::Secret;
-use crate::sslmode::{SslMode, TlsPolicy, TlsVersions, Verify};
+use crate::sslmode::{Negotiation, SslMode, TlsPolicy, TlsVersions, Verify};
 
 /// libpq's default port.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -220,6 +220,8 @@ pub struct ConnectPlan {
     /// What is checked of the server certificate whenever TLS is used (a root certificate
     /// file turns on chain checks even under `allow` and `prefer`).
     pub tls_verify: Verify,
+    /// How TLS starts (`sslnegotiation`).
+    pub negotiation: Negotiation,
     /// The TLS versions offered (`ssl_min_protocol_version`, `ssl_max_protocol_version`).
     pub tls_versions: TlsVersions,
     /// Whether TLS carries Server Name Indication (`sslsni`).
@@ -227,6 +229,11 @@ pub struct ConnectPlan {
     /// TCP keepalives and the user timeout (`keepalives`, `keepalives_idle`,
     /// `keepalives_interval`, `keepalives_count`, `tcp_user_timeout`).
     pub keepalives: Keepalives,
+    /// How long each address's attempt may take (`connect_timeout`, libpq's rules: `None` when
+    /// unset or 0 or less, else at least 2 s).
+    pub connect_timeout: Option<std::time::Duration>,
+    /// SCRAM channel binding (`channel_binding`).
+    pub channel_binding: ChannelBinding,
     /// Cloud region, when known (aws: signs IAM tokens).
     pub region: Option<String>,
     /// gcp: `PROJECT:REGION:INSTANCE`, when known.
@@ -366,6 +373,54 @@ pub fn hosts_of(params: &ConnInfo) -> Result<(Vec<HostPort>, bool), String> {
         });
     }
     Ok((out, used_default))
+}
+
+/// libpq's `channel_binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelBinding {
+    /// Never bind.
+    Disable,
+    /// Bind when the server offers SCRAM-SHA-256-PLUS over TLS (libpq's default).
+    #[default]
+    Prefer,
+    /// Refuse a login without channel binding.
+    Require,
+}
+
+impl ChannelBinding {
+    /// Reads the keyword as libpq does (unset is `prefer`); the error is libpq's text.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("prefer") => Ok(Self::Prefer),
+            Some("disable") => Ok(Self::Disable),
+            Some("require") => Ok(Self::Require),
+            Some(other) => Err(format!("invalid channel_binding value: \"{other}\"")),
+        }
+    }
+}
+
+/// libpq's smallest connect timeout: a `connect_timeout` of 1 is taken as 2 seconds.
+pub const MIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// libpq's `connect_timeout` (`connectDBComplete`): an integer by libpq's rules; 0 or less (or
+/// unset) waits forever; 1 is taken as 2 seconds.
+pub fn connect_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, String> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let secs = libpq_int(value, "connect_timeout")?;
+    Ok((secs > 0).then(|| {
+        std::time::Duration::from_secs(u64::from(secs.unsigned_abs())).max(MIN_CONNECT_TIMEOUT)
+    }))
+}
+
+impl ConnectPlan {
+    /// Sets `connect_timeout` (both the keyword and the typed value), as `ping` does when the
+    /// configuration sets none.
+    pub fn set_connect_timeout(&mut self, secs: u32) {
+        let _ = self.params.set("connect_timeout", secs.to_string());
+        self.connect_timeout = connect_timeout(Some(&secs.to_string())).unwrap_or_default();
+    }
 }
 
 /// libpq's TCP socket options, as the plan reads them from `keepalives`, `keepalives_idle`,
@@ -525,5 +580,39 @@ mod tests {
             key: "prod/ltm#password".into(),
         };
         assert_eq!(secret.to_string(), "secret:aws:prod/ltm#password");
+    }
+
+    #[test]
+    fn connect_timeout_follows_libpq() {
+        assert_eq!(connect_timeout(None), Ok(None));
+        assert_eq!(connect_timeout(Some("0")), Ok(None));
+        assert_eq!(connect_timeout(Some("-3")), Ok(None));
+        assert_eq!(connect_timeout(Some("1")), Ok(Some(MIN_CONNECT_TIMEOUT)));
+        assert_eq!(
+            connect_timeout(Some(" 7 ")),
+            Ok(Some(std::time::Duration::from_secs(7)))
+        );
+        assert_eq!(
+            connect_timeout(Some("abc")),
+            Err("invalid integer value \"abc\" for connection option \"connect_timeout\"".into())
+        );
+        assert!(connect_timeout(Some("")).is_err(), "libpq: no digits");
+        assert!(
+            connect_timeout(Some("99999999999")).is_err(),
+            "libpq: not a C int"
+        );
+    }
+
+    #[test]
+    fn channel_binding_follows_libpq() {
+        assert_eq!(ChannelBinding::parse(None), Ok(ChannelBinding::Prefer));
+        assert_eq!(
+            ChannelBinding::parse(Some("require")),
+            Ok(ChannelBinding::Require)
+        );
+        assert_eq!(
+            ChannelBinding::parse(Some("REQUIRE")),
+            Err("invalid channel_binding value: \"REQUIRE\"".into())
+        );
     }
 }

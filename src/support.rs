@@ -104,11 +104,11 @@ pub const SUPPORT: &[KeywordSupport] = &[
     ),
     honoured(
         "channel_binding",
-        "disable / prefer / require, by tokio-postgres's SCRAM; the TLS matrix",
+        "disable / prefer / require (libpq's value error when the plan is made), by tokio-postgres's SCRAM; the TLS matrix",
     ),
     honoured(
         "connect_timeout",
-        "per address, at least 2 s, as libpq; the hostile-server tests",
+        "per address, at least 2 s, 0 or less for none, libpq's integer rules when the plan is made; the hostile-server tests",
     ),
     honoured("dbname", "vectors and every live test"),
     honoured(

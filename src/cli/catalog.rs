@@ -29,9 +29,7 @@ async fn open(file: &str) -> Result<PostgresCatalog, CatalogError> {
     let config = tea_pgcloud::config::load_file(file, env.as_ref())?;
     let mut plan = tea_pgcloud::provider::plan(&config, env.as_ref())?;
     if plan.params.get("connect_timeout").is_none() {
-        let _ = plan
-            .params
-            .set("connect_timeout", DEFAULT_TIMEOUT_SECS.to_string());
+        plan.set_connect_timeout(DEFAULT_TIMEOUT_SECS);
     }
     let pool = Pool::builder(plan, env)
         .options(PoolOptions {

@@ -130,9 +130,7 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
     };
     // A check should not wait forever on a server that accepts and never answers.
     if plan.params.get("connect_timeout").is_none() {
-        let _ = plan
-            .params
-            .set("connect_timeout", DEFAULT_TIMEOUT_SECS.to_string());
+        plan.set_connect_timeout(DEFAULT_TIMEOUT_SECS);
     }
     let Some(runtime) = runtime() else {
         return 1;

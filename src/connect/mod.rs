@@ -38,15 +38,12 @@ use tokio_postgres::{Client, NoTls};
 use crate::env::Environment;
 use crate::error::{Action, ErrorClass};
 use crate::iam::TokenError;
-use crate::plan::{ConnectPlan, HostPort, Source};
+use crate::plan::{ChannelBinding, ConnectPlan, HostPort, Source};
 use crate::secret::Secret;
 use crate::secrets::SecretError;
 use crate::sslmode::{SslMode, Verify};
 use guard::{Guard, Start, Violation};
 use tls::{ClientIdentity, Connector, Roots};
-
-/// libpq's smallest connect timeout: a `connect_timeout` of 1 is taken as 2 seconds.
-const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What was negotiated on a TLS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -791,19 +788,13 @@ fn wire_config(
     if let Some(options) = plan.params.get("options") {
         config.options(options);
     }
-    match plan.params.get("channel_binding") {
-        None | Some("prefer") => {}
-        Some("disable") => {
+    match plan.channel_binding {
+        ChannelBinding::Prefer => {}
+        ChannelBinding::Disable => {
             config.channel_binding(tokio_postgres::config::ChannelBinding::Disable);
         }
-        Some("require") => {
+        ChannelBinding::Require => {
             config.channel_binding(tokio_postgres::config::ChannelBinding::Require);
-        }
-        Some(other) => {
-            return Err(ConnectError::new(
-                ErrorClass::Config,
-                format!("invalid channel_binding value: \"{other}\""),
-            ));
         }
     }
     Ok(config)
@@ -825,24 +816,6 @@ fn os_user() -> Option<String> {
         let name = fields.next()?;
         (fields.nth(1)? == euid).then(|| name.to_string())
     })
-}
-
-fn connect_timeout(plan: &ConnectPlan) -> Result<Option<Duration>, ConnectError> {
-    match plan.params.get("connect_timeout").map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => match text.parse::<i64>() {
-            Ok(secs) if secs <= 0 => Ok(None),
-            Ok(secs) => Ok(Some(
-                Duration::from_secs(secs.unsigned_abs()).max(MIN_CONNECT_TIMEOUT),
-            )),
-            Err(_) => Err(ConnectError::new(
-                ErrorClass::Config,
-                format!(
-                    "invalid integer value \"{text}\" for connection option \"connect_timeout\""
-                ),
-            )),
-        },
-    }
 }
 
 /// Connects by the plan, with libpq's TLS semantics. `env` gives `HOME` (for libpq's default
@@ -891,15 +864,13 @@ async fn connect_unscrubbed(
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
     // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
-    let direct = crate::sslmode::negotiation(plan.sslmode, plan.params.get("sslnegotiation"))
-        .map_err(|e| ConnectError::new(ErrorClass::Config, e.to_string()))?
-        == crate::sslmode::Negotiation::Direct;
+    let direct = plan.negotiation == crate::sslmode::Negotiation::Direct;
     check_supported(plan, env)?;
     let mut config = wire_config(plan, login, env)?;
     if direct {
         config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
     }
-    let timeout = connect_timeout(plan)?;
+    let timeout = plan.connect_timeout;
 
     // libpq reads the root file and the client certificate only once the server has agreed to
     // TLS: a problem with them is reported then (after "server does not support SSL" would
@@ -1248,29 +1219,6 @@ mod tests {
             .expect("`id` runs");
         let expected = String::from_utf8_lossy(&id.stdout).trim().to_string();
         assert_eq!(os_user().as_deref(), Some(expected.as_str()));
-    }
-
-    #[test]
-    fn connect_timeout_follows_libpq() {
-        let plan_with = |value: &str| {
-            let env = crate::env::MapEnv::new()
-                .with_var("DSN", format!("host=h connect_timeout={value}"));
-            let config =
-                crate::config::load_str("connection_string: ${DSN}\n", "t", &env).expect("valid");
-            crate::provider::plan(&config, &env).expect("plannable")
-        };
-        assert_eq!(connect_timeout(&plan_with("0")).expect("valid"), None);
-        assert_eq!(connect_timeout(&plan_with("-3")).expect("valid"), None);
-        assert_eq!(
-            connect_timeout(&plan_with("1")).expect("valid"),
-            Some(MIN_CONNECT_TIMEOUT)
-        );
-        assert_eq!(
-            connect_timeout(&plan_with("7")).expect("valid"),
-            Some(Duration::from_secs(7))
-        );
-        let err = connect_timeout(&plan_with("abc")).expect_err("not an integer");
-        assert_eq!(err.class(), ErrorClass::Config);
     }
 
     #[test]

@@ -276,7 +276,14 @@ fn finish(
     };
     let mut tls = effective_tls(sslmode, root)
         .map_err(|e| origin.error(sslmode_key, ConfigErrorKind::Conflict, e))?;
-    negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
+    let params_key = if config.connection_string.is_some() {
+        "connection_string"
+    } else {
+        target.host_key
+    };
+    let channel_binding = crate::plan::ChannelBinding::parse(target.params.get("channel_binding"))
+        .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
+    let negotiation = negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
         let kind = match e {
             crate::sslmode::NegotiationError::InvalidValue(_) => ConfigErrorKind::InvalidValue,
             crate::sslmode::NegotiationError::WeakMode(_) => ConfigErrorKind::Conflict,
@@ -296,6 +303,15 @@ fn finish(
         origin.error(sslmode_key, kind, e.to_string())
     })?;
     let sni = crate::sslmode::sni(target.params.get("sslsni"));
+    let connect_timeout = crate::plan::connect_timeout(target.params.get("connect_timeout"))
+        .map_err(|e| {
+            let key = if config.connection_string.is_some() {
+                "connection_string"
+            } else {
+                "connect_timeout"
+            };
+            origin.error(key, ConfigErrorKind::InvalidValue, e)
+        })?;
     // libpq reads the keepalive keywords for TCP connections only.
     let keepalives = if all_sockets {
         crate::plan::Keepalives::default()
@@ -396,9 +412,12 @@ fn finish(
         rds_bundle: target.rds_bundle.clone(),
         tls,
         tls_verify,
+        negotiation,
         tls_versions,
         sni,
         keepalives,
+        connect_timeout,
+        channel_binding,
         region: target.region.clone(),
         instance_connection_name: target.instance_connection_name.clone(),
         aws_endpoint: target.aws_endpoint,

@@ -623,6 +623,11 @@ class _Catalog:
         tls, tls_verify = _tls(sslmode, rootcert, present, hosts)
         _tls_versions(params, lambda kind, message: self.error(
             kind, "connection_string", message, self.vals["connection_string"].at))
+        if "connect_timeout" in params:
+            _, problem = _libpq_int(params["connect_timeout"], "connect_timeout")
+            if problem:
+                raise self.error("invalid-value", "connection_string", problem,
+                                 self.vals["connection_string"].at)
         _keepalives(params, hosts, lambda kind, message: self.error(
             kind, "connection_string", message, self.vals["connection_string"].at))
         refused = _refused_keyword(params)
@@ -878,6 +883,9 @@ class _Catalog:
         if root_written == "system" and sslmode != "verify-full":
             raise fail("conflict", f'weak sslmode "{sslmode}" may not be used with '
                        'sslrootcert=system (use "verify-full")', redact=False)
+        if params.get("channel_binding", "prefer") not in ("disable", "prefer", "require"):
+            raise fail("invalid-value", "invalid channel_binding value: "
+                       f'"{params["channel_binding"]}"')
         if params.get("sslnegotiation") == "direct" and sslmode in ("disable", "allow", "prefer"):
             raise fail("conflict", f'weak sslmode "{sslmode}" may not be used with '
                        'sslnegotiation=direct (use "require", "verify-ca", or "verify-full")',
