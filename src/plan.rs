@@ -234,6 +234,9 @@ pub struct ConnectPlan {
     pub connect_timeout: Option<std::time::Duration>,
     /// SCRAM channel binding (`channel_binding`).
     pub channel_binding: ChannelBinding,
+    /// The password file libpq would read when no password is given: `passfile`, else
+    /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
+    pub passfile: Option<String>,
     /// Cloud region, when known (aws: signs IAM tokens).
     pub region: Option<String>,
     /// gcp: `PROJECT:REGION:INSTANCE`, when known.

@@ -98,9 +98,9 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "password",
         "sent only when the server asks; vectors, the TLS matrix and the client kit",
     ),
-    refused(
+    honoured(
         "passfile",
-        "password files are not read yet: give the password with `credentials`",
+        "read when no password is given, per host, by libpq's rules (matching, `*`, escapes, comments, the permission check); `~/.pgpass` from HOME by default; against libpq 15 in tests/libpq_options.rs",
     ),
     honoured(
         "channel_binding",
@@ -448,7 +448,6 @@ mod tests {
             "host=db target_session_attrs=ANY",
             "host=db krbsrvname=postgres",
             "host=db replication=database",
-            "host=db passfile=/p",
         ] {
             assert!(refused_keyword(&params(text)).is_some(), "{text}");
         }

@@ -233,3 +233,182 @@ fn keepalive_options_agree_with_libpq() {
         disagreements.join("\n")
     );
 }
+
+/// libpq's password file, through this crate and libpq 15 against one server whose role has a
+/// password with `:` and `\` in it: matching, `*`, escapes, comments, CRLF, permissions, the
+/// default `~/.pgpass`, and a password given elsewhere winning over the file.
+#[test]
+fn password_files_agree_with_libpq() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = common::plain_server("pgpass");
+    let password = r"pa:ss\word";
+    server
+        .admin_sql(&format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            server.user(),
+            password.replace('\'', "''")
+        ))
+        .expect("a password with : and \\");
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    let (port, user) = (server.port(), server.user().to_string());
+    let base = format!("host=127.0.0.1 port={port} user={user} dbname=postgres sslmode=disable");
+    // (name, file text, mode, connection string extra, password given elsewhere)
+    let cases: Vec<(&str, String, u32, &str)> = vec![
+        (
+            "exact",
+            format!("127.0.0.1:{port}:postgres:{user}:{escaped}\n"),
+            0o600,
+            "",
+        ),
+        ("stars", format!("*:*:*:*:{escaped}\n"), 0o600, ""),
+        (
+            "crlf",
+            format!("127.0.0.1:{port}:postgres:{user}:{escaped}\r\n"),
+            0o600,
+            "",
+        ),
+        (
+            "no-newline",
+            format!("*:{port}:*:{user}:{escaped}"),
+            0o600,
+            "",
+        ),
+        ("wrong-password", "*:*:*:*:nope\n".to_string(), 0o600, ""),
+        ("other-port", format!("*:1:*:*:{escaped}\n"), 0o600, ""),
+        (
+            "other-database",
+            format!("*:*:other:*:{escaped}\n"),
+            0o600,
+            "",
+        ),
+        (
+            "localhost-is-not-127",
+            format!("localhost:*:*:*:{escaped}\n"),
+            0o600,
+            "",
+        ),
+        ("comment", format!("#*:*:*:*:{escaped}\n"), 0o600, ""),
+        (
+            "first-match-wins",
+            format!("*:*:*:*:nope\n*:*:*:*:{escaped}\n"),
+            0o600,
+            "",
+        ),
+        (
+            "skips-non-matching",
+            format!("other:*:*:*:nope\n*:*:*:*:{escaped}\n"),
+            0o600,
+            "",
+        ),
+        (
+            "unescaped-colon-ends",
+            format!("*:*:*:*:{password}\n"),
+            0o600,
+            "",
+        ),
+        ("group-readable", format!("*:*:*:*:{escaped}\n"), 0o640, ""),
+        ("world-readable", format!("*:*:*:*:{escaped}\n"), 0o604, ""),
+        (
+            "explicit-passfile",
+            format!("*:*:*:*:{escaped}\n"),
+            0o600,
+            "passfile=PASSFILE",
+        ),
+        (
+            "explicit-missing",
+            format!("*:*:*:*:{escaped}\n"),
+            0o600,
+            "passfile=/nonexistent/pgpass",
+        ),
+    ];
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut disagreements = Vec::new();
+    for (name, text, mode, extra) in &cases {
+        let home = tempfile::tempdir().expect("a HOME");
+        let file = if extra.contains("PASSFILE") {
+            home.path().join("elsewhere.pgpass")
+        } else {
+            home.path().join(".pgpass")
+        };
+        std::fs::write(&file, text).expect("the file");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+        let extra = extra.replace("PASSFILE", &file.display().to_string());
+        let conninfo = format!("{base} {extra}");
+        let a = ours_with_home(&conninfo, None, home.path());
+        let b = libpq_without_password(&conninfo, home.path());
+        *seen.entry(b.clone()).or_default() += 1;
+        if a != b {
+            disagreements.push(format!("{name}: ours {a}, libpq {b}"));
+        }
+    }
+    // A password given in the connection string wins over the file.
+    let home = tempfile::tempdir().expect("a HOME");
+    let file = home.path().join(".pgpass");
+    std::fs::write(&file, "*:*:*:*:nope\n").expect("the file");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let given = format!("{base} password='{}'", password.replace('\\', "\\\\"));
+    let (a, b) = (
+        ours_with_home(&given, None, home.path()),
+        libpq_without_password(&given, home.path()),
+    );
+    assert_eq!(a, b, "a given password");
+    assert_eq!(b, "plain");
+    for outcome in ["plain", "auth-failed"] {
+        assert!(
+            seen.contains_key(outcome),
+            "no case gave {outcome}: {seen:?}"
+        );
+    }
+    println!("libpq's outcomes: {seen:?}");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {} cases disagree with libpq:\n{}",
+        disagreements.len(),
+        cases.len(),
+        disagreements.join("\n")
+    );
+}
+
+/// [`ours`] with `HOME` set (the default password file) and an optional password.
+fn ours_with_home(
+    connection_string: &str,
+    password: Option<&str>,
+    home: &std::path::Path,
+) -> String {
+    use tea_pgcloud::connect::{Login, connect};
+    let env = MapEnv::new().with_var("HOME", home.display().to_string());
+    let yaml = format!(
+        "connection_string: \"{}\"\n",
+        connection_string.replace('\\', "\\\\")
+    );
+    let config = tea_pgcloud::config::load_str(&yaml, "c.yaml", &env).expect("loads");
+    let plan = match tea_pgcloud::provider::plan(&config, &env) {
+        Ok(plan) => plan,
+        Err(e) => return e.class().as_str().to_string(),
+    };
+    let login = Login::new(None, password.map(tea_pgcloud::secret::Secret::new));
+    match common::block_on(connect(&plan, &login, &env)) {
+        Ok(c) => match c.tls {
+            Some(tls) => format!("tls {}", tls.version),
+            None => "plain".to_string(),
+        },
+        Err(e) => e.class().as_str().to_string(),
+    }
+}
+
+/// [`libpq`] with no `PGPASSWORD`: the password comes from the connection string or the file.
+fn libpq_without_password(connection_string: &str, home: &std::path::Path) -> String {
+    use tea_pgcloud::conformance::Outcome;
+    use tea_pgcloud::conformance::oracle::{Attempt, run};
+    let result = run(&Attempt {
+        conninfo: connection_string,
+        password: None,
+        home,
+    })
+    .expect("psql runs");
+    match result.outcome {
+        Outcome::Tls => format!("tls {}", result.ssl_version.unwrap_or_default()),
+        Outcome::Plain => "plain".to_string(),
+        Outcome::Error(class) => class.as_str().to_string(),
+    }
+}

@@ -20,6 +20,7 @@
 
 mod guard;
 mod hostname;
+mod pgpass;
 mod tls;
 
 use std::fmt;
@@ -430,6 +431,18 @@ fn server_failure(e: &tokio_postgres::Error, tls: bool) -> Option<Failure> {
     })
 }
 
+/// The server asked for a password and none was given (tokio-postgres: "password missing"):
+/// libpq's `fe_sendauth: no password supplied`, an authentication failure on the client's side
+/// (no retry the other way under `allow` / `prefer`).
+fn missing_password(e: &tokio_postgres::Error, tls: bool) -> Option<Failure> {
+    chain_mentions(e, "password missing").then(|| Failure::Server {
+        class: ErrorClass::AuthFailed,
+        message: "fe_sendauth: no password supplied".to_string(),
+        login: false,
+        tls,
+    })
+}
+
 /// Whether `e` or one of its sources says `needle`.
 fn chain_mentions(e: &tokio_postgres::Error, needle: &str) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -514,6 +527,7 @@ async fn attempt(
                         Err(e) => {
                             return Err(violation(&e)
                                 .or_else(|| server_failure(&e, false))
+                                .or_else(|| missing_password(&e, false))
                                 .unwrap_or_else(|| Failure::Broken(broken_message(&e))));
                         }
                     }
@@ -549,6 +563,9 @@ fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
         return failure;
     }
     if let Some(failure) = server_failure(e, report.negotiated.is_some()) {
+        return failure;
+    }
+    if let Some(failure) = missing_password(e, report.negotiated.is_some()) {
         return failure;
     }
     if let Some((class, message)) = &report.refused {
@@ -900,9 +917,25 @@ async fn connect_unscrubbed(
         }
     };
 
+    // libpq's password file, when no password is given: looked up per host and port.
+    let passfile = plan
+        .passfile
+        .as_deref()
+        .filter(|_| plan.password.is_none() && login.password.is_none());
+    let base_config = config;
     let mut messages = Vec::new();
     let mut last_class = ErrorClass::Unreachable;
     for host in plan.hosts.clone() {
+        let mut config = base_config.clone();
+        if let Some(path) = passfile {
+            let user = config.get_user().unwrap_or_default().to_string();
+            let dbname = config.get_dbname().unwrap_or_default().to_string();
+            if let Some(password) =
+                pgpass::password_from_file(path, &host.host, host.port, &dbname, &user)
+            {
+                config.password(password.expose());
+            }
+        }
         let endpoints: Vec<Endpoint> = if host.is_socket() {
             vec![Endpoint::Unix(
                 Path::new(&host.host).join(format!(".s.PGSQL.{}", host.port)),

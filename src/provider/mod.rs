@@ -418,6 +418,16 @@ fn finish(
         keepalives,
         connect_timeout,
         channel_binding,
+        passfile: target
+            .params
+            .get("passfile")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                env.var("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!("{h}/.pgpass"))
+            }),
         region: target.region.clone(),
         instance_connection_name: target.instance_connection_name.clone(),
         aws_endpoint: target.aws_endpoint,
