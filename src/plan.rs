@@ -237,6 +237,8 @@ pub struct ConnectPlan {
     /// The password file libpq would read when no password is given: `passfile`, else
     /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
     pub passfile: Option<String>,
+    /// The operating-system user a unix socket's server must run as (`requirepeer`).
+    pub requirepeer: Option<String>,
     /// Cloud region, when known (aws: signs IAM tokens).
     pub region: Option<String>,
     /// gcp: `PROJECT:REGION:INSTANCE`, when known.

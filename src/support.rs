@@ -203,9 +203,9 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "sslsni",
         "SNI when unset or the value starts with 1 (libpq's test), never for an IP address; the rule has unit tests, the server side is not observed",
     ),
-    refused(
+    honoured(
         "requirepeer",
-        "checking the peer of a unix socket is not implemented yet",
+        "on unix sockets, the server process's user by its uid (SO_PEERCRED, /etc/passwd), libpq's error text; against libpq 15 in tests/libpq_options.rs",
     ),
     refused(
         "require_auth",

@@ -412,3 +412,53 @@ fn libpq_without_password(connection_string: &str, home: &std::path::Path) -> St
         Outcome::Error(class) => class.as_str().to_string(),
     }
 }
+
+/// `requirepeer` over the server's unix socket (and ignored over TCP, as libpq ignores it),
+/// through this crate and libpq 15: the same outcome in every case.
+#[test]
+fn requirepeer_agrees_with_libpq() {
+    let server = common::plain_server("requirepeer");
+    let socket = server
+        .socket_dir()
+        .expect("a unix socket")
+        .display()
+        .to_string();
+    let home = tempfile::tempdir().expect("an empty HOME");
+    // The server's operating-system user, as the server itself says.
+    let owner = server
+        .admin_sql("SELECT pg_catalog.current_setting('data_directory')")
+        .ok()
+        .and_then(|dir| std::fs::metadata(dir.trim()).ok())
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .and_then(|uid| {
+            std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+                p.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+                })
+            })
+        })
+        .expect("the server's user");
+    let over_socket = format!(
+        "host={socket} port={} user={} dbname=postgres",
+        server.port(),
+        server.user()
+    );
+    let over_tcp = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable",
+        server.port(),
+        server.user()
+    );
+    let cases = [
+        (format!("{over_socket} requirepeer={owner}"), "plain"),
+        (format!("{over_socket} requirepeer=nobody"), "other"),
+        (format!("{over_socket} requirepeer=''"), "plain"),
+        (format!("{over_tcp} requirepeer=nobody"), "plain"),
+    ];
+    for (conninfo, expected) in &cases {
+        let a = ours_with_home(conninfo, Some(server.password()), home.path());
+        let b = libpq(conninfo, server.password(), home.path());
+        assert_eq!(a, b, "{conninfo}: ours and libpq");
+        assert_eq!(&b, expected, "{conninfo}: libpq");
+    }
+}

@@ -274,6 +274,8 @@ enum Failure {
     /// A socket option could not be set (libpq's `setsockopt(...) failed`): libpq tries the
     /// next address.
     Socket(String),
+    /// The unix socket's peer is not the `requirepeer` user: libpq stops there.
+    Peer(String),
 }
 
 impl Failure {
@@ -282,14 +284,16 @@ impl Failure {
             Self::Unreachable(_) => ErrorClass::Unreachable,
             Self::Tls(class, _) | Self::Server { class, .. } => *class,
             Self::NoTls => ErrorClass::ServerNoTls,
-            Self::Protocol(_) | Self::Broken(_) | Self::Socket(_) => ErrorClass::Other,
+            Self::Protocol(_) | Self::Broken(_) | Self::Socket(_) | Self::Peer(_) => {
+                ErrorClass::Other
+            }
         }
     }
 
     fn message(&self) -> String {
         match self {
             Self::Unreachable(m) | Self::Tls(_, m) | Self::Server { message: m, .. } => m.clone(),
-            Self::Protocol(m) | Self::Broken(m) | Self::Socket(m) => m.clone(),
+            Self::Protocol(m) | Self::Broken(m) | Self::Socket(m) | Self::Peer(m) => m.clone(),
             Self::NoTls => "server does not support SSL, but SSL was required".to_string(),
         }
     }
@@ -363,9 +367,27 @@ fn configure_tcp(
     Ok(())
 }
 
+/// libpq's `requirepeer` on a unix socket: the server process's user, by its uid, must be the
+/// one named, else libpq's `requirepeer specifies "X", but actual peer user name is "Y"`.
+fn check_peer(stream: &tokio::net::UnixStream, required: &str) -> Result<(), Failure> {
+    let uid = stream
+        .peer_cred()
+        .map_err(|e| Failure::Peer(format!("could not get peer credentials: {e}")))?
+        .uid();
+    let name = user_name(&uid.to_string())
+        .ok_or_else(|| Failure::Peer(format!("could not look up local user ID {uid}")))?;
+    if name != required {
+        return Err(Failure::Peer(format!(
+            "requirepeer specifies \"{required}\", but actual peer user name is \"{name}\""
+        )));
+    }
+    Ok(())
+}
+
 async fn open(
     endpoint: &Endpoint,
     keepalives: &crate::plan::Keepalives,
+    requirepeer: Option<&str>,
 ) -> Result<Box<dyn Stream>, Failure> {
     match endpoint {
         Endpoint::Tcp(addr) => {
@@ -375,15 +397,20 @@ async fn open(
             configure_tcp(&stream, keepalives).map_err(Failure::Socket)?;
             Ok(Box::new(stream) as Box<dyn Stream>)
         }
-        Endpoint::Unix(path) => tokio::net::UnixStream::connect(path.clone())
-            .await
-            .map(|s| Box::new(s) as Box<dyn Stream>)
-            .map_err(|e| {
-                Failure::Unreachable(format!(
-                    "connection to server on socket \"{}\" failed: {e}",
-                    path.display()
-                ))
-            }),
+        Endpoint::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path.clone())
+                .await
+                .map_err(|e| {
+                    Failure::Unreachable(format!(
+                        "connection to server on socket \"{}\" failed: {e}",
+                        path.display()
+                    ))
+                })?;
+            if let Some(required) = requirepeer {
+                check_peer(&stream, required)?;
+            }
+            Ok(Box::new(stream) as Box<dyn Stream>)
+        }
     }
 }
 
@@ -480,12 +507,13 @@ async fn attempt(
     wire: WireSslMode,
     timeout: Option<Duration>,
     keepalives: &crate::plan::Keepalives,
+    requirepeer: Option<&str>,
 ) -> Result<Success, Failure> {
     within(
         timeout,
         Box::pin(async {
             let started = Instant::now();
-            let stream = open(endpoint, keepalives).await?;
+            let stream = open(endpoint, keepalives, requirepeer).await?;
             let connect = started.elapsed();
             if let Some(c) = connector {
                 c.reset();
@@ -827,11 +855,16 @@ fn os_user() -> Option<String> {
         .split_whitespace()
         .nth(1)?
         .to_string();
+    user_name(&euid)
+}
+
+/// The name `/etc/passwd` gives the user with this uid.
+fn user_name(uid: &str) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');
         let name = fields.next()?;
-        (fields.nth(1)? == euid).then(|| name.to_string())
+        (fields.nth(1)? == uid).then(|| name.to_string())
     })
 }
 
@@ -1004,6 +1037,7 @@ async fn connect_unscrubbed(
                         WireSslMode::Disable,
                         timeout,
                         &plan.keepalives,
+                        plan.requirepeer.as_deref(),
                     )
                     .await
                 }
@@ -1015,6 +1049,7 @@ async fn connect_unscrubbed(
                         WireSslMode::Disable,
                         timeout,
                         &plan.keepalives,
+                        plan.requirepeer.as_deref(),
                     )
                     .await
                     {
@@ -1029,6 +1064,7 @@ async fn connect_unscrubbed(
                                 WireSslMode::Prefer,
                                 timeout,
                                 &plan.keepalives,
+                                plan.requirepeer.as_deref(),
                             )
                             .await
                         }
@@ -1043,6 +1079,7 @@ async fn connect_unscrubbed(
                         WireSslMode::Prefer,
                         timeout,
                         &plan.keepalives,
+                        plan.requirepeer.as_deref(),
                     )
                     .await
                     {
@@ -1064,6 +1101,7 @@ async fn connect_unscrubbed(
                                 WireSslMode::Disable,
                                 timeout,
                                 &plan.keepalives,
+                                plan.requirepeer.as_deref(),
                             )
                             .await
                         }
@@ -1078,6 +1116,7 @@ async fn connect_unscrubbed(
                         WireSslMode::Require,
                         timeout,
                         &plan.keepalives,
+                        plan.requirepeer.as_deref(),
                     )
                     .await
                 }

@@ -418,6 +418,11 @@ fn finish(
         keepalives,
         connect_timeout,
         channel_binding,
+        requirepeer: target
+            .params
+            .get("requirepeer")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
         passfile: target
             .params
             .get("passfile")

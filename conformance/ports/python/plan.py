@@ -101,8 +101,8 @@ SECRET_KEYWORDS = ("password", "sslpassword")
 # What this port does with each libpq keyword it does not simply honour (SPEC.md, section 4,
 # step 7): refused outright, or honoured for the listed values only (an empty value is libpq's
 # "unset" and always honoured). The same table as the reference crate's.
-REFUSED = frozenset(("service", "sslpassword", "sslcrl", "sslcrldir", "requirepeer",
-                     "require_auth", "krbsrvname", "gsslib", "gssdelegation", "replication"))
+REFUSED = frozenset(("service", "sslpassword", "sslcrl", "sslcrldir", "require_auth",
+                     "krbsrvname", "gsslib", "gssdelegation", "replication"))
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
     "sslcertmode": ("allow",),
