@@ -47,41 +47,53 @@ fn application_names_and_the_client_encoding_reach_the_server() {
     });
 }
 
-/// What a connection came to: `tls TLSv1.3`, `plain`, or the error class.
-fn ours(connection_string: &str, password: &str) -> String {
-    use tea_pgcloud::connect::{Login, connect};
-    let env = MapEnv::new();
-    let yaml = format!("connection_string: \"{connection_string}\"\n");
-    let config = tea_pgcloud::config::load_str(&yaml, "c.yaml", &env).expect("loads");
-    let plan = match tea_pgcloud::provider::plan(&config, &env) {
-        Ok(plan) => plan,
-        Err(e) => return e.class().as_str().to_string(),
-    };
-    let login = Login::new(None, Some(tea_pgcloud::secret::Secret::new(password)));
-    match common::block_on(connect(&plan, &login, &env)) {
-        Ok(c) => match c.tls {
-            Some(tls) => format!("tls {}", tls.version),
-            None => "plain".to_string(),
-        },
-        Err(e) => e.class().as_str().to_string(),
+/// Outcomes of the same cases through this crate and libpq, and where they differ.
+#[derive(Default)]
+struct Agreement {
+    cases: usize,
+    seen: std::collections::BTreeMap<String, usize>,
+    disagreements: Vec<String>,
+}
+
+impl Agreement {
+    fn record(&mut self, case: &str, ours: String, libpq: String) {
+        self.cases += 1;
+        *self.seen.entry(libpq.clone()).or_default() += 1;
+        if ours != libpq {
+            self.disagreements
+                .push(format!("{case}: ours {ours}, libpq {libpq}"));
+        }
     }
+
+    /// Every case agreed, and libpq gave each of `outcomes` at least once (so agreeing is not
+    /// a coincidence of one outcome).
+    fn assert_all_agree(&self, outcomes: &[&str]) {
+        for outcome in outcomes {
+            assert!(
+                self.seen.contains_key(*outcome),
+                "no case gave {outcome}: {:?}",
+                self.seen
+            );
+        }
+        println!("libpq's outcomes: {:?}", self.seen);
+        assert!(
+            self.disagreements.is_empty(),
+            "{} of {} cases disagree with libpq:\n{}",
+            self.disagreements.len(),
+            self.cases,
+            self.disagreements.join("\n")
+        );
+    }
+}
+
+/// What a connection came to: `tls TLSv1.3`, `plain`, or the error class (no `HOME`).
+fn ours(connection_string: &str, password: &str) -> String {
+    outcome_of(connection_string, Some(password), None)
 }
 
 /// The same through libpq (psql), with an empty `HOME`.
 fn libpq(connection_string: &str, password: &str, home: &std::path::Path) -> String {
-    use tea_pgcloud::conformance::Outcome;
-    use tea_pgcloud::conformance::oracle::{Attempt, run};
-    let result = run(&Attempt {
-        conninfo: connection_string,
-        password: Some(password),
-        home,
-    })
-    .expect("psql runs");
-    match result.outcome {
-        Outcome::Tls => format!("tls {}", result.ssl_version.unwrap_or_default()),
-        Outcome::Plain => "plain".to_string(),
-        Outcome::Error(class) => class.as_str().to_string(),
-    }
+    libpq_outcome(connection_string, Some(password), home)
 }
 
 /// `ssl_min_protocol_version` / `ssl_max_protocol_version` on the client, against a server
@@ -110,9 +122,7 @@ fn tls_protocol_bounds_agree_with_libpq() {
         server.user()
     );
     let bounds = ["", "TLSv1.2", "tlsv1.3", "TLSv1.3", "TLSv9"];
-    let mut cases = 0;
-    let mut disagreements = Vec::new();
-    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut agreement = Agreement::default();
     for (server_min, server_max) in [("TLSv1.2", ""), ("TLSv1.2", "TLSv1.2"), ("TLSv1.3", "")] {
         server
             .admin_sql(&format!(
@@ -146,35 +156,16 @@ fn tls_protocol_bounds_agree_with_libpq() {
                 if !max.is_empty() {
                     conninfo.push_str(&format!(" ssl_max_protocol_version={max}"));
                 }
-                let (a, b) = (
+                agreement.record(
+                    &format!("server {server_min}..{server_max}, client min {min:?} max {max:?}"),
                     ours(&conninfo, server.password()),
                     libpq(&conninfo, server.password(), home.path()),
                 );
-                cases += 1;
-                *seen.entry(b.clone()).or_default() += 1;
-                if a != b {
-                    disagreements.push(format!(
-                        "server {server_min}..{server_max}, client min {min:?} max {max:?}: ours {a}, libpq {b}"
-                    ));
-                }
             }
         }
     }
-    assert_eq!(cases, 60);
-    // The matrix reaches every kind of outcome, so agreeing is not a coincidence of one.
-    for outcome in ["tls TLSv1.2", "tls TLSv1.3", "config", "other"] {
-        assert!(
-            seen.contains_key(outcome),
-            "no case gave {outcome}: {seen:?}"
-        );
-    }
-    println!("libpq's outcomes: {seen:?}");
-    assert!(
-        disagreements.is_empty(),
-        "{} of {cases} cases disagree with libpq:\n{}",
-        disagreements.len(),
-        disagreements.join("\n")
-    );
+    assert_eq!(agreement.cases, 60);
+    agreement.assert_all_agree(&["tls TLSv1.2", "tls TLSv1.3", "config", "other"]);
 }
 
 /// The keepalive keywords, each with values libpq takes, clamps, or refuses (its integer
@@ -204,34 +195,17 @@ fn keepalive_options_agree_with_libpq() {
             cases.push(format!("{keyword}={value}"));
         }
     }
-    let mut seen = std::collections::BTreeMap::<String, usize>::new();
-    let mut disagreements = Vec::new();
+    let mut agreement = Agreement::default();
     for case in &cases {
         let conninfo = format!("{base} {case}");
-        let (a, b) = (
+        agreement.record(
+            case,
             ours(&conninfo, server.password()),
             libpq(&conninfo, server.password(), home.path()),
         );
-        *seen.entry(b.clone()).or_default() += 1;
-        if a != b {
-            disagreements.push(format!("{case}: ours {a}, libpq {b}"));
-        }
     }
-    assert_eq!(cases.len(), 48);
-    for outcome in ["plain", "config", "other"] {
-        assert!(
-            seen.contains_key(outcome),
-            "no case gave {outcome}: {seen:?}"
-        );
-    }
-    println!("libpq's outcomes: {seen:?}");
-    assert!(
-        disagreements.is_empty(),
-        "{} of {} cases disagree with libpq:\n{}",
-        disagreements.len(),
-        cases.len(),
-        disagreements.join("\n")
-    );
+    assert_eq!(agreement.cases, 48);
+    agreement.assert_all_agree(&["plain", "config", "other"]);
 }
 
 /// libpq's password file, through this crate and libpq 15 against one server whose role has a
@@ -321,8 +295,7 @@ fn password_files_agree_with_libpq() {
             "passfile=/nonexistent/pgpass",
         ),
     ];
-    let mut seen = std::collections::BTreeMap::<String, usize>::new();
-    let mut disagreements = Vec::new();
+    let mut agreement = Agreement::default();
     for (name, text, mode, extra) in &cases {
         let home = tempfile::tempdir().expect("a HOME");
         let file = if extra.contains("PASSFILE") {
@@ -334,12 +307,11 @@ fn password_files_agree_with_libpq() {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode)).expect("chmod");
         let extra = extra.replace("PASSFILE", &file.display().to_string());
         let conninfo = format!("{base} {extra}");
-        let a = ours_with_home(&conninfo, None, home.path());
-        let b = libpq_without_password(&conninfo, home.path());
-        *seen.entry(b.clone()).or_default() += 1;
-        if a != b {
-            disagreements.push(format!("{name}: ours {a}, libpq {b}"));
-        }
+        agreement.record(
+            name,
+            ours_with_home(&conninfo, None, home.path()),
+            libpq_without_password(&conninfo, home.path()),
+        );
     }
     // A password given in the connection string wins over the file.
     let home = tempfile::tempdir().expect("a HOME");
@@ -353,20 +325,7 @@ fn password_files_agree_with_libpq() {
     );
     assert_eq!(a, b, "a given password");
     assert_eq!(b, "plain");
-    for outcome in ["plain", "auth-failed"] {
-        assert!(
-            seen.contains_key(outcome),
-            "no case gave {outcome}: {seen:?}"
-        );
-    }
-    println!("libpq's outcomes: {seen:?}");
-    assert!(
-        disagreements.is_empty(),
-        "{} of {} cases disagree with libpq:\n{}",
-        disagreements.len(),
-        cases.len(),
-        disagreements.join("\n")
-    );
+    agreement.assert_all_agree(&["plain", "auth-failed"]);
 }
 
 /// [`ours`] with `HOME` set (the default password file) and an optional password.
@@ -375,8 +334,20 @@ fn ours_with_home(
     password: Option<&str>,
     home: &std::path::Path,
 ) -> String {
+    outcome_of(connection_string, password, Some(home))
+}
+
+/// The outcome through this crate: `tls VERSION`, `plain`, or the error class.
+fn outcome_of(
+    connection_string: &str,
+    password: Option<&str>,
+    home: Option<&std::path::Path>,
+) -> String {
     use tea_pgcloud::connect::{Login, connect};
-    let env = MapEnv::new().with_var("HOME", home.display().to_string());
+    let env = match home {
+        Some(home) => MapEnv::new().with_var("HOME", home.display().to_string()),
+        None => MapEnv::new(),
+    };
     let yaml = format!(
         "connection_string: \"{}\"\n",
         connection_string.replace('\\', "\\\\")
@@ -398,11 +369,20 @@ fn ours_with_home(
 
 /// [`libpq`] with no `PGPASSWORD`: the password comes from the connection string or the file.
 fn libpq_without_password(connection_string: &str, home: &std::path::Path) -> String {
+    libpq_outcome(connection_string, None, home)
+}
+
+/// The outcome through libpq (psql): `tls VERSION`, `plain`, or the class of its error.
+fn libpq_outcome(
+    connection_string: &str,
+    password: Option<&str>,
+    home: &std::path::Path,
+) -> String {
     use tea_pgcloud::conformance::Outcome;
     use tea_pgcloud::conformance::oracle::{Attempt, run};
     let result = run(&Attempt {
         conninfo: connection_string,
-        password: None,
+        password,
         home,
     })
     .expect("psql runs");

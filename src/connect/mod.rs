@@ -1028,61 +1028,35 @@ async fn connect_unscrubbed(
                 sslmode = plan.tls.as_str(),
                 "connect attempt"
             );
+            // One attempt on this endpoint: over TLS (with the host's connector) or plain.
+            let try_once = |tls: bool, wire: WireSslMode| {
+                attempt(
+                    &config,
+                    endpoint,
+                    connector.as_ref().filter(|_| tls),
+                    wire,
+                    timeout,
+                    &plan.keepalives,
+                    plan.requirepeer.as_deref(),
+                )
+            };
             let result = match (&connector, plan.tls) {
                 (None, _) | (Some(_), SslMode::Disable) => {
-                    attempt(
-                        &config,
-                        endpoint,
-                        None,
-                        WireSslMode::Disable,
-                        timeout,
-                        &plan.keepalives,
-                        plan.requirepeer.as_deref(),
-                    )
-                    .await
+                    try_once(false, WireSslMode::Disable).await
                 }
-                (Some(c), SslMode::Allow) => {
-                    match attempt(
-                        &config,
-                        endpoint,
-                        None,
-                        WireSslMode::Disable,
-                        timeout,
-                        &plan.keepalives,
-                        plan.requirepeer.as_deref(),
-                    )
-                    .await
-                    {
+                (Some(_), SslMode::Allow) => {
+                    match try_once(false, WireSslMode::Disable).await {
                         // Refused in plain text: libpq tries again, asking for TLS (and carrying
                         // on in plain if the server says no).
                         Err(first @ Failure::Server { login: true, .. }) => {
                             messages.push(first.message());
-                            attempt(
-                                &config,
-                                endpoint,
-                                Some(c),
-                                WireSslMode::Prefer,
-                                timeout,
-                                &plan.keepalives,
-                                plan.requirepeer.as_deref(),
-                            )
-                            .await
+                            try_once(true, WireSslMode::Prefer).await
                         }
                         other => other,
                     }
                 }
-                (Some(c), SslMode::Prefer) => {
-                    match attempt(
-                        &config,
-                        endpoint,
-                        Some(c),
-                        WireSslMode::Prefer,
-                        timeout,
-                        &plan.keepalives,
-                        plan.requirepeer.as_deref(),
-                    )
-                    .await
-                    {
+                (Some(_), SslMode::Prefer) => {
+                    match try_once(true, WireSslMode::Prefer).await {
                         // The TLS attempt failed, or the login over TLS was refused: libpq
                         // tries once more in plain text.
                         Err(
@@ -1094,32 +1068,12 @@ async fn connect_unscrubbed(
                             }),
                         ) => {
                             messages.push(first.message());
-                            attempt(
-                                &config,
-                                endpoint,
-                                None,
-                                WireSslMode::Disable,
-                                timeout,
-                                &plan.keepalives,
-                                plan.requirepeer.as_deref(),
-                            )
-                            .await
+                            try_once(false, WireSslMode::Disable).await
                         }
                         other => other,
                     }
                 }
-                (Some(c), _) => {
-                    attempt(
-                        &config,
-                        endpoint,
-                        Some(c),
-                        WireSslMode::Require,
-                        timeout,
-                        &plan.keepalives,
-                        plan.requirepeer.as_deref(),
-                    )
-                    .await
-                }
+                (Some(_), _) => try_once(true, WireSslMode::Require).await,
             };
             match result {
                 Ok(success) => {
