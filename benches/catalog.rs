@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tea_pgcloud::catalog::{NewEntry, PostgresCatalog};
-use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
-use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
+use tea_pgcloud::conformance::certs::CertFactory;
+use tea_pgcloud::conformance::launcher::PgServer;
 use tea_pgcloud::conformance::rotation::RotatingIssuer;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::iam::TokenSource;
@@ -162,17 +162,12 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let factory = CertFactory::new().expect("certificates");
-        let pem = factory.server(ServerCertKind::Good).expect("a server cert");
-        let server = PgServer::start(&Profile {
-            name: "bench-catalog".into(),
-            tls: Some(TlsFiles {
-                cert_pem: pem.cert,
-                key_pem: pem.key,
-                client_ca_pem: None,
-            }),
-            hba: vec!["hostssl all all 127.0.0.1/32 scram-sha-256".into()],
-        })
-        .expect("a TLS server");
+        let server = PgServer::start_tls(
+            "bench-catalog",
+            &factory,
+            &["hostssl all all 127.0.0.1/32 scram-sha-256"],
+            false,
+        );
         let dir = tempfile::tempdir().expect("a temp dir");
         let root = dir.path().join("root.pem");
         std::fs::write(&root, factory.root_pem()).expect("writes the CA");

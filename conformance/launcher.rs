@@ -134,6 +134,34 @@ fn docker_engine_answers() -> bool {
 pub struct PgServer(Box<dyn Server + Send + Sync>);
 
 impl PgServer {
+    /// A TLS server for tests and benches: its certificate is `factory`'s good server
+    /// certificate (names `localhost` and 127.0.0.1, signed by the factory's root), with these
+    /// `pg_hba.conf` lines; `client_ca` sets `ssl_ca_file` to the root, for client
+    /// certificates.
+    ///
+    /// # Panics
+    /// When the certificate or the server cannot be made (a test cannot go on without them).
+    pub fn start_tls(
+        name: &str,
+        factory: &super::certs::CertFactory,
+        hba: &[&str],
+        client_ca: bool,
+    ) -> Self {
+        let pem = factory
+            .server(super::certs::ServerCertKind::Good)
+            .expect("a server certificate");
+        Self::start(&Profile::new(
+            name,
+            Some(TlsFiles {
+                cert_pem: pem.cert,
+                key_pem: pem.key,
+                client_ca_pem: client_ca.then(|| factory.root_pem().to_string()),
+            }),
+            hba.iter().copied(),
+        ))
+        .expect("a TLS server")
+    }
+
     /// Holds a server that a launcher started.
     pub fn new(server: impl Server + Send + Sync) -> Self {
         Self(Box::new(server))

@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::certs::{CertFactory, ServerCertKind};
+use super::certs::CertFactory;
 use super::child::ChildTest;
 use super::emulators::aws_creds::ContainerCredentialsEmulator;
 use super::emulators::azure_token::{AzureTokenEmulator, CLIENT_ID, CLIENT_SECRET, TENANT_ID};
 use super::emulators::gcp::GcpSecretManager;
 use super::emulators::gcp_token::{DEFAULT_EMAIL, MetadataServerEmulator};
-use super::launcher::{PgServer, Profile, TlsFiles};
+use super::launcher::{PgServer, Profile};
 use super::rotation::{RoleRotator, RotatingIssuer};
 use crate::catalog::{
     BatchOutcome, CatalogOptions, Entry, ListQuery, NewEntry, PostgresCatalog, content_hash,
@@ -133,7 +133,7 @@ pub fn run(preset: &Preset) {
         Reach::AuthProxySocket => (native_plain_server(preset.server), None),
         Reach::Tls { hba, client_ca } => {
             let factory = CertFactory::new().expect("certs");
-            let server = tls_server(preset.server, &factory, &[hba], client_ca);
+            let server = PgServer::start_tls(preset.server, &factory, &[hba], client_ca);
             (server, Some(factory))
         }
     };
@@ -532,7 +532,7 @@ async fn aws_child_case(preset: &Preset) -> Value {
         panic!("the AWS case is over TLS with a rotating role: {preset:?}");
     };
     let factory = CertFactory::new().expect("certs");
-    let server = tls_server(preset.server, &factory, &[hba], client_ca);
+    let server = PgServer::start_tls(preset.server, &factory, &[hba], client_ca);
     let rotator = RoleRotator::start(&server, user).expect("the IAM role");
     server
         .create_database(DB, user)
@@ -846,23 +846,6 @@ fn block_on_multi<F: Future>(future: F) -> F::Output {
         .build()
         .expect("a runtime")
         .block_on(future)
-}
-
-/// A PostgreSQL whose certificate the factory's root signed (names `localhost`, 127.0.0.1),
-/// with these `pg_hba.conf` lines; `client_ca` sets `ssl_ca_file` to the root for client
-/// certificates.
-fn tls_server(name: &str, factory: &CertFactory, hba: &[&str], client_ca: bool) -> PgServer {
-    let pem = factory.server(ServerCertKind::Good).expect("a server cert");
-    PgServer::start(&Profile::new(
-        name,
-        Some(TlsFiles {
-            cert_pem: pem.cert,
-            key_pem: pem.key,
-            client_ca_pem: client_ca.then(|| factory.root_pem().to_string()),
-        }),
-        hba.iter().copied(),
-    ))
-    .expect("a TLS server")
 }
 
 /// A plain PostgreSQL (SCRAM over TCP) from the machine's binaries, whatever

@@ -101,20 +101,15 @@ fn libpq(connection_string: &str, password: &str, home: &std::path::Path) -> Str
 /// TLS version in every case.
 #[test]
 fn tls_protocol_bounds_agree_with_libpq() {
-    use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
-    use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
+    use tea_pgcloud::conformance::certs::CertFactory;
+    use tea_pgcloud::conformance::launcher::PgServer;
     let factory = CertFactory::new().expect("certs");
-    let pem = factory.server(ServerCertKind::Good).expect("a server cert");
-    let server = PgServer::start(&Profile {
-        name: "tls-versions".into(),
-        tls: Some(TlsFiles {
-            cert_pem: pem.cert,
-            key_pem: pem.key,
-            client_ca_pem: None,
-        }),
-        hba: vec!["hostssl all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .expect("a TLS server");
+    let server = PgServer::start_tls(
+        "tls-versions",
+        &factory,
+        &["hostssl all all 127.0.0.1/32 scram-sha-256"],
+        false,
+    );
     let home = tempfile::tempdir().expect("an empty HOME");
     let base = format!(
         "host=127.0.0.1 port={} user={} dbname=postgres sslmode=require",

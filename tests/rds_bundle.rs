@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tea_pgcloud::config::load_str;
 use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
-use tea_pgcloud::conformance::launcher::{PgServer, Profile, TlsFiles};
+use tea_pgcloud::conformance::launcher::PgServer;
 use tea_pgcloud::connect::{Login, connect};
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::error::ErrorClass;
@@ -598,17 +598,12 @@ fn verify_bundle_counts_ca_certificates_and_checks_the_pin() {
 /// A PostgreSQL whose server certificate the factory's root signed (names `localhost`,
 /// 127.0.0.1), TLS only.
 fn tls_server(factory: &CertFactory) -> PgServer {
-    let pem = factory.server(ServerCertKind::Good).expect("a server cert");
-    PgServer::start(&Profile {
-        name: "rds-bundle".into(),
-        tls: Some(TlsFiles {
-            cert_pem: pem.cert,
-            key_pem: pem.key,
-            client_ca_pem: None,
-        }),
-        hba: vec!["hostssl all all 127.0.0.1/32 scram-sha-256".into()],
-    })
-    .expect("a TLS server")
+    PgServer::start_tls(
+        "rds-bundle",
+        factory,
+        &["hostssl all all 127.0.0.1/32 scram-sha-256"],
+        false,
+    )
 }
 
 #[test]

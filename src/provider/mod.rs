@@ -276,6 +276,8 @@ fn finish(
     };
     let mut tls = effective_tls(sslmode, root)
         .map_err(|e| origin.error(sslmode_key, ConfigErrorKind::Conflict, e))?;
+    // Where an error about a libpq keyword points: the connection string that carries it, or
+    // the host key of a YAML catalog.
     let params_key = if config.connection_string.is_some() {
         "connection_string"
     } else {
@@ -316,14 +318,8 @@ fn finish(
     let keepalives = if all_sockets {
         crate::plan::Keepalives::default()
     } else {
-        crate::plan::keepalives(&target.params).map_err(|e| {
-            let key = if config.connection_string.is_some() {
-                "connection_string"
-            } else {
-                target.host_key
-            };
-            origin.error(key, ConfigErrorKind::InvalidValue, e)
-        })?
+        crate::plan::keepalives(&target.params)
+            .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?
     };
     let mut tls_verify = verification(sslmode, root);
     if all_sockets {
@@ -339,10 +335,8 @@ fn finish(
     ) {
         let key = if refusal.keyword == "root.crl" {
             sslmode_key
-        } else if config.connection_string.is_some() {
-            "connection_string"
         } else {
-            target.host_key
+            params_key
         };
         return Err(origin.error(key, ConfigErrorKind::Unsupported, refusal.message));
     }
