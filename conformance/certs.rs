@@ -221,6 +221,17 @@ pub enum SubjectAltName {
     Ip(IpAddr),
 }
 
+/// Whether a revocation list from [`CertFactory::crl`] is within its dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CrlWindow {
+    /// Issued yesterday, next update in 30 days.
+    Current,
+    /// Its next update was yesterday.
+    Expired,
+    /// Issued tomorrow.
+    NotYetValid,
+}
+
 /// The CA that signs a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IssuerKind {
@@ -613,6 +624,51 @@ impl CertFactory {
             cert: cert.pem(),
             key: key.serialize_pem(),
         })
+    }
+
+    /// A certificate revocation list (PEM) signed by `issuer`, naming the first certificate of
+    /// each PEM in `revoked`, current or not as `window` says.
+    pub fn crl(
+        &self,
+        issuer: IssuerKind,
+        revoked: &[&str],
+        window: CrlWindow,
+    ) -> Result<String, CertError> {
+        use rustls::pki_types::pem::PemObject;
+        let now = OffsetDateTime::now_utc();
+        let (this_update, next_update) = match window {
+            CrlWindow::Current => (now - Duration::days(1), now + Duration::days(30)),
+            CrlWindow::Expired => (now - Duration::days(10), now - Duration::days(1)),
+            CrlWindow::NotYetValid => (now + Duration::days(1), now + Duration::days(30)),
+        };
+        let revoked_certs = revoked
+            .iter()
+            .map(|pem| {
+                let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                    .map_err(|e| CertError::with_source("reading a certificate to revoke", e))?;
+                let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+                    .map_err(|e| CertError::with_source("parsing a certificate to revoke", e))?;
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(cert.raw_serial()),
+                    revocation_time: now - Duration::hours(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CertError>>()?;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: random_serial(&SystemRandom::new(), "revocation list")?,
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&self.ca(issuer).issuer)
+            .map_err(|e| CertError::with_source("signing a revocation list", e))?;
+        crl.pem()
+            .map_err(|e| CertError::with_source("encoding a revocation list", e))
     }
 
     /// Writes a development set for docker-compose and hand testing into `dir` (created if

@@ -150,11 +150,22 @@ impl PgServer {
         let pem = factory
             .server(super::certs::ServerCertKind::Good)
             .expect("a server certificate");
+        Self::start_tls_serving(name, factory, &pem, hba, client_ca)
+    }
+
+    /// [`PgServer::start_tls`] serving the given certificate (and chain) and key.
+    pub fn start_tls_serving(
+        name: &str,
+        factory: &super::certs::CertFactory,
+        pem: &super::certs::Pem,
+        hba: &[&str],
+        client_ca: bool,
+    ) -> Self {
         Self::start(&Profile::new(
             name,
             Some(TlsFiles {
-                cert_pem: pem.cert,
-                key_pem: pem.key,
+                cert_pem: pem.cert.clone(),
+                key_pem: pem.key.clone(),
                 client_ca_pem: client_ca.then(|| factory.root_pem().to_string()),
             }),
             hba.iter().copied(),

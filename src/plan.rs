@@ -237,6 +237,12 @@ pub struct ConnectPlan {
     /// The password file libpq would read when no password is given: `passfile`, else
     /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
     pub passfile: Option<String>,
+    /// The revocation list file libpq reads beside a root certificate file: `sslcrl`, else,
+    /// when `sslcrldir` is not set either, `$HOME/.postgresql/root.crl` (a file that cannot be
+    /// read then turns revocation checks off, as in libpq).
+    pub sslcrl: Option<String>,
+    /// The directories of hashed revocation lists (`sslcrldir`, `:`-separated).
+    pub sslcrldir: Option<String>,
     /// The operating-system user a unix socket's server must run as (`requirepeer`).
     pub requirepeer: Option<String>,
     /// Cloud region, when known (aws: signs IAM tokens).

@@ -9,11 +9,11 @@
 //! ```
 //! use tea_pgcloud::{ConfigError, MapEnv, load_str, plan};
 //! let env = MapEnv::new();
-//! let yaml = "connection_string: host=db sslmode=verify-full sslcrl=/etc/revoked.crl\n";
+//! let yaml = "connection_string: host=db sslmode=verify-full service=ltm\n";
 //! let config = load_str(yaml, "agent.yaml", &env)?;
 //! let err = plan(&config, &env).expect_err("refused when the plan is made");
 //! assert_eq!(err.kind().as_str(), "unsupported");
-//! assert!(err.to_string().contains("\"sslcrl\""));
+//! assert!(err.to_string().contains("\"service\""));
 //! # Ok::<(), ConfigError>(())
 //! ```
 
@@ -194,10 +194,13 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "sslrootcert",
         "a file, or `system` (the OS store, verify-full only); the TLS matrix",
     ),
-    refused("sslcrl", "certificate revocation lists are not checked yet"),
-    refused(
+    honoured(
+        "sslcrl",
+        "beside a root certificate file, as OpenSSL's CRL_CHECK_ALL: every certificate of the chain, the root's included, needs a current list from its issuer that does not name it; certificates in the file become roots; an unreadable file turns checks off; the default `~/.postgresql/root.crl` too; against libpq 15 in tests/libpq_options.rs",
+    ),
+    honoured(
         "sslcrldir",
-        "certificate revocation lists are not checked yet",
+        "OpenSSL's hashed directories (`HASH.r0`, `HASH.r1`, ... by X509_NAME_hash, `:`-separated), with the rules of `sslcrl`; against libpq 15 in tests/libpq_options.rs",
     ),
     honoured(
         "sslsni",
@@ -257,7 +260,7 @@ pub fn support(keyword: &str) -> Option<&'static Support> {
 /// Why a plan cannot be honoured: the keyword and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// The keyword at fault (`sslcrl`), or `root.crl` for the default revocation list file.
+    /// The keyword at fault (`krbsrvname`).
     pub keyword: &'static str,
     /// The message: names the keyword, quotes the value only where it is one of a known set.
     pub message: String,
@@ -312,15 +315,9 @@ pub fn refused_keyword(params: &ConnInfo) -> Option<Refusal> {
     None
 }
 
-/// Everything the plan refuses: a refused keyword of `params`, an `sslpassword` (kept apart
-/// from the printable keywords), or libpq's default revocation list
-/// (`$HOME/.postgresql/root.crl`, which libpq checks whenever it exists and TLS may be used).
-pub fn refusal(
-    params: &ConnInfo,
-    sslpassword: bool,
-    tls_possible: bool,
-    env: &dyn crate::env::Environment,
-) -> Option<Refusal> {
+/// Everything the plan refuses: a refused keyword of `params`, or an `sslpassword` (kept apart
+/// from the printable keywords).
+pub fn refusal(params: &ConnInfo, sslpassword: bool) -> Option<Refusal> {
     if let Some(refusal) = refused_keyword(params) {
         return Some(refusal);
     }
@@ -328,17 +325,6 @@ pub fn refusal(
         return Some(Refusal {
             keyword: "sslpassword",
             message: format!("connection option \"sslpassword\" is not supported: {why}"),
-        });
-    }
-    if tls_possible
-        && let Some(home) = env.var("HOME").filter(|h| !h.is_empty())
-        && env.is_file(&format!("{home}/.postgresql/root.crl"))
-    {
-        return Some(Refusal {
-            keyword: "root.crl",
-            message: format!(
-                "{home}/.postgresql/root.crl exists, and libpq would check the server certificate against it: certificate revocation lists are not checked yet"
-            ),
         });
     }
     None
@@ -423,11 +409,8 @@ mod tests {
             r.message,
             "connection option \"target_session_attrs\" is supported with \"any\" only: choosing a server by its session attributes is not implemented yet"
         );
-        let r = refused_keyword(&params("host=db sslcrl=/x.crl")).expect("refused");
-        assert_eq!(
-            r.message,
-            "connection option \"sslcrl\" is not supported: certificate revocation lists are not checked yet"
-        );
+        let r = refused_keyword(&params("host=db krbsrvname=/x.crl")).expect("refused");
+        assert_eq!(r.keyword, "krbsrvname");
         // The refused value itself is not quoted: it may come from the environment.
         assert!(!r.message.contains("/x.crl"));
     }
@@ -454,16 +437,11 @@ mod tests {
     }
 
     #[test]
-    fn the_default_revocation_list_is_refused_only_when_tls_may_be_used() {
-        let env = crate::env::MapEnv::new()
-            .with_var("HOME", "/home/u")
-            .with_file("/home/u/.postgresql/root.crl");
+    fn an_sslpassword_is_refused_apart_from_the_keywords() {
         let p = params("host=db");
-        let r = refusal(&p, false, true, &env).expect("refused");
-        assert_eq!(r.keyword, "root.crl");
-        assert_eq!(refusal(&p, false, false, &env), None);
-        let r = refusal(&p, true, false, &crate::env::MapEnv::new()).expect("refused");
+        let r = refusal(&p, true).expect("refused");
         assert_eq!(r.keyword, "sslpassword");
+        assert_eq!(refusal(&p, false), None);
     }
 
     /// A value of `keyword` this crate refuses, and one it honours (when there is one).

@@ -53,15 +53,65 @@ struct Agreement {
     cases: usize,
     seen: std::collections::BTreeMap<String, usize>,
     disagreements: Vec<String>,
+    /// Case name -> libpq's outcome, for the recording.
+    libpq: std::collections::BTreeMap<String, String>,
 }
+
+/// Where each group's libpq outcomes are recorded (`GROUP.json`), like the TLS matrix's.
+const RECORDINGS: &str = "fixtures/conformance/libpq-options";
 
 impl Agreement {
     fn record(&mut self, case: &str, ours: String, libpq: String) {
         self.cases += 1;
         *self.seen.entry(libpq.clone()).or_default() += 1;
+        assert!(
+            self.libpq.insert(case.to_string(), libpq.clone()).is_none(),
+            "case names are unique: {case}"
+        );
         if ours != libpq {
             self.disagreements
                 .push(format!("{case}: ours {ours}, libpq {libpq}"));
+        }
+    }
+
+    /// [`Agreement::assert_all_agree`], then libpq's outcomes against the recording of
+    /// `group` (`fixtures/conformance/libpq-options/GROUP.json`): a libpq whose answers changed
+    /// fails here. `TEA_RECORD_LIBPQ_OPTIONS=1` rewrites the recording instead.
+    fn assert_all_agree_and_recorded(&self, group: &str, about: &str, outcomes: &[&str]) {
+        use tea_pgcloud::conformance::matrix::Recording;
+        self.assert_all_agree(outcomes);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(RECORDINGS)
+            .join(format!("{group}.json"));
+        let version = tea_pgcloud::conformance::oracle::libpq_version().expect("psql --version");
+        if std::env::var_os("TEA_RECORD_LIBPQ_OPTIONS").is_some() {
+            let mut description = serde_json::Map::new();
+            description.insert("about".into(), about.into());
+            Recording {
+                libpq: version,
+                cases: self.libpq.clone(),
+                description,
+            }
+            .save(&path)
+            .expect("the recording is written");
+            return;
+        }
+        let recorded = Recording::load(&path).expect("the recording reads");
+        assert_eq!(
+            recorded.cases.keys().collect::<Vec<_>>(),
+            self.libpq.keys().collect::<Vec<_>>(),
+            "{}: the recorded cases are not the test's (run with TEA_RECORD_LIBPQ_OPTIONS=1)",
+            path.display()
+        );
+        for (case, live) in &self.libpq {
+            assert_eq!(
+                recorded.cases.get(case),
+                Some(live),
+                "{case}: libpq ({version}) now gives {live}; {} recorded {} with {}",
+                path.display(),
+                recorded.cases.get(case).map_or("nothing", String::as_str),
+                recorded.libpq
+            );
         }
     }
 
@@ -160,7 +210,11 @@ fn tls_protocol_bounds_agree_with_libpq() {
         }
     }
     assert_eq!(agreement.cases, 60);
-    agreement.assert_all_agree(&["tls TLSv1.2", "tls TLSv1.3", "config", "other"]);
+    agreement.assert_all_agree_and_recorded(
+        "tls-versions",
+        "tests/libpq_options.rs tls_protocol_bounds_agree_with_libpq: ssl_min/max_protocol_version against a server limited three ways",
+        &["tls TLSv1.2", "tls TLSv1.3", "config", "other"],
+    );
 }
 
 /// The keepalive keywords, each with values libpq takes, clamps, or refuses (its integer
@@ -200,7 +254,11 @@ fn keepalive_options_agree_with_libpq() {
         );
     }
     assert_eq!(agreement.cases, 48);
-    agreement.assert_all_agree(&["plain", "config", "other"]);
+    agreement.assert_all_agree_and_recorded(
+        "keepalives",
+        "tests/libpq_options.rs keepalive_options_agree_with_libpq: keepalives, keepalives_idle/interval/count and tcp_user_timeout values",
+        &["plain", "config", "other"],
+    );
 }
 
 /// libpq's password file, through this crate and libpq 15 against one server whose role has a
@@ -320,7 +378,11 @@ fn password_files_agree_with_libpq() {
     );
     assert_eq!(a, b, "a given password");
     assert_eq!(b, "plain");
-    agreement.assert_all_agree(&["plain", "auth-failed"]);
+    agreement.assert_all_agree_and_recorded(
+        "passfile",
+        "tests/libpq_options.rs password_files_agree_with_libpq: passfile and ~/.pgpass matching, escapes and permissions",
+        &["plain", "auth-failed"],
+    );
 }
 
 /// [`ours`] with `HOME` set (the default password file) and an optional password.
@@ -338,11 +400,17 @@ fn outcome_of(
     password: Option<&str>,
     home: Option<&std::path::Path>,
 ) -> String {
-    use tea_pgcloud::connect::{Login, connect};
     let env = match home {
         Some(home) => MapEnv::new().with_var("HOME", home.display().to_string()),
         None => MapEnv::new(),
     };
+    outcome_in(connection_string, password, &env)
+}
+
+/// [`outcome_of`] in a given environment (its `HOME`, and the files it says exist).
+fn outcome_in(connection_string: &str, password: Option<&str>, env: &MapEnv) -> String {
+    use tea_pgcloud::connect::{Login, connect};
+    let env = env.clone();
     let yaml = format!(
         "connection_string: \"{}\"\n",
         connection_string.replace('\\', "\\\\")
@@ -430,10 +498,362 @@ fn requirepeer_agrees_with_libpq() {
         (format!("{over_socket} requirepeer=''"), "plain"),
         (format!("{over_tcp} requirepeer=nobody"), "plain"),
     ];
-    for (conninfo, expected) in &cases {
+    let mut agreement = Agreement::default();
+    for (name, (conninfo, expected)) in ["owner", "nobody", "empty", "tcp"].iter().zip(&cases) {
         let a = ours_with_home(conninfo, Some(server.password()), home.path());
         let b = libpq(conninfo, server.password(), home.path());
-        assert_eq!(a, b, "{conninfo}: ours and libpq");
         assert_eq!(&b, expected, "{conninfo}: libpq");
+        agreement.record(name, a, b);
     }
+    agreement.assert_all_agree_and_recorded(
+        "requirepeer",
+        "tests/libpq_options.rs requirepeer_agrees_with_libpq: requirepeer over the unix socket (the server's user, another, empty) and over TCP",
+        &["plain", "other"],
+    );
+}
+
+/// The name OpenSSL's hashed directory lookup gives a revocation list (`openssl crl -hash`),
+/// for building `sslcrldir` directories independently of this crate's own hash.
+fn openssl_crl_hash(pem: &str, dir: &std::path::Path) -> String {
+    let file = dir.join("hash-me.crl");
+    std::fs::write(&file, pem).expect("a CRL file");
+    let out = std::process::Command::new("openssl")
+        .args(["crl", "-hash", "-noout", "-in"])
+        .arg(&file)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl crl -hash: {out:?}");
+    std::fs::remove_file(&file).expect("removed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Revocation lists (`sslcrl`, `sslcrldir`, the default `~/.postgresql/root.crl`) against a
+/// server whose certificate comes through an intermediate CA and one signed by the root,
+/// through this crate and libpq 15: revoked leaf and intermediate, a missing list for any
+/// certificate of the chain (the root's included), lists out of date, another CA's list,
+/// unreadable files (which libpq ignores), hashed directories built by `openssl crl -hash`,
+/// certificates inside the list file, and the modes that verify nothing. The same outcome in
+/// every case.
+#[test]
+fn revocation_lists_agree_with_libpq() {
+    use tea_pgcloud::conformance::certs::{CertFactory, CrlWindow, IssuerKind, ServerCertKind};
+    use tea_pgcloud::conformance::launcher::PgServer;
+    let factory = CertFactory::new().expect("certs");
+    let hba = ["hostssl all all 127.0.0.1/32 scram-sha-256"];
+    let chained = factory
+        .server(ServerCertKind::IntermediateChain)
+        .expect("a chained certificate");
+    let direct = factory.server(ServerCertKind::Good).expect("a certificate");
+    let chain_server = PgServer::start_tls_serving("crl-chain", &factory, &chained, &hba, false);
+    let root_server = PgServer::start_tls_serving("crl-root", &factory, &direct, &hba, false);
+
+    let files = tempfile::tempdir().expect("a directory");
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).expect("a file");
+        path.display().to_string()
+    };
+    let crl = |issuer, revoked: &[&str], window| {
+        factory
+            .crl(issuer, revoked, window)
+            .expect("a revocation list")
+    };
+    let root_ok = crl(IssuerKind::Root, &[], CrlWindow::Current);
+    let inter_ok = crl(IssuerKind::Intermediate, &[], CrlWindow::Current);
+    let inter_revokes_leaf = crl(
+        IssuerKind::Intermediate,
+        &[&chained.cert],
+        CrlWindow::Current,
+    );
+    let root_revokes_inter = crl(
+        IssuerKind::Root,
+        &[factory.intermediate_pem()],
+        CrlWindow::Current,
+    );
+    let root_revokes_leaf = crl(IssuerKind::Root, &[&direct.cert], CrlWindow::Current);
+    let inter_expired = crl(IssuerKind::Intermediate, &[], CrlWindow::Expired);
+    let inter_future = crl(IssuerKind::Intermediate, &[], CrlWindow::NotYetValid);
+    let other_ok = crl(IssuerKind::OtherRoot, &[], CrlWindow::Current);
+
+    let rootcert = write("root.crt", factory.root_pem());
+    let other_rootcert = write("other-root.crt", factory.other_root_pem());
+    let both_ok = write("both-ok.crl", &format!("{root_ok}{inter_ok}"));
+    let leaf_revoked = write(
+        "leaf-revoked.crl",
+        &format!("{root_ok}{inter_revokes_leaf}"),
+    );
+    let inter_only = write("inter-only.crl", &inter_ok);
+    let root_only = write("root-only.crl", &root_ok);
+    let inter_revoked = write(
+        "inter-revoked.crl",
+        &format!("{root_revokes_inter}{inter_ok}"),
+    );
+    let stale = write("stale.crl", &format!("{root_ok}{inter_expired}"));
+    let future = write("future.crl", &format!("{root_ok}{inter_future}"));
+    let stale_and_current = write(
+        "stale-and-current.crl",
+        &format!("{root_ok}{inter_expired}{inter_ok}"),
+    );
+    let other = write("other.crl", &other_ok);
+    let garbage = write("garbage.crl", "not a revocation list\n");
+    let with_root = write(
+        "with-root.crl",
+        &format!("{}{root_ok}{inter_ok}", factory.root_pem()),
+    );
+    let direct_revoked = write("direct-revoked.crl", &root_revokes_leaf);
+
+    // Hashed directories, named by OpenSSL itself.
+    let hashed = |name: &str, lists: &[(&str, u32)]| {
+        let dir = files.path().join(name);
+        std::fs::create_dir(&dir).expect("a directory");
+        for (pem, index) in lists {
+            let hash = openssl_crl_hash(pem, files.path());
+            std::fs::write(dir.join(format!("{hash}.r{index}")), pem).expect("a list");
+        }
+        dir.display().to_string()
+    };
+    let dir_ok = hashed("dir-ok", &[(&root_ok, 0), (&inter_ok, 0)]);
+    let dir_revoked = hashed("dir-revoked", &[(&root_ok, 0), (&inter_revokes_leaf, 0)]);
+    let dir_gap = hashed("dir-gap", &[(&root_ok, 0), (&inter_ok, 1)]);
+    let dir_second = hashed(
+        "dir-second",
+        &[(&root_ok, 0), (&inter_expired, 0), (&inter_ok, 1)],
+    );
+    let dir_unhashed = files.path().join("dir-unhashed");
+    std::fs::create_dir(&dir_unhashed).expect("a directory");
+    std::fs::write(dir_unhashed.join("root.crl"), &root_ok).expect("a list");
+    std::fs::write(dir_unhashed.join("inter.crl"), &inter_ok).expect("a list");
+    let dir_unhashed = dir_unhashed.display().to_string();
+
+    let empty_home = tempfile::tempdir().expect("an empty HOME");
+    let crl_home = tempfile::tempdir().expect("a HOME with root.crl");
+    std::fs::create_dir(crl_home.path().join(".postgresql")).expect(".postgresql");
+    std::fs::write(
+        crl_home.path().join(".postgresql/root.crl"),
+        format!("{root_ok}{inter_revokes_leaf}"),
+    )
+    .expect("root.crl");
+
+    let base = |server: &PgServer, mode: &str| {
+        format!(
+            "host=localhost hostaddr=127.0.0.1 port={} user={} dbname=postgres sslmode={mode}",
+            server.port(),
+            server.user()
+        )
+    };
+    let chain_full = base(&chain_server, "verify-full");
+    let root_full = base(&root_server, "verify-full");
+    let r = format!("sslrootcert={rootcert}");
+    // (case, connection string, HOME with the default root.crl)
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("no lists", format!("{chain_full} {r}"), false),
+        (
+            "root and intermediate lists",
+            format!("{chain_full} {r} sslcrl={both_ok}"),
+            false,
+        ),
+        (
+            "leaf revoked",
+            format!("{chain_full} {r} sslcrl={leaf_revoked}"),
+            false,
+        ),
+        (
+            "intermediate list only",
+            format!("{chain_full} {r} sslcrl={inter_only}"),
+            false,
+        ),
+        (
+            "root list only",
+            format!("{chain_full} {r} sslcrl={root_only}"),
+            false,
+        ),
+        (
+            "intermediate revoked",
+            format!("{chain_full} {r} sslcrl={inter_revoked}"),
+            false,
+        ),
+        (
+            "stale list",
+            format!("{chain_full} {r} sslcrl={stale}"),
+            false,
+        ),
+        (
+            "list not yet valid",
+            format!("{chain_full} {r} sslcrl={future}"),
+            false,
+        ),
+        (
+            "a stale and a current list",
+            format!("{chain_full} {r} sslcrl={stale_and_current}"),
+            false,
+        ),
+        (
+            "another CA's list",
+            format!("{chain_full} {r} sslcrl={other}"),
+            false,
+        ),
+        (
+            "missing list file",
+            format!(
+                "{chain_full} {r} sslcrl={}/none.crl",
+                files.path().display()
+            ),
+            false,
+        ),
+        (
+            "list file without a list",
+            format!("{chain_full} {r} sslcrl={garbage}"),
+            false,
+        ),
+        ("empty sslcrl", format!("{chain_full} {r} sslcrl=''"), false),
+        (
+            "verify-ca, revoked",
+            format!(
+                "{} {r} sslcrl={leaf_revoked}",
+                base(&chain_server, "verify-ca")
+            ),
+            false,
+        ),
+        (
+            "require with a root file, revoked",
+            format!(
+                "{} {r} sslcrl={leaf_revoked}",
+                base(&chain_server, "require")
+            ),
+            false,
+        ),
+        (
+            "require without a root file, revoked",
+            format!("{} sslcrl={leaf_revoked}", base(&chain_server, "require")),
+            false,
+        ),
+        (
+            "prefer with a root file, revoked",
+            format!(
+                "{} {r} sslcrl={leaf_revoked}",
+                base(&chain_server, "prefer")
+            ),
+            false,
+        ),
+        (
+            "roots in the list file",
+            format!("{chain_full} sslrootcert={other_rootcert} sslcrl={with_root}"),
+            false,
+        ),
+        (
+            "hashed directory",
+            format!("{chain_full} {r} sslcrldir={dir_ok}"),
+            false,
+        ),
+        (
+            "hashed directory, leaf revoked",
+            format!("{chain_full} {r} sslcrldir={dir_revoked}"),
+            false,
+        ),
+        (
+            "hashed directory with a gap",
+            format!("{chain_full} {r} sslcrldir={dir_gap}"),
+            false,
+        ),
+        (
+            "hashed directory, stale .r0 and current .r1",
+            format!("{chain_full} {r} sslcrldir={dir_second}"),
+            false,
+        ),
+        (
+            "directory without hashed names",
+            format!("{chain_full} {r} sslcrldir={dir_unhashed}"),
+            false,
+        ),
+        (
+            "missing directory",
+            format!("{chain_full} {r} sslcrldir={}/none", files.path().display()),
+            false,
+        ),
+        (
+            "directory list",
+            format!(
+                "{chain_full} {r} sslcrldir={}/none:{dir_ok}",
+                files.path().display()
+            ),
+            false,
+        ),
+        (
+            "missing file and a revoking directory",
+            format!(
+                "{chain_full} {r} sslcrl={}/none.crl sslcrldir={dir_revoked}",
+                files.path().display()
+            ),
+            false,
+        ),
+        (
+            "good file and a revoking directory",
+            format!("{chain_full} {r} sslcrl={both_ok} sslcrldir={dir_revoked}"),
+            false,
+        ),
+        (
+            "default root.crl, revoked",
+            format!("{chain_full} {r}"),
+            true,
+        ),
+        (
+            "default root.crl and empty sslcrl",
+            format!("{chain_full} {r} sslcrl=''"),
+            true,
+        ),
+        (
+            "sslcrl instead of the default",
+            format!("{chain_full} {r} sslcrl={both_ok}"),
+            true,
+        ),
+        (
+            "sslcrldir instead of the default",
+            format!("{chain_full} {r} sslcrldir={dir_ok}"),
+            true,
+        ),
+        (
+            "root-signed, root list",
+            format!("{root_full} {r} sslcrl={root_only}"),
+            false,
+        ),
+        (
+            "root-signed, revoked",
+            format!("{root_full} {r} sslcrl={direct_revoked}"),
+            false,
+        ),
+        (
+            "root-signed, intermediate list only",
+            format!("{root_full} {r} sslcrl={inter_only}"),
+            false,
+        ),
+    ];
+    let mut agreement = Agreement::default();
+    for (name, conninfo, default_crl) in &cases {
+        let home = if *default_crl {
+            crl_home.path()
+        } else {
+            empty_home.path()
+        };
+        let server = if conninfo.contains(&format!("port={} ", root_server.port())) {
+            &root_server
+        } else {
+            &chain_server
+        };
+        // The root files exist for this crate's planner too.
+        let env = MapEnv::new()
+            .with_var("HOME", home.display().to_string())
+            .with_file(&rootcert)
+            .with_file(&other_rootcert);
+        agreement.record(
+            name,
+            outcome_in(conninfo, Some(server.password()), &env),
+            libpq(conninfo, server.password(), home),
+        );
+    }
+    assert_eq!(agreement.cases, 34);
+    agreement.assert_all_agree_and_recorded(
+        "revocation-lists",
+        "tests/libpq_options.rs revocation_lists_agree_with_libpq: sslcrl, sslcrldir and ~/.postgresql/root.crl against a chained and a root-signed server certificate",
+        &["tls TLSv1.3", "untrusted-cert"],
+    );
 }

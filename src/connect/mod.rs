@@ -18,6 +18,7 @@
 //! `connect_timeout` (at least 2 s, as in libpq) bounds each address's whole attempt. The
 //! futures need a tokio runtime with its time driver enabled.
 
+mod crl;
 mod guard;
 mod hostname;
 mod pgpass;
@@ -630,7 +631,13 @@ fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
 /// the PEM file `SSL_CERT_FILE` and the PEM files in the directory `SSL_CERT_DIR` when `env` sets
 /// them (OpenSSL reads those two variables to replace its default file and directory; here they
 /// add to the store, which gives the same trust for a certificate authority they name).
-fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
+/// The trusted roots of `path` (a file, or `system`), with the revocation lists libpq reads
+/// beside a root file (`crl`: the plan's `sslcrl` file and `sslcrldir` directories).
+fn load_roots(
+    path: &str,
+    crl: (Option<&str>, Option<&str>),
+    env: &dyn Environment,
+) -> Result<Roots, String> {
     let mut roots = RootCertStore::empty();
     if path == "system" {
         let found = rustls_native_certs::load_native_certs();
@@ -663,6 +670,7 @@ fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
         return Ok(Roots {
             store: roots,
             certs: Vec::new(),
+            crls: None,
         });
     }
     if !env.file_exists(path).unwrap_or(false) {
@@ -682,9 +690,19 @@ fn load_roots(path: &str, env: &dyn Environment) -> Result<Roots, String> {
             .add(cert.clone())
             .map_err(|e| format!("could not read root certificate file \"{path}\": {e}"))?;
     }
+    // libpq reads revocation lists only beside a root certificate file; OpenSSL trusts the
+    // certificates it finds in the list file too.
+    let loaded = crl::load(crl.0, crl.1);
+    let mut certs = certs;
+    for cert in loaded.roots {
+        if roots.add(cert.clone()).is_ok() {
+            certs.push(cert);
+        }
+    }
     Ok(Roots {
         store: roots,
         certs,
+        crls: loaded.crls,
     })
 }
 
@@ -787,13 +805,8 @@ fn client_identity(
 
 /// The plan's refusals ([`crate::support::refusal`]) asked again of a plan that may have been
 /// built or changed by hand: the same words as the plan error.
-fn check_supported(plan: &ConnectPlan, env: &dyn Environment) -> Result<(), ConnectError> {
-    match crate::support::refusal(
-        &plan.params,
-        plan.sslpassword.is_some(),
-        plan.tls != SslMode::Disable,
-        env,
-    ) {
+fn check_supported(plan: &ConnectPlan) -> Result<(), ConnectError> {
+    match crate::support::refusal(&plan.params, plan.sslpassword.is_some()) {
         Some(refusal) => Err(ConnectError::new(ErrorClass::Config, refusal.message)),
         None => Ok(()),
     }
@@ -915,7 +928,7 @@ async fn connect_unscrubbed(
     let started = Instant::now();
     // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
     let direct = plan.negotiation == crate::sslmode::Negotiation::Direct;
-    check_supported(plan, env)?;
+    check_supported(plan)?;
     let mut config = wire_config(plan, login, env)?;
     if direct {
         config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
@@ -927,11 +940,15 @@ async fn connect_unscrubbed(
     // have been), and never stops a plain connection.
     let mut refusal = None;
     let roots = match (&plan.sslrootcert, plan.tls_verify) {
-        (Some(path), verify) if verify != Verify::None || path == "system" => load_roots(path, env)
-            .unwrap_or_else(|e| {
-                refusal = Some(e);
-                Roots::default()
-            }),
+        (Some(path), verify) if verify != Verify::None || path == "system" => load_roots(
+            path,
+            (plan.sslcrl.as_deref(), plan.sslcrldir.as_deref()),
+            env,
+        )
+        .unwrap_or_else(|e| {
+            refusal = Some(e);
+            Roots::default()
+        }),
         (None, Verify::Ca | Verify::Full) => {
             let home = env.var("HOME").unwrap_or_else(|| "~".to_string());
             refusal = Some(format!(

@@ -71,6 +71,47 @@ impl LibpqVerifier {
     }
 }
 
+impl LibpqVerifier {
+    /// The chain WebPKI verified, leaf first and the trusted root's certificate last (as
+    /// OpenSSL's chain has it); just the leaf if the root's certificate is not found again.
+    fn verified_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Vec<CertificateDer<'static>> {
+        let mut chain = vec![end_entity.clone().into_owned()];
+        let Ok(ee) = webpki::EndEntityCert::try_from(end_entity) else {
+            return chain;
+        };
+        let Ok(path) = ee.verify_for_usage(
+            self.algorithms.all,
+            &self.roots.store.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        ) else {
+            return chain;
+        };
+        chain.extend(
+            path.intermediate_certificates()
+                .map(|c| c.der().into_owned()),
+        );
+        let anchor = path.anchor();
+        if let Some(root) = self.roots.certs.iter().find(|root| {
+            webpki::anchor_from_trusted_cert(root).is_ok_and(|a| {
+                a.subject.as_ref() == anchor.subject.as_ref()
+                    && a.subject_public_key_info.as_ref() == anchor.subject_public_key_info.as_ref()
+            })
+        }) {
+            chain.push(root.clone());
+        }
+        chain
+    }
+}
+
 impl ServerCertVerifier for LibpqVerifier {
     fn verify_server_cert(
         &self,
@@ -144,6 +185,27 @@ impl ServerCertVerifier for LibpqVerifier {
                 e,
             ));
         }
+        // OpenSSL checks revocation once the chain is built, before libpq looks at the name.
+        if let Some(crls) = &self.roots.crls {
+            let chain = if pinned {
+                vec![end_entity.clone()]
+            } else {
+                self.verified_chain(end_entity, intermediates, now)
+            };
+            let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            if let Err(revoked) = crls.check(&chain, now) {
+                let error = if revoked.0 == "certificate revoked" {
+                    CertificateError::Revoked
+                } else {
+                    CertificateError::UnknownRevocationStatus
+                };
+                return Err(self.refuse(
+                    ErrorClass::UntrustedCert,
+                    format!("SSL error: certificate verify failed: {}", revoked.0),
+                    TlsError::InvalidCertificate(error),
+                ));
+            }
+        }
         if self.verify == Verify::Full {
             match hostname::check(end_entity.as_ref(), &self.host) {
                 NameCheck::Match => {}
@@ -196,6 +258,9 @@ pub(super) struct Roots {
     pub store: RootCertStore,
     /// The certificates as read, to recognise a server certificate that is itself trusted.
     pub certs: Vec<CertificateDer<'static>>,
+    /// The revocation lists every certificate of the chain is checked against, when libpq
+    /// would check them (`sslcrl`, `sslcrldir`, `~/.postgresql/root.crl`).
+    pub crls: Option<super::crl::Crls>,
 }
 
 impl Default for Roots {
@@ -203,6 +268,7 @@ impl Default for Roots {
         Self {
             store: RootCertStore::empty(),
             certs: Vec::new(),
+            crls: None,
         }
     }
 }

@@ -327,18 +327,8 @@ fn finish(
         tls_verify = Verify::None;
     }
     // Every libpq option is honoured or refused here, never ignored (see `support`).
-    if let Some(refusal) = crate::support::refusal(
-        &target.params,
-        target.sslpassword.is_some(),
-        tls != SslMode::Disable,
-        env,
-    ) {
-        let key = if refusal.keyword == "root.crl" {
-            sslmode_key
-        } else {
-            params_key
-        };
-        return Err(origin.error(key, ConfigErrorKind::Unsupported, refusal.message));
+    if let Some(refusal) = crate::support::refusal(&target.params, target.sslpassword.is_some()) {
+        return Err(origin.error(params_key, ConfigErrorKind::Unsupported, refusal.message));
     }
     if target.write_sslmode {
         target.set("sslmode", sslmode.as_str());
@@ -367,6 +357,22 @@ fn finish(
             message,
         });
     }
+
+    // libpq's revocation lists: `sslcrl` and `sslcrldir`, else the default file under HOME.
+    let non_empty = |key: &str| {
+        target
+            .params
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let sslcrldir = non_empty("sslcrldir");
+    let sslcrl = non_empty("sslcrl").or_else(|| {
+        sslcrldir.is_none().then_some(())?;
+        env.var("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{h}/.postgresql/root.crl"))
+    });
 
     let credentials = credentials_with_defaults(config, target.region.as_deref(), env);
     let credentials = credentials.as_ref();
@@ -412,6 +418,8 @@ fn finish(
         keepalives,
         connect_timeout,
         channel_binding,
+        sslcrl,
+        sslcrldir,
         requirepeer: target
             .params
             .get("requirepeer")

@@ -101,7 +101,7 @@ SECRET_KEYWORDS = ("password", "sslpassword")
 # What this port does with each libpq keyword it does not simply honour (SPEC.md, section 4,
 # step 7): refused outright, or honoured for the listed values only (an empty value is libpq's
 # "unset" and always honoured). The same table as the reference crate's.
-REFUSED = frozenset(("service", "sslpassword", "sslcrl", "sslcrldir", "require_auth",
+REFUSED = frozenset(("service", "sslpassword", "require_auth",
                      "krbsrvname", "gsslib", "gssdelegation", "replication"))
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
@@ -634,13 +634,6 @@ class _Catalog:
         if refused is not None:
             raise self.error("unsupported", "connection_string", refused[1],
                              self.vals["connection_string"].at)
-        home = self.env.get("HOME", "")
-        if tls != "disable" and home and (home.rstrip("/") + "/.postgresql/root.crl") in self.files:
-            key = "connection_string" if provider == "connection-string" else "sslmode"
-            where = self.vals.get(key)
-            raise self.error("unsupported", key, "~/.postgresql/root.crl exists, and libpq would "
-                             "check the server certificate against it: certificate revocation "
-                             "lists are not checked", where.key_at if where else None)
         user_source, password_source = self._sources(params)
         if tls != "verify-full" and not all(_is_socket(h["host"]) and "hostaddr" not in h
                                             for h in hosts):
