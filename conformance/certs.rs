@@ -224,11 +224,13 @@ pub enum SubjectAltName {
 /// Whether a revocation list from [`CertFactory::crl`] is within its dates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CrlWindow {
-    /// Issued yesterday, next update in 30 days.
+    /// Issued yesterday at midnight (UTC), next update in 30 days.
     Current,
-    /// Its next update was yesterday.
+    /// Issued today at midnight, after [`CrlWindow::Current`]; next update in 30 days.
+    Renewed,
+    /// Its next update was yesterday at midnight.
     Expired,
-    /// Issued tomorrow.
+    /// Issued the day after tomorrow.
     NotYetValid,
 }
 
@@ -636,10 +638,14 @@ impl CertFactory {
     ) -> Result<String, CertError> {
         use rustls::pki_types::pem::PemObject;
         let now = OffsetDateTime::now_utc();
+        // From midnight (UTC), so that two lists made in one run have the same thisUpdate:
+        // OpenSSL prefers the later of two lists of an issuer.
+        let midnight = now.replace_time(time::Time::MIDNIGHT);
         let (this_update, next_update) = match window {
-            CrlWindow::Current => (now - Duration::days(1), now + Duration::days(30)),
-            CrlWindow::Expired => (now - Duration::days(10), now - Duration::days(1)),
-            CrlWindow::NotYetValid => (now + Duration::days(1), now + Duration::days(30)),
+            CrlWindow::Current => (midnight - Duration::days(1), midnight + Duration::days(30)),
+            CrlWindow::Renewed => (midnight, midnight + Duration::days(30)),
+            CrlWindow::Expired => (midnight - Duration::days(10), midnight - Duration::days(1)),
+            CrlWindow::NotYetValid => (midnight + Duration::days(2), midnight + Duration::days(30)),
         };
         let revoked_certs = revoked
             .iter()

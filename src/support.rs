@@ -186,9 +186,9 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "libpq's default: the certificate is sent when the server asks and one is configured",
         "sslcertmode disable / require (libpq 16) are not implemented yet",
     ),
-    refused(
+    honoured(
         "sslpassword",
-        "encrypted client keys are not read yet: use an unencrypted key",
+        "the passphrase of an encrypted client key: PKCS#8 PBES2 (PBKDF2 or scrypt; AES or 3DES) and OpenSSL's legacy PEM encryption (AES, DES-EDE3); never prompts; against libpq 15 in tests/libpq_options.rs",
     ),
     honoured(
         "sslrootcert",
@@ -315,19 +315,10 @@ pub fn refused_keyword(params: &ConnInfo) -> Option<Refusal> {
     None
 }
 
-/// Everything the plan refuses: a refused keyword of `params`, or an `sslpassword` (kept apart
-/// from the printable keywords).
-pub fn refusal(params: &ConnInfo, sslpassword: bool) -> Option<Refusal> {
-    if let Some(refusal) = refused_keyword(params) {
-        return Some(refusal);
-    }
-    if sslpassword && let Some(Support::Refused(why)) = support("sslpassword") {
-        return Some(Refusal {
-            keyword: "sslpassword",
-            message: format!("connection option \"sslpassword\" is not supported: {why}"),
-        });
-    }
-    None
+/// Everything the plan refuses: the first refused keyword of `params` (the passphrase
+/// `sslpassword`, kept apart from the printable keywords, is honoured).
+pub fn refusal(params: &ConnInfo) -> Option<Refusal> {
+    refused_keyword(params)
 }
 
 /// The README's keyword table: every libpq 17 keyword, how it is treated and why.
@@ -434,14 +425,6 @@ mod tests {
         ] {
             assert!(refused_keyword(&params(text)).is_some(), "{text}");
         }
-    }
-
-    #[test]
-    fn an_sslpassword_is_refused_apart_from_the_keywords() {
-        let p = params("host=db");
-        let r = refusal(&p, true).expect("refused");
-        assert_eq!(r.keyword, "sslpassword");
-        assert_eq!(refusal(&p, false), None);
     }
 
     /// A value of `keyword` this crate refuses, and one it honours (when there is one).

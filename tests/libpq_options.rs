@@ -574,6 +574,12 @@ fn revocation_lists_agree_with_libpq() {
     let inter_expired = crl(IssuerKind::Intermediate, &[], CrlWindow::Expired);
     let inter_future = crl(IssuerKind::Intermediate, &[], CrlWindow::NotYetValid);
     let other_ok = crl(IssuerKind::OtherRoot, &[], CrlWindow::Current);
+    let inter_renewed_ok = crl(IssuerKind::Intermediate, &[], CrlWindow::Renewed);
+    let inter_renewed_revokes = crl(
+        IssuerKind::Intermediate,
+        &[&chained.cert],
+        CrlWindow::Renewed,
+    );
 
     let rootcert = write("root.crt", factory.root_pem());
     let other_rootcert = write("other-root.crt", factory.other_root_pem());
@@ -595,6 +601,14 @@ fn revocation_lists_agree_with_libpq() {
         &format!("{root_ok}{inter_expired}{inter_ok}"),
     );
     let other = write("other.crl", &other_ok);
+    let later_revokes = write(
+        "later-revokes.crl",
+        &format!("{root_ok}{inter_ok}{inter_renewed_revokes}"),
+    );
+    let earlier_revokes = write(
+        "earlier-revokes.crl",
+        &format!("{root_ok}{inter_revokes_leaf}{inter_renewed_ok}"),
+    );
     let garbage = write("garbage.crl", "not a revocation list\n");
     let with_root = write(
         "with-root.crl",
@@ -690,6 +704,16 @@ fn revocation_lists_agree_with_libpq() {
         (
             "another CA's list",
             format!("{chain_full} {r} sslcrl={other}"),
+            false,
+        ),
+        (
+            "a later list revokes",
+            format!("{chain_full} {r} sslcrl={later_revokes}"),
+            false,
+        ),
+        (
+            "an earlier list revokes",
+            format!("{chain_full} {r} sslcrl={earlier_revokes}"),
             false,
         ),
         (
@@ -850,10 +874,99 @@ fn revocation_lists_agree_with_libpq() {
             libpq(conninfo, server.password(), home),
         );
     }
-    assert_eq!(agreement.cases, 34);
+    assert_eq!(agreement.cases, 36);
     agreement.assert_all_agree_and_recorded(
         "revocation-lists",
         "tests/libpq_options.rs revocation_lists_agree_with_libpq: sslcrl, sslcrldir and ~/.postgresql/root.crl against a chained and a root-signed server certificate",
         &["tls TLSv1.3", "untrusted-cert"],
+    );
+}
+
+/// Client keys encrypted by `openssl` in PKCS#8 (PBES2 with AES, 3DES, scrypt) and in the
+/// legacy PEM form (AES-128/256, DES-EDE3), and a plain key, each with the right, a wrong, an
+/// empty and no `sslpassword`, against a server that requires a client certificate, through
+/// this crate and libpq 15: the same outcome in every case.
+#[test]
+fn encrypted_client_keys_agree_with_libpq() {
+    use std::os::unix::fs::PermissionsExt;
+    use tea_pgcloud::conformance::certs::CertFactory;
+    use tea_pgcloud::conformance::launcher::PgServer;
+    let factory = CertFactory::new().expect("certs");
+    let server = PgServer::start_tls(
+        "sslpassword",
+        &factory,
+        &["hostssl all all 127.0.0.1/32 cert"],
+        true,
+    );
+    let client = factory.client(server.user()).expect("a client certificate");
+    let files = tempfile::tempdir().expect("a directory");
+    let home = tempfile::tempdir().expect("an empty HOME");
+    let cert = files.path().join("client.crt");
+    std::fs::write(&cert, &client.cert).expect("the certificate");
+    let plain = files.path().join("plain.key");
+    std::fs::write(&plain, &client.key).expect("the key");
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let passphrase = "s3cret-pass";
+    let forms: [(&str, &[&str]); 6] = [
+        ("pkcs8-aes256", &["pkcs8", "-topk8", "-v2", "aes-256-cbc"]),
+        ("pkcs8-des3", &["pkcs8", "-topk8", "-v2", "des3"]),
+        ("pkcs8-scrypt", &["pkcs8", "-topk8", "-scrypt"]),
+        ("legacy-aes128", &["ec", "-aes128"]),
+        ("legacy-aes256", &["ec", "-aes256"]),
+        ("legacy-des3", &["ec", "-des3"]),
+    ];
+    let mut keys = vec![("plain", plain.clone())];
+    for (name, args) in forms {
+        let path = files.path().join(format!("{name}.key"));
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg("-in")
+            .arg(&plain)
+            .arg("-out")
+            .arg(&path)
+            .arg("-passout")
+            .arg(format!("pass:{passphrase}"))
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "{name}: {out:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        keys.push((name, path));
+    }
+    let base = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=require sslcert={}",
+        server.port(),
+        server.user(),
+        cert.display()
+    );
+    let passwords = [
+        ("right", Some(passphrase)),
+        ("wrong", Some("nope")),
+        ("empty", Some("")),
+        ("absent", None),
+    ];
+    let mut agreement = Agreement::default();
+    for (key_name, key) in &keys {
+        for (password_name, password) in passwords {
+            let mut conninfo = format!("{base} sslkey={}", key.display());
+            if let Some(password) = password {
+                conninfo.push_str(&format!(" sslpassword='{password}'"));
+            }
+            // The certificate and key files exist for this crate's side too.
+            let env = MapEnv::new()
+                .with_var("HOME", home.path().display().to_string())
+                .with_file(cert.display().to_string())
+                .with_file(key.display().to_string());
+            agreement.record(
+                &format!("{key_name}, {password_name} passphrase"),
+                outcome_in(&conninfo, Some(server.password()), &env),
+                libpq(&conninfo, server.password(), home.path()),
+            );
+        }
+    }
+    assert_eq!(agreement.cases, 28);
+    agreement.assert_all_agree_and_recorded(
+        "sslpassword",
+        "tests/libpq_options.rs encrypted_client_keys_agree_with_libpq: client keys encrypted by openssl (PKCS#8 PBES2, legacy PEM) with the right, a wrong, an empty and no sslpassword",
+        &["tls TLSv1.3", "config"],
     );
 }

@@ -18,14 +18,18 @@
 //!   issuer's name hash ([`name_hash`], OpenSSL's `X509_NAME_hash_ex`): files `HASH.r0`,
 //!   `HASH.r1`, ... up to the first missing one. A directory setting turns checking on whatever
 //!   the directory holds, as in OpenSSL;
-//! - among the lists of one issuer (same canonical name, and, when the list names its issuer's
-//!   key identifier, that key) the first within its dates is chosen, else the first, in the
-//!   order of OpenSSL's store (by the SHA-1 of the list's encoding).
+//! - OpenSSL's store holds the file's lists, then what each directory lookup adds (for an
+//!   issuer's hash, one directory after the other until the store holds a list of that
+//!   issuer), each list once; among the lists of one issuer (same canonical name, and, when the
+//!   list names its issuer's key identifier, that key) one within its dates wins over one that
+//!   is not, and of two alike a later `thisUpdate` wins, else the first in store order
+//!   (`get_crl_sk`).
 //!
 //! Not repeated: delta lists, issuing distribution points, indirect lists and reason codes
 //! (every list is taken as a complete list of its issuer), and certificates kept in a hashed
 //! directory (OpenSSL would also take `HASH.0` files there as roots).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rustls::pki_types::CertificateDer;
@@ -35,8 +39,11 @@ use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate, 
 /// The revocation lists of one connection, when libpq would check them.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Crls {
-    /// Each list's DER, in OpenSSL's store order, without duplicates.
-    lists: Vec<Vec<u8>>,
+    /// The lists of the `sslcrl` file, in file order: in OpenSSL's store from the start.
+    file: Vec<Vec<u8>>,
+    /// Per `sslcrldir` directory, in order: each issuer hash's lists (from `HASH.r0`,
+    /// `HASH.r1`, ...), which OpenSSL adds to its store when it looks that hash up.
+    dirs: Vec<BTreeMap<String, Vec<Vec<u8>>>>,
 }
 
 /// What reading the revocation list settings came to.
@@ -51,32 +58,30 @@ pub(super) struct Loaded {
 /// Reads `file` and `dirs` (already libpq's choice: `sslcrl`, `sslcrldir`, or the default
 /// file) as libpq hands them to OpenSSL.
 pub(super) fn load(file: Option<&str>, dirs: Option<&str>) -> Loaded {
-    let mut lists = Vec::new();
+    let mut crls = Crls::default();
     let mut roots = Vec::new();
     if let Some(file) = file {
         match read_file(Path::new(file)) {
-            Some((certs, crls)) => {
+            Some((certs, lists)) => {
                 roots = certs;
-                lists.extend(crls);
+                crls.file = lists;
             }
             // X509_STORE_load_locations failed: libpq sets no flag and checks nothing.
             None => return Loaded::default(),
         }
     }
-    if let Some(dirs) = dirs {
-        for dir in dirs.split(':').filter(|d| !d.is_empty()) {
-            lists.extend(read_hashed_dir(Path::new(dir)));
-        }
-    }
-    if file.is_none() && dirs.is_none_or(|d| d.split(':').all(str::is_empty)) {
+    let dirs: Vec<&str> = dirs
+        .map(|d| d.split(':').filter(|d| !d.is_empty()).collect())
+        .unwrap_or_default();
+    if file.is_none() && dirs.is_empty() {
         return Loaded::default();
     }
-    // OpenSSL's store keeps objects sorted (x509_object_cmp: type, issuer name, then the
-    // SHA-1 of the list) and drops duplicates; the issuer is compared when a list is chosen.
-    lists.sort_by_cached_key(|der| sha1(der));
-    lists.dedup();
+    crls.dirs = dirs
+        .into_iter()
+        .map(|dir| read_hashed_dir(Path::new(dir)))
+        .collect();
     Loaded {
-        crls: Some(Crls { lists }),
+        crls: Some(crls),
         roots,
     }
 }
@@ -106,44 +111,36 @@ fn read_file(path: &Path) -> Option<(Vec<CertificateDer<'static>>, Vec<Vec<u8>>)
     (!certs.is_empty() || !crls.is_empty()).then_some((certs, crls))
 }
 
-/// The revocation lists OpenSSL's hash directory lookup would find in `dir`: for each issuer
-/// hash, `HASH.r0`, `HASH.r1`, ... until a file is missing or holds no list; only the lists
-/// whose issuer has that hash (a list filed under another hash is not found by its issuer).
-fn read_hashed_dir(dir: &Path) -> Vec<Vec<u8>> {
+/// What OpenSSL's hash directory lookup would load from `dir`, per issuer hash: `HASH.r0`,
+/// `HASH.r1`, ... until a file is missing or holds no list, every list in them.
+fn read_hashed_dir(dir: &Path) -> BTreeMap<String, Vec<Vec<u8>>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+        return BTreeMap::new();
     };
-    let mut hashes: Vec<String> = entries
+    let hashes: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter_map(|name| {
-            let (hash, suffix) = name.split_once(".r")?;
+            let hash = name.strip_suffix(".r0")?;
             (hash.len() == 8
                 && hash
                     .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                && suffix == "0")
-                .then(|| hash.to_string())
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| hash.to_string())
         })
         .collect();
-    hashes.sort();
-    let mut lists = Vec::new();
+    let mut found = BTreeMap::new();
     for hash in hashes {
+        let mut lists = Vec::new();
         for index in 0u32.. {
-            let path = dir.join(format!("{hash}.r{index}"));
-            let Some((_, crls)) = read_file(&path) else {
-                break;
-            };
-            if crls.is_empty() {
-                break;
+            match read_file(&dir.join(format!("{hash}.r{index}"))) {
+                Some((_, crls)) if !crls.is_empty() => lists.extend(crls),
+                _ => break,
             }
-            lists.extend(crls.into_iter().filter(|der| {
-                CertificateRevocationList::from_der(der)
-                    .is_ok_and(|(_, crl)| format!("{:08x}", name_hash(crl.issuer())) == hash)
-            }));
         }
+        found.insert(hash, lists);
     }
-    lists
+    found
 }
 
 /// Why a certificate of the chain failed the revocation check, in OpenSSL's words
@@ -160,21 +157,54 @@ impl Crls {
             .map(|der| X509Certificate::from_der(der.as_ref()).map(|(_, c)| c))
             .collect::<Result<_, _>>()
             .map_err(|_| Revoked("unable to decode issuer public key"))?;
-        let lists: Vec<CertificateRevocationList<'_>> = self
-            .lists
-            .iter()
-            .filter_map(|der| {
-                CertificateRevocationList::from_der(der)
-                    .ok()
-                    .map(|(_, c)| c)
-            })
-            .collect();
+        // OpenSSL's store: the file's lists first, then what each lookup adds, in order, a list
+        // already there (the same bytes) not added again.
+        let mut store: Vec<&[u8]> = Vec::new();
+        for der in &self.file {
+            push_unique(&mut store, der);
+        }
+        let mut looked_up: BTreeSet<(usize, String)> = BTreeSet::new();
         for (depth, cert) in parsed.iter().enumerate() {
             let issuer = parsed.get(depth + 1).unwrap_or(cert);
+            let name = canonical(cert.issuer());
+            let hash = format!("{:08x}", name_hash(cert.issuer()));
+            // X509_STORE_CTX_get1_crls always asks the directory lookup, which loads the hash's
+            // files of one directory after the other until the store holds a list of that
+            // issuer.
+            for (index, dir) in self.dirs.iter().enumerate() {
+                if looked_up.insert((index, hash.clone()))
+                    && let Some(lists) = dir.get(&hash)
+                {
+                    for der in lists {
+                        push_unique(&mut store, der);
+                    }
+                }
+                if store.iter().any(|der| issuer_is(der, &name)) {
+                    break;
+                }
+            }
+            let lists: Vec<CertificateRevocationList<'_>> = store
+                .iter()
+                .filter_map(|der| {
+                    CertificateRevocationList::from_der(der)
+                        .ok()
+                        .map(|(_, c)| c)
+                })
+                .collect();
             check_one(cert, issuer, &lists, now)?;
         }
         Ok(())
     }
+}
+
+fn push_unique<'a>(store: &mut Vec<&'a [u8]>, der: &'a [u8]) {
+    if !store.contains(&der) {
+        store.push(der);
+    }
+}
+
+fn issuer_is(der: &[u8], name: &[u8]) -> bool {
+    CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| canonical(crl.issuer()) == name)
 }
 
 fn check_one(
@@ -185,19 +215,29 @@ fn check_one(
 ) -> Result<(), Revoked> {
     let issuer_name = canonical(cert.issuer());
     let issuer_key_id = subject_key_id(issuer);
-    let candidates: Vec<&CertificateRevocationList<'_>> = lists
+    // OpenSSL's get_crl_sk: the lists of the issuer (by name, and by key identifier when the
+    // list names one), in store order; a list within its dates scores higher; of equal
+    // scores, a later thisUpdate replaces the one chosen, else the first stays.
+    let mut chosen: Option<(&CertificateRevocationList<'_>, bool)> = None;
+    for crl in lists
         .iter()
         .filter(|crl| canonical(crl.issuer()) == issuer_name)
         .filter(|crl| match (authority_key_id(crl), issuer_key_id) {
             (Some(named), Some(actual)) => named == actual,
             _ => true,
         })
-        .collect();
-    let chosen = candidates
-        .iter()
-        .find(|crl| time_error(crl, now).is_none())
-        .or_else(|| candidates.first())
-        .ok_or(Revoked("unable to get certificate CRL"))?;
+    {
+        let current = time_error(crl, now).is_none();
+        let better = match chosen {
+            None => true,
+            Some((_, best_current)) if current != best_current => current,
+            Some((best, _)) => crl.last_update().timestamp() > best.last_update().timestamp(),
+        };
+        if better {
+            chosen = Some((crl, current));
+        }
+    }
+    let (chosen, _) = chosen.ok_or(Revoked("unable to get certificate CRL"))?;
     if let Ok(Some(usage)) = issuer.key_usage()
         && !usage.value.crl_sign()
     {
@@ -250,6 +290,7 @@ fn authority_key_id<'a>(crl: &'a CertificateRevocationList<'_>) -> Option<&'a [u
 }
 
 fn sha1(bytes: &[u8]) -> Vec<u8> {
+    // The name hash's digest (OpenSSL's X509_NAME_hash_ex).
     ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes)
         .as_ref()
         .to_vec()

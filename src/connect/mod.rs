@@ -21,6 +21,7 @@
 mod crl;
 mod guard;
 mod hostname;
+mod keyfile;
 mod pgpass;
 mod tls;
 
@@ -31,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::SslMode as WireSslMode;
 use tokio_postgres::{Client, NoTls};
@@ -798,7 +799,7 @@ fn client_identity(
     }
     check_key_permissions(&key_path)?;
     let key = read_pem_file(&key_path)
-        .and_then(|bytes| PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| e.to_string()))
+        .and_then(|bytes| keyfile::private_key(&bytes, plan.sslpassword.as_ref()))
         .map_err(|e| format!("could not load private key file \"{key_path}\": {e}"))?;
     Ok(Some(ClientIdentity { certs, key }))
 }
@@ -806,7 +807,7 @@ fn client_identity(
 /// The plan's refusals ([`crate::support::refusal`]) asked again of a plan that may have been
 /// built or changed by hand: the same words as the plan error.
 fn check_supported(plan: &ConnectPlan) -> Result<(), ConnectError> {
-    match crate::support::refusal(&plan.params, plan.sslpassword.is_some()) {
+    match crate::support::refusal(&plan.params) {
         Some(refusal) => Err(ConnectError::new(ErrorClass::Config, refusal.message)),
         None => Ok(()),
     }

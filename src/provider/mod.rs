@@ -327,7 +327,7 @@ fn finish(
         tls_verify = Verify::None;
     }
     // Every libpq option is honoured or refused here, never ignored (see `support`).
-    if let Some(refusal) = crate::support::refusal(&target.params, target.sslpassword.is_some()) {
+    if let Some(refusal) = crate::support::refusal(&target.params) {
         return Err(origin.error(params_key, ConfigErrorKind::Unsupported, refusal.message));
     }
     if target.write_sslmode {

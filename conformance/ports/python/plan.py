@@ -101,7 +101,7 @@ SECRET_KEYWORDS = ("password", "sslpassword")
 # What this port does with each libpq keyword it does not simply honour (SPEC.md, section 4,
 # step 7): refused outright, or honoured for the listed values only (an empty value is libpq's
 # "unset" and always honoured). The same table as the reference crate's.
-REFUSED = frozenset(("service", "sslpassword", "require_auth",
+REFUSED = frozenset(("service", "require_auth",
                      "krbsrvname", "gsslib", "gssdelegation", "replication"))
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
@@ -169,7 +169,7 @@ def _refused_keyword(params):
     """The first keyword of params, in libpq's order, that this port refuses, or None."""
     for keyword in conninfo.KEYWORDS:
         value = params.get(keyword)
-        if not value or keyword == "sslpassword":
+        if not value:
             continue
         if keyword in REFUSED:
             return keyword, f'connection option "{keyword}" is not supported'
@@ -182,8 +182,6 @@ def _refused_keyword(params):
             if not ok:
                 return keyword, f'connection option "{keyword}" is supported with ' + (
                     ", ".join(f'"{h}"' for h in honoured) or "no value") + " only"
-    if params.get("sslpassword"):
-        return "sslpassword", 'connection option "sslpassword" is not supported'
     return None
 
 
