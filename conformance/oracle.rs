@@ -457,7 +457,7 @@ pub fn attempts(message: &str) -> Vec<&str> {
 /// | `hostname-mismatch` | `server certificate for "X" [(and N other names)] does not match host name "Y"`, `could not get server's host name from server certificate` |
 /// | `expired-cert` | `certificate has expired`, `certificate is not yet valid` (never printed by libpq 15) |
 /// | `untrusted-cert` | `SSL error: certificate verify failed` (any verification error, expiry included) |
-/// | `config` | missing or unreadable root, client certificate or key files, bad option values, unparsable connection strings |
+/// | `config` | missing or unreadable root, client certificate or key files, bad option values, unparsable connection strings, service file errors (`definition of service "X" not found`, `syntax error in service file`) |
 /// | `rejected` | `no pg_hba.conf entry for host`, `pg_hba.conf rejects connection` |
 /// | `auth-failed` | `... authentication failed for user`, `fe_sendauth: no password supplied`, `role "X" does not exist`, `connection requires a valid client certificate`, a TLS alert from the server about our client certificate (`tlsv1 alert unknown ca`) |
 /// | `unreachable` | `Connection refused`, `could not connect to server`, `timeout expired`, `could not translate host name`, `No route to host`, a missing socket file |
@@ -530,7 +530,7 @@ fn classify_one(text: &str) -> ErrorClass {
 /// Local configuration errors: files libpq must read, option values, connection string syntax
 /// (`t` is lower-cased).
 fn is_config(t: &str) -> bool {
-    const NEEDLES: [&str; 27] = [
+    const NEEDLES: [&str; 30] = [
         // fe-secure-openssl.c, initialize_SSL
         "could not read root certificate file",
         "could not get home directory to locate root certificate file",
@@ -559,13 +559,19 @@ fn is_config(t: &str) -> bool {
         "invalid percent-encoded token",
         "host name must be specified",
         "could not parse network address",
+        // fe-connect.c, parseServiceInfo and parseServiceFile
         "definition of service \"",
+        "syntax error in service file",
+        "nested service specifications not supported in service file",
+        "too long in service file",
     ];
     (t.contains("root certificate file") && t.contains("does not exist"))
         // libpq 16+: "weak sslmode \"require\" may not be used with sslrootcert=system ...",
         // libpq 17: "... with sslnegotiation=direct ..." (fe-connect.c)
         || t.contains("weak sslmode \"")
         || (t.contains("private key file") && t.contains("is not a regular file"))
+        // parseServiceFile: "service file \"%s\" not found" (it cannot be opened)
+        || (t.contains("service file \"") && t.contains("not found"))
         // "invalid sslmode value: ...", "invalid target_session_attrs value: ..." (fe-connect.c)
         || (t.starts_with("invalid ") && t.contains(" value: \""))
         || NEEDLES.iter().any(|n| t.contains(n))
@@ -600,6 +606,20 @@ mod tests {
     fn server_no_tls() {
         let m = r#"connection to server at "127.0.0.1", port 54329 failed: server does not support SSL, but SSL was required"#;
         assert_eq!(classify(m), ErrorClass::ServerNoTls);
+    }
+
+    #[test]
+    fn service_file_errors_are_config() {
+        // fe-connect.c, parseServiceInfo and parseServiceFile (libpq 15 texts).
+        for m in [
+            r#"definition of service "nope" not found"#,
+            r#"syntax error in service file "/h/.pg_service.conf", line 7"#,
+            r#"nested service specifications not supported in service file "/h/.pg_service.conf", line 2"#,
+            r#"line 3 too long in service file "/h/.pg_service.conf""#,
+            r#"service file "/h/.pg_service.conf" not found"#,
+        ] {
+            assert_eq!(classify(m), ErrorClass::Config, "{m}");
+        }
     }
 
     #[test]

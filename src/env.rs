@@ -23,6 +23,17 @@ pub trait Environment: Send + Sync {
     /// and fails), `Err` for any other failure. [`stat_exists`] answers it for the real file
     /// system.
     fn file_exists(&self, path: &str) -> std::io::Result<bool>;
+
+    /// The contents of the file at `path` (a libpq service file), at most 1 MiB of it. The
+    /// default reads the real file system.
+    fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?
+            .take(1 << 20)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
 }
 
 /// An environment kept by what outlives one call (a pool, a catalog, a secrets backend).
@@ -90,6 +101,10 @@ impl Environment for Recording<'_> {
     fn file_exists(&self, path: &str) -> std::io::Result<bool> {
         self.inner.file_exists(path)
     }
+
+    fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read_file(path)
+    }
 }
 
 /// The real process environment and file system.
@@ -122,6 +137,7 @@ impl Environment for ProcessEnv {
 pub struct MapEnv {
     vars: BTreeMap<String, String>,
     files: BTreeSet<String>,
+    texts: BTreeMap<String, String>,
 }
 
 impl MapEnv {
@@ -139,6 +155,14 @@ impl MapEnv {
     /// Adds a file that [`Environment::is_file`] reports as existing.
     pub fn with_file(mut self, path: impl Into<String>) -> Self {
         self.files.insert(path.into());
+        self
+    }
+
+    /// Adds a file with contents, for [`Environment::read_file`].
+    pub fn with_file_text(mut self, path: impl Into<String>, text: impl Into<String>) -> Self {
+        let path = path.into();
+        self.files.insert(path.clone());
+        self.texts.insert(path, text.into());
         self
     }
 }
@@ -165,5 +189,13 @@ impl Environment for MapEnv {
     /// The given files are all that exist.
     fn file_exists(&self, path: &str) -> std::io::Result<bool> {
         Ok(self.files.contains(path))
+    }
+
+    /// The text given with [`MapEnv::with_file_text`]; any other file cannot be read.
+    fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        self.texts
+            .get(path)
+            .map(|t| t.as_bytes().to_vec())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
     }
 }

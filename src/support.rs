@@ -9,11 +9,11 @@
 //! ```
 //! use tea_pgcloud::{ConfigError, MapEnv, load_str, plan};
 //! let env = MapEnv::new();
-//! let yaml = "connection_string: host=db sslmode=verify-full service=ltm\n";
+//! let yaml = "connection_string: host=db sslmode=verify-full krbsrvname=pg\n";
 //! let config = load_str(yaml, "agent.yaml", &env)?;
 //! let err = plan(&config, &env).expect_err("refused when the plan is made");
 //! assert_eq!(err.kind().as_str(), "unsupported");
-//! assert!(err.to_string().contains("\"service\""));
+//! assert!(err.to_string().contains("\"krbsrvname\""));
 //! # Ok::<(), ConfigError>(())
 //! ```
 
@@ -89,9 +89,9 @@ const GSSAPI: &str = "GSSAPI / Kerberos is not offered by this crate";
 
 /// Every libpq 17 keyword, in libpq's table order ([`KEYWORDS`]), and how it is treated.
 pub const SUPPORT: &[KeywordSupport] = &[
-    refused(
+    honoured(
         "service",
-        "service files are not read (and no PG* variable is): write the settings in the catalog",
+        "`~/.pg_service.conf` under HOME, then the packaged system file /etc/postgresql-common/pg_service.conf, by libpq's line rules, filling what the connection string does not set (PGSERVICE, PGSERVICEFILE and PGSYSCONFDIR are not read); against libpq 15 in tests/libpq_options.rs",
     ),
     honoured("user", "the login role; vectors and the TLS matrix"),
     honoured(
@@ -410,7 +410,7 @@ mod tests {
     fn defaults_empty_values_and_case_rules_are_honoured() {
         for text in [
             "host=db target_session_attrs=any load_balance_hosts=disable gssencmode=prefer",
-            "host=db sslcrl='' service='' ssl_max_protocol_version=''",
+            "host=db sslcrl='' ssl_max_protocol_version=''",
             "host=db client_encoding=utf8 keepalives=1 keepalives_idle=0 sslsni=1",
             "host=db sslcompression=1 ssl_min_protocol_version=TLSv1.2 sslcertmode=allow",
         ] {

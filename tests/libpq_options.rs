@@ -970,3 +970,147 @@ fn encrypted_client_keys_agree_with_libpq() {
         &["tls TLSv1.3", "config"],
     );
 }
+
+/// libpq's service file (`service=NAME`, `~/.pg_service.conf` under HOME) through this crate
+/// and libpq 15 against one plain server: what the file supplies, what the string overrides,
+/// libpq's line rules (comments, CRLF, `[name]` with trailing text, a section that ends at
+/// the next, other sections' errors unread), its errors (an unknown service or an empty name,
+/// no file, `key = value`, an unknown keyword, a nested service), and a password in the file.
+/// The same outcome in every case.
+#[test]
+fn service_files_agree_with_libpq() {
+    let server = common::plain_server("service");
+    let (port, user) = (server.port(), server.user().to_string());
+    let section =
+        format!("host=127.0.0.1\nport={port}\nuser={user}\ndbname=postgres\nsslmode=disable\n");
+    // (name, file text or none, connection string, password given)
+    let cases: Vec<(&str, Option<String>, String, bool)> = vec![
+        (
+            "from the file",
+            Some(format!("[ltm]\n{section}")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "the string wins",
+            Some(format!("[ltm]\n{section}")),
+            "service=ltm port=1".into(),
+            true,
+        ),
+        (
+            "the string's sslmode wins",
+            Some(format!("[ltm]\n{section}")),
+            "service=ltm sslmode=require".into(),
+            true,
+        ),
+        (
+            "sslmode from the file",
+            Some(format!("[ltm]\n{}", section.replace("disable", "require"))),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "unknown service",
+            Some(format!("[ltm]\n{section}")),
+            "service=nope".into(),
+            true,
+        ),
+        (
+            "empty service name",
+            Some(format!("[ltm]\n{section}")),
+            "service=''".into(),
+            true,
+        ),
+        ("no file", None, "service=ltm".into(), true),
+        (
+            "comments, blank lines, CRLF, indentation",
+            Some(format!(
+                "# catalog\r\n\r\n  [ltm]\r\n{}",
+                section
+                    .lines()
+                    .map(|l| format!("\t{l}  \r\n"))
+                    .collect::<String>()
+            )),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "a header with trailing text",
+            Some(format!("[ltm] production\n{section}")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "the section ends at the next",
+            Some(format!("[ltm]\n{section}[ltm]\nport=1\n")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "other sections are not read",
+            Some(format!(
+                "[other]\ngarbage line\n[ltm-2]\nport=1\n[ltm]\n{section}"
+            )),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "spaces around the equals sign",
+            Some(format!("[ltm]\n{section}port = {port}\n")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "an unknown keyword",
+            Some(format!("[ltm]\n{section}colour=blue\n")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "a nested service",
+            Some(format!("[ltm]\nservice=other\n{section}")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "a line without an equals sign",
+            Some(format!("[ltm]\n{section}hostonly\n")),
+            "service=ltm".into(),
+            true,
+        ),
+        (
+            "the password from the file",
+            Some(format!("[ltm]\n{section}password={}\n", server.password())),
+            "service=ltm".into(),
+            false,
+        ),
+        (
+            "a wrong password in the file",
+            Some(format!("[ltm]\n{section}password=wrong\n")),
+            "service=ltm".into(),
+            false,
+        ),
+    ];
+    let mut agreement = Agreement::default();
+    for (name, text, conninfo, with_password) in &cases {
+        let home = tempfile::tempdir().expect("a HOME");
+        let file = home.path().join(".pg_service.conf");
+        let mut env = MapEnv::new().with_var("HOME", home.path().display().to_string());
+        if let Some(text) = text {
+            std::fs::write(&file, text).expect("the service file");
+            env = env.with_file_text(file.display().to_string(), text.clone());
+        }
+        let password = with_password.then(|| server.password());
+        agreement.record(
+            name,
+            outcome_in(conninfo, password, &env),
+            libpq_outcome(conninfo, password, home.path()),
+        );
+    }
+    assert_eq!(agreement.cases, 17);
+    agreement.assert_all_agree_and_recorded(
+        "service",
+        "tests/libpq_options.rs service_files_agree_with_libpq: ~/.pg_service.conf sections, line rules, errors and precedence",
+        &["plain", "config", "unreachable"],
+    );
+}

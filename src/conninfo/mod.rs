@@ -18,6 +18,7 @@ mod error;
 mod keywords;
 mod parse;
 mod render;
+pub mod service;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,7 @@
 //! `connection_string`: a libpq string used as is, in meaning. Its keywords pass through
-//! (including `verify-full`, `sslrootcert` and keywords newer than libpq 15); only the
-//! secrets (`password`, `sslpassword`) are taken out of the printable keywords.
+//! (including `verify-full`, `sslrootcert` and keywords newer than libpq 15), with what a
+//! `service` adds from libpq's service files; only the secrets (`password`, `sslpassword`) are
+//! taken out of the printable keywords.
 
 use super::Target;
 use crate::config::CatalogConfig;
@@ -10,7 +11,10 @@ use crate::plan::{PlanKind, Source};
 use crate::secret::Secret;
 use crate::sslmode::SslMode;
 
-pub(crate) fn target(config: &CatalogConfig) -> Result<Target, ConfigError> {
+pub(crate) fn target(
+    config: &CatalogConfig,
+    env: &dyn crate::env::Environment,
+) -> Result<Target, ConfigError> {
     let origin = &config.origin;
     let text = config
         .connection_string
@@ -29,6 +33,18 @@ pub(crate) fn target(config: &CatalogConfig) -> Result<Target, ConfigError> {
             e.to_string()
         };
         origin.value_error("connection_string", ConfigErrorKind::ConnInfo, message)
+    })?;
+    // libpq's service file fills what the string does not set, before anything is read.
+    crate::conninfo::service::apply(&mut params, env).map_err(|e| {
+        let kind = match e {
+            crate::conninfo::service::ServiceError::Ldap { .. } => ConfigErrorKind::Unsupported,
+            _ => ConfigErrorKind::InvalidValue,
+        };
+        // A name that came from ${VAR} is not quoted.
+        let name = params
+            .get("service")
+            .filter(|_| !config.connection_string_expanded);
+        origin.value_error("connection_string", kind, e.message(name))
     })?;
     // libpq's default when the string says nothing.
     let mut target = Target::new(PlanKind::ConnectionString, SslMode::Prefer);

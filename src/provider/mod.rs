@@ -146,7 +146,7 @@ pub fn plan(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan
 
 fn plan_with(config: &CatalogConfig, env: &dyn Environment) -> Result<ConnectPlan, ConfigError> {
     let mut target = if config.connection_string.is_some() {
-        connection_string::target(config)?
+        connection_string::target(config, env)?
     } else {
         let mut target = match config.provider {
             Provider::Gcp => gcp::target(config, env)?,

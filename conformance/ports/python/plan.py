@@ -101,7 +101,7 @@ SECRET_KEYWORDS = ("password", "sslpassword")
 # What this port does with each libpq keyword it does not simply honour (SPEC.md, section 4,
 # step 7): refused outright, or honoured for the listed values only (an empty value is libpq's
 # "unset" and always honoured). The same table as the reference crate's.
-REFUSED = frozenset(("service", "require_auth",
+REFUSED = frozenset(("require_auth",
                      "krbsrvname", "gsslib", "gssdelegation", "replication"))
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
@@ -628,6 +628,17 @@ class _Catalog:
                                  self.vals["connection_string"].at)
         _keepalives(params, hosts, lambda kind, message: self.error(
             kind, "connection_string", message, self.vals["connection_string"].at))
+        if "service" in params:
+            # libpq's service files: this adapter reads none (vector inputs give no file
+            # contents), so a service is found only where a file exists, which it does not
+            # answer.
+            home = self.env.get("HOME", "")
+            user_file = home.rstrip("/") + "/.pg_service.conf" if home else None
+            if user_file in self.files or "/etc/postgresql-common/pg_service.conf" in self.files:
+                raise NotImplementedError("service files are not read by this adapter")
+            raise self.error("invalid-value", "connection_string",
+                             f'definition of service "{params["service"]}" not found',
+                             self.vals["connection_string"].at)
         refused = _refused_keyword(params)
         if refused is not None:
             raise self.error("unsupported", "connection_string", refused[1],
