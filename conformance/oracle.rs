@@ -507,6 +507,11 @@ fn classify_one(text: &str) -> ErrorClass {
         "authentication failed",
         "no password supplied",
         "connection requires a valid client certificate",
+        // libpq 16+: require_auth (fe-auth.c, check_expected_areq) and sslcertmode=require
+        // (fe-secure-openssl.c, open_client_SSL).
+        "authentication method requirement \"",
+        "server did not request an ssl certificate",
+        "server accepted connection without a valid ssl certificate",
     ]) || (has("role \"") && has("\" does not exist"))
         || is_client_cert_alert(&t)
     {
@@ -530,7 +535,7 @@ fn classify_one(text: &str) -> ErrorClass {
 /// Local configuration errors: files libpq must read, option values, connection string syntax
 /// (`t` is lower-cased).
 fn is_config(t: &str) -> bool {
-    const NEEDLES: [&str; 30] = [
+    const NEEDLES: [&str; 32] = [
         // fe-secure-openssl.c, initialize_SSL
         "could not read root certificate file",
         "could not get home directory to locate root certificate file",
@@ -564,6 +569,9 @@ fn is_config(t: &str) -> bool {
         "syntax error in service file",
         "nested service specifications not supported in service file",
         "too long in service file",
+        // libpq 16+: require_auth lists (fe-connect.c, connectOptions2)
+        "cannot be mixed with",
+        "is specified more than once",
     ];
     (t.contains("root certificate file") && t.contains("does not exist"))
         // libpq 16+: "weak sslmode \"require\" may not be used with sslrootcert=system ...",
@@ -606,6 +614,28 @@ mod tests {
     fn server_no_tls() {
         let m = r#"connection to server at "127.0.0.1", port 54329 failed: server does not support SSL, but SSL was required"#;
         assert_eq!(classify(m), ErrorClass::ServerNoTls);
+    }
+
+    #[test]
+    fn require_auth_and_sslcertmode() {
+        // libpq 16+ texts: the list's errors are configuration, the refusals authentication.
+        for m in [
+            r#"invalid require_auth value: "scram""#,
+            r#"negative require_auth method "!md5" cannot be mixed with non-negative methods"#,
+            r#"require_auth method "md5" cannot be mixed with negative methods"#,
+            r#"require_auth method "md5" is specified more than once"#,
+            r#"invalid sslcertmode value: "maybe""#,
+        ] {
+            assert_eq!(classify(m), ErrorClass::Config, "{m}");
+        }
+        for m in [
+            r#"connection to server at "127.0.0.1", port 5432 failed: authentication method requirement "md5" failed: server requested SASL authentication"#,
+            r#"connection to server at "127.0.0.1", port 5432 failed: authentication method requirement "scram-sha-256" failed: server did not complete authentication"#,
+            r#"connection to server at "127.0.0.1", port 5432 failed: server did not request an SSL certificate"#,
+            r#"connection to server at "172.17.0.3", port 5432 failed: server accepted connection without a valid SSL certificate"#,
+        ] {
+            assert_eq!(classify(m), ErrorClass::AuthFailed, "{m}");
+        }
     }
 
     #[test]

@@ -234,6 +234,10 @@ pub struct ConnectPlan {
     pub connect_timeout: Option<std::time::Duration>,
     /// SCRAM channel binding (`channel_binding`).
     pub channel_binding: ChannelBinding,
+    /// The authentication the server may ask for (`require_auth`, libpq 16).
+    pub require_auth: Option<RequireAuth>,
+    /// Whether a client certificate is sent (`sslcertmode`, libpq 16).
+    pub sslcertmode: CertMode,
     /// The password file libpq would read when no password is given: `passfile`, else
     /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
     pub passfile: Option<String>,
@@ -410,6 +414,169 @@ impl ChannelBinding {
     }
 }
 
+/// libpq 16's `sslcertmode`: whether a client certificate is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertMode {
+    /// Never sent, and the certificate and key files are not read.
+    Disable,
+    /// Sent when the server asks and one is configured (libpq's default).
+    #[default]
+    Allow,
+    /// The server must ask for one (a TLS CertificateRequest), or the connection fails.
+    Require,
+}
+
+impl CertMode {
+    /// Reads the keyword as libpq does (unset or empty is `allow`); the error is libpq's text.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("" | "allow") => Ok(Self::Allow),
+            Some("disable") => Ok(Self::Disable),
+            Some("require") => Ok(Self::Require),
+            Some(other) => Err(format!("invalid sslcertmode value: \"{other}\"")),
+        }
+    }
+}
+
+/// The authentication requests of the protocol (`AUTH_REQ_*` in libpq's `pqcomm.h`), as they
+/// come in an `R` message.
+pub mod auth_request {
+    /// Authentication is done.
+    pub const OK: u32 = 0;
+    /// A cleartext password.
+    pub const PASSWORD: u32 = 3;
+    /// An MD5-hashed password.
+    pub const MD5: u32 = 5;
+    /// GSSAPI.
+    pub const GSS: u32 = 7;
+    /// GSSAPI, continued.
+    pub const GSS_CONT: u32 = 8;
+    /// SSPI.
+    pub const SSPI: u32 = 9;
+    /// SASL (SCRAM-SHA-256), begun.
+    pub const SASL: u32 = 10;
+    /// SASL, continued.
+    pub const SASL_CONT: u32 = 11;
+    /// SASL, final.
+    pub const SASL_FIN: u32 = 12;
+}
+
+/// libpq 16's `require_auth`: the authentication requests a server may make, and whether it
+/// must authenticate the client at all (`none`). Read as `connectOptions2` reads it: a comma
+/// list, nothing trimmed, of `password`, `md5`, `gss`, `sspi`, `scram-sha-256` and `none`,
+/// all negated with `!` or none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequireAuth {
+    /// The value as written, for libpq's error message.
+    pub written: String,
+    /// One bit per allowed request code ([`auth_request`]).
+    pub allowed: u32,
+    /// Whether the server must complete an authentication exchange (libpq's `auth_required`).
+    pub required: bool,
+}
+
+impl RequireAuth {
+    /// Reads the keyword (unset: no requirement); the errors are libpq's texts.
+    pub fn parse(value: Option<&str>) -> Result<Option<Self>, String> {
+        use auth_request::*;
+        let Some(written) = value else {
+            return Ok(None);
+        };
+        // Written but empty: libpq 16+ reads no list, yet checks every request against the
+        // empty set with no authentication required (measured against libpq 17: a SCRAM
+        // request fails, trust passes).
+        if written.is_empty() {
+            return Ok(Some(Self {
+                written: String::new(),
+                allowed: 0,
+                required: false,
+            }));
+        }
+        let (mut allowed, mut required, mut negated) = (0u32, true, false);
+        for (index, part) in written.split(',').enumerate() {
+            let method = match part.strip_prefix('!') {
+                Some(method) => {
+                    if index == 0 {
+                        // A permissive set, subtracted from.
+                        required = false;
+                        allowed = u32::MAX;
+                    } else if !negated {
+                        return Err(format!(
+                            "negative require_auth method \"{part}\" cannot be mixed with non-negative methods"
+                        ));
+                    }
+                    negated = true;
+                    method
+                }
+                None if negated => {
+                    return Err(format!(
+                        "require_auth method \"{part}\" cannot be mixed with negative methods"
+                    ));
+                }
+                None => part,
+            };
+            let bits = match method {
+                "password" => 1 << PASSWORD,
+                "md5" => 1 << MD5,
+                "gss" => (1 << GSS) | (1 << GSS_CONT),
+                "sspi" => (1 << SSPI) | (1 << GSS_CONT),
+                "scram-sha-256" => (1 << SASL) | (1 << SASL_CONT) | (1 << SASL_FIN),
+                "none" => {
+                    required = negated;
+                    continue;
+                }
+                other => return Err(format!("invalid require_auth value: \"{other}\"")),
+            };
+            let duplicate = if negated {
+                allowed & bits == 0
+            } else {
+                allowed & bits == bits
+            };
+            if duplicate {
+                return Err(format!(
+                    "require_auth method \"{part}\" is specified more than once"
+                ));
+            }
+            if negated {
+                allowed &= !bits;
+            } else {
+                allowed |= bits;
+            }
+        }
+        Ok(Some(Self {
+            written: written.to_string(),
+            allowed,
+            required,
+        }))
+    }
+
+    /// libpq's `check_expected_areq`: whether the server may send request `code` now, given
+    /// whether the client has finished its side of the exchange (sent its password, or
+    /// checked the server's SCRAM proof); the error is libpq's text.
+    pub fn check(&self, code: u32, client_finished: bool) -> Result<(), String> {
+        use auth_request::*;
+        let reason = match code {
+            OK if !self.required || client_finished => return Ok(()),
+            OK => "server did not complete authentication",
+            PASSWORD | MD5 | GSS | GSS_CONT | SSPI | SASL | SASL_CONT | SASL_FIN
+                if self.allowed & (1 << code) != 0 =>
+            {
+                return Ok(());
+            }
+            PASSWORD => "server requested a cleartext password",
+            MD5 => "server requested a hashed password",
+            GSS | GSS_CONT => "server requested GSSAPI authentication",
+            SSPI => "server requested SSPI authentication",
+            SASL | SASL_CONT | SASL_FIN => "server requested SASL authentication",
+            _ => "server requested an unknown authentication type",
+        };
+        Err(format!(
+            "authentication method requirement \"{}\" failed: {reason}",
+            self.written
+        ))
+    }
+}
+
 /// libpq's smallest connect timeout: a `connect_timeout` of 1 is taken as 2 seconds.
 pub const MIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -525,6 +692,93 @@ mod tests {
 
     fn params(s: &str) -> ConnInfo {
         ConnInfo::parse(s).expect("valid conninfo")
+    }
+
+    #[test]
+    fn require_auth_reads_libpqs_lists() {
+        use auth_request::*;
+        let parse = |v: &str| RequireAuth::parse(Some(v));
+        assert_eq!(RequireAuth::parse(None), Ok(None));
+        let empty = parse("").expect("valid").expect("set");
+        assert!(empty.check(auth_request::OK, false).is_ok() && empty.check(SASL, false).is_err());
+        let scram = parse("scram-sha-256").expect("valid").expect("set");
+        assert!(scram.check(SASL, false).is_ok() && scram.check(SASL_FIN, false).is_ok());
+        assert_eq!(
+            scram.check(MD5, false),
+            Err("authentication method requirement \"scram-sha-256\" failed: server requested a hashed password".into())
+        );
+        // A server that says OK before the exchange is done, or without one.
+        assert_eq!(
+            scram.check(OK, false),
+            Err("authentication method requirement \"scram-sha-256\" failed: server did not complete authentication".into())
+        );
+        assert!(scram.check(OK, true).is_ok());
+        let not_cleartext = parse("!password,!md5").expect("valid").expect("set");
+        assert!(not_cleartext.check(OK, false).is_ok(), "trust is allowed");
+        assert!(not_cleartext.check(SASL, false).is_ok());
+        assert!(not_cleartext.check(PASSWORD, false).is_err());
+        let not_none = parse("!none").expect("valid").expect("set");
+        assert!(not_none.check(OK, false).is_err() && not_none.check(MD5, false).is_ok());
+        let none = parse("none").expect("valid").expect("set");
+        assert!(none.check(OK, false).is_ok() && none.check(SASL, false).is_err());
+        assert!(
+            parse("none,scram-sha-256")
+                .expect("valid")
+                .expect("set")
+                .check(OK, false)
+                .is_ok()
+        );
+        assert_eq!(
+            scram.check(99, true),
+            Err("authentication method requirement \"scram-sha-256\" failed: server requested an unknown authentication type".into())
+        );
+    }
+
+    #[test]
+    fn require_auth_errors_are_libpqs() {
+        let parse = |v: &str| RequireAuth::parse(Some(v)).err();
+        assert_eq!(
+            parse("scram"),
+            Some("invalid require_auth value: \"scram\"".into())
+        );
+        assert_eq!(
+            parse("md5, password"),
+            Some("invalid require_auth value: \" password\"".into())
+        );
+        assert_eq!(
+            parse("md5,"),
+            Some("invalid require_auth value: \"\"".into())
+        );
+        assert_eq!(
+            parse("md5,!password"),
+            Some("negative require_auth method \"!password\" cannot be mixed with non-negative methods".into())
+        );
+        assert_eq!(
+            parse("!md5,password"),
+            Some("require_auth method \"password\" cannot be mixed with negative methods".into())
+        );
+        assert_eq!(
+            parse("md5,md5"),
+            Some("require_auth method \"md5\" is specified more than once".into())
+        );
+        assert_eq!(
+            parse("!gss,!sspi,!gss"),
+            Some("require_auth method \"!gss\" is specified more than once".into())
+        );
+        // gss and sspi share GSS_CONT: allowing both is not a duplicate (only one bit is new).
+        assert_eq!(parse("gss,sspi"), None);
+    }
+
+    #[test]
+    fn sslcertmode_values() {
+        assert_eq!(CertMode::parse(None), Ok(CertMode::Allow));
+        assert_eq!(CertMode::parse(Some("")), Ok(CertMode::Allow));
+        assert_eq!(CertMode::parse(Some("require")), Ok(CertMode::Require));
+        assert_eq!(CertMode::parse(Some("disable")), Ok(CertMode::Disable));
+        assert_eq!(
+            CertMode::parse(Some("Require")),
+            Err("invalid sslcertmode value: \"Require\"".into())
+        );
     }
 
     #[test]

@@ -180,11 +180,9 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "sslkey",
         "the client key (unencrypted; with libpq's permission check); the TLS matrix",
     ),
-    values(
+    honoured(
         "sslcertmode",
-        &["allow"],
-        "libpq's default: the certificate is sent when the server asks and one is configured",
-        "sslcertmode disable / require (libpq 16) are not implemented yet",
+        "disable (the certificate files are not read), allow, require (the server must send a CertificateRequest, libpq's error otherwise), libpq's value error when the plan is made; against libpq 17 in the container suite",
     ),
     honoured(
         "sslpassword",
@@ -210,9 +208,9 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "requirepeer",
         "on unix sockets, the server process's user by its uid (SO_PEERCRED, /etc/passwd), libpq's error text; against libpq 15 in tests/libpq_options.rs",
     ),
-    refused(
+    honoured(
         "require_auth",
-        "restricting the server's authentication methods (libpq 16) is not implemented yet",
+        "libpq 16's lists (`password`, `md5`, `gss`, `sspi`, `scram-sha-256`, `none`, all or none negated with `!`) and errors when the plan is made; each authentication request of the server checked before tokio-postgres answers it, so nothing secret is sent to a server asking for a method not allowed; against libpq 17 in the container suite",
     ),
     honoured(
         "ssl_min_protocol_version",

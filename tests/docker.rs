@@ -101,15 +101,12 @@ fn main() {
     };
     let (pg15, pg17) = (by_major("15"), by_major("17"));
     trials.push(
-        Trial::test(
-            "libpq17_direct_negotiation_and_system_roots",
-            move || match (&pg15, &pg17) {
-                (Some(pg15), Some(pg17)) => libpq17_cases(pg15, pg17).map_err(Failed::from),
-                _ => Err(Failed::from(
-                    "needs a PostgreSQL 15 and a 17 image among the images",
-                )),
-            },
-        )
+        Trial::test("libpq17_cases", move || match (&pg15, &pg17) {
+            (Some(pg15), Some(pg17)) => libpq17_cases(pg15, pg17).map_err(Failed::from),
+            _ => Err(Failed::from(
+                "needs a PostgreSQL 15 and a 17 image among the images",
+            )),
+        })
         .with_ignored_flag(skip.is_some()),
     );
     let compose_image = by_major("17").unwrap_or_else(|| images[0].clone());
@@ -177,12 +174,15 @@ fn tls_matrix(image: &str) -> Result<(), String> {
     }
 }
 
-/// A TLS server (the factory's good certificate) from `image`.
-fn tls_server(image: &str, factory: &CertFactory) -> Result<PgServer, String> {
+/// A TLS server (the factory's good certificate) from `image`, asking for client certificates
+/// (the factory's root as its client CA) when `client_ca`. Besides `tea` (SCRAM), roles that
+/// authenticate by trust (`trust_u`), cleartext password (`pw_u`) and MD5 (`md5_u`), with
+/// `tea`'s password, for libpq 16's `require_auth`.
+fn tls_server(image: &str, factory: &CertFactory, client_ca: bool) -> Result<PgServer, String> {
     let pem = factory
         .server(ServerCertKind::Good)
         .map_err(|e| e.to_string())?;
-    Launcher::Docker {
+    let server = Launcher::Docker {
         image: image.to_owned(),
     }
     .start(&Profile::new(
@@ -190,18 +190,34 @@ fn tls_server(image: &str, factory: &CertFactory) -> Result<PgServer, String> {
         Some(TlsFiles {
             cert_pem: pem.cert,
             key_pem: pem.key,
-            client_ca_pem: None,
+            client_ca_pem: client_ca.then(|| factory.root_pem().to_owned()),
         }),
-        ["hostssl all all 127.0.0.1/32 scram-sha-256"],
+        [
+            "hostssl all trust_u 127.0.0.1/32 trust",
+            "hostssl all pw_u 127.0.0.1/32 password",
+            "hostssl all md5_u 127.0.0.1/32 md5",
+            "hostssl all all 127.0.0.1/32 scram-sha-256",
+        ],
     ))
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    let password = server.password().replace('\'', "''");
+    server
+        .admin_sql(&format!(
+            "CREATE ROLE trust_u LOGIN; \
+             CREATE ROLE pw_u LOGIN PASSWORD '{password}'; \
+             SET password_encryption = 'md5'; \
+             CREATE ROLE md5_u LOGIN PASSWORD '{password}';"
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok(server)
 }
 
-/// `sslnegotiation=direct` and `sslrootcert=system`: this library against libpq 17.
+/// `sslnegotiation=direct`, `sslrootcert=system`, `require_auth` and `sslcertmode`: this
+/// library against libpq 17.
 fn libpq17_cases(pg15_image: &str, pg17_image: &str) -> Result<(), String> {
     let factory = CertFactory::new().map_err(|e| e.to_string())?;
-    let pg17 = tls_server(pg17_image, &factory)?;
-    let pg15 = tls_server(pg15_image, &factory)?;
+    let pg17 = tls_server(pg17_image, &factory, false)?;
+    let pg15 = tls_server(pg15_image, &factory, true)?;
     let path = root().join(libpq17::RECORDING);
     let recording = Recording::load(&path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -68,6 +68,9 @@ pub(super) enum Violation {
     LostSync(u8, u32),
     /// More than [`MAX_STARTUP_BYTES`] between authentication and ReadyForQuery.
     StartupTooLong,
+    /// An authentication request `require_auth` does not allow (libpq's text), refused before
+    /// tokio-postgres sees it.
+    AuthRequirement(String),
 }
 
 fn printable(kind: u8) -> String {
@@ -108,6 +111,7 @@ impl fmt::Display for Violation {
                 f,
                 "server sent more than {MAX_STARTUP_BYTES} bytes between authentication and ready-for-query"
             ),
+            Self::AuthRequirement(message) => f.write_str(message),
         }
     }
 }
@@ -179,6 +183,11 @@ pub(super) struct Guard<S> {
     startup_bytes: usize,
     /// Set when bytes came with `S`; see [`Guard::with_injection_flag`].
     injected: Option<Arc<AtomicBool>>,
+    /// `require_auth`, checked on each authentication request.
+    require_auth: Option<Arc<crate::plan::RequireAuth>>,
+    /// Whether the client has finished its side of authentication (a password request was
+    /// answered, or the SASL exchange reached its final message).
+    client_finished: bool,
 }
 
 impl<S> Guard<S> {
@@ -187,6 +196,16 @@ impl<S> Guard<S> {
     /// the TLS handshake then refuses the connection when the flag is set.
     pub(super) fn with_injection_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.injected = Some(flag);
+        self
+    }
+
+    /// Checks every authentication request against `require_auth` (libpq 16's
+    /// `check_expected_areq`): one not allowed fails the read before tokio-postgres answers it.
+    pub(super) fn with_require_auth(
+        mut self,
+        require_auth: Option<Arc<crate::plan::RequireAuth>>,
+    ) -> Self {
+        self.require_auth = require_auth;
         self
     }
 
@@ -210,6 +229,8 @@ impl<S> Guard<S> {
             notice_bytes: 0,
             startup_bytes: 0,
             injected: None,
+            require_auth: None,
+            client_finished: false,
         }
     }
 
@@ -348,8 +369,26 @@ impl<S> Guard<S> {
             (Phase::SslError, _) => {
                 return Err(Violation::ErrorAfterSslRequest(error_text(&self.body)));
             }
-            (Phase::BeforeAuth, b'R') if self.body == [0, 0, 0, 0] => {
-                self.phase = Phase::AfterAuth;
+            (Phase::BeforeAuth, b'R') => {
+                let code = u32::from_be_bytes([
+                    self.body.first().copied().unwrap_or(0),
+                    self.body.get(1).copied().unwrap_or(0),
+                    self.body.get(2).copied().unwrap_or(0),
+                    self.body.get(3).copied().unwrap_or(0),
+                ]);
+                if let Some(policy) = &self.require_auth {
+                    policy
+                        .check(code, self.client_finished)
+                        .map_err(Violation::AuthRequirement)?;
+                }
+                use crate::plan::auth_request::{MD5, OK, PASSWORD, SASL_FIN};
+                match code {
+                    // tokio-postgres answers these with the password, or has checked the
+                    // server's proof.
+                    PASSWORD | MD5 | SASL_FIN => self.client_finished = true,
+                    OK => self.phase = Phase::AfterAuth,
+                    _ => {}
+                }
             }
             (Phase::AfterAuth, b'Z') => self.phase = Phase::Through,
             _ => {}
@@ -446,7 +485,23 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes; returns what was passed on, or the violation.
     fn run(start: Start, input: &[u8], step: usize) -> Result<Vec<u8>, Violation> {
-        let mut guard = Guard::new((), start);
+        run_with(start, input, step, None)
+    }
+
+    fn run_with(
+        start: Start,
+        input: &[u8],
+        step: usize,
+        require_auth: Option<&str>,
+    ) -> Result<Vec<u8>, Violation> {
+        let policy = require_auth.map(|v| {
+            Arc::new(
+                crate::plan::RequireAuth::parse(Some(v))
+                    .expect("valid")
+                    .expect("set"),
+            )
+        });
+        let mut guard = Guard::new((), start).with_require_auth(policy);
         for piece in input.chunks(step.max(1)) {
             guard.feed(piece)?;
         }
@@ -460,6 +515,47 @@ mod tests {
         s.extend(message(b'K', &[0, 0, 0, 1, 0, 0, 0, 2]));
         s.extend(message(b'Z', b"I"));
         s
+    }
+
+    /// A request `require_auth` does not allow fails before the message is complete in what
+    /// the reader gets, in any split: tokio-postgres never sees it, so never answers it.
+    #[test]
+    fn require_auth_refuses_a_request_before_the_reader_has_it() {
+        let request = message(b'R', &3u32.to_be_bytes()); // cleartext password
+        for step in 1..=request.len() {
+            let mut guard = Guard::new((), Start::Messages).with_require_auth(Some(Arc::new(
+                crate::plan::RequireAuth::parse(Some("scram-sha-256"))
+                    .expect("valid")
+                    .expect("set"),
+            )));
+            // What poll_read hands over: the output of each read that did not fail (a failing
+            // read returns the error, not its output).
+            let (mut failed, mut delivered) = (None, 0);
+            for piece in request.chunks(step) {
+                if let Err(e) = guard.feed(piece) {
+                    failed = Some(e);
+                    break;
+                }
+                delivered = guard.out.len();
+            }
+            assert!(
+                matches!(&failed, Some(Violation::AuthRequirement(m)) if m.contains("server requested a cleartext password")),
+                "step {step}: {failed:?}"
+            );
+            assert!(
+                delivered < request.len(),
+                "step {step}: the whole request got out"
+            );
+        }
+        // Allowed: the same start-up passes.
+        assert!(run_with(Start::Messages, &startup(), 3, Some("password")).is_ok());
+        // Trust (OK with no request) against a requirement.
+        let trust = message(b'R', &0u32.to_be_bytes());
+        assert!(matches!(
+            run_with(Start::Messages, &trust, 2, Some("!none")),
+            Err(Violation::AuthRequirement(m)) if m.contains("did not complete authentication")
+        ));
+        assert!(run_with(Start::Messages, &trust, 2, Some("none")).is_ok());
     }
 
     #[test]

@@ -268,9 +268,10 @@ enum Failure {
         login: bool,
         tls: bool,
     },
-    /// The server sent what libpq refuses before the session is up ([`Violation`]): libpq
-    /// stops there, without the `allow` / `prefer` retry.
-    Protocol(String),
+    /// The server sent what libpq refuses before the session is up ([`Violation`]), or asked
+    /// for authentication `require_auth` does not allow (class `auth-failed`): libpq stops
+    /// there, without the `allow` / `prefer` retry.
+    Protocol(ErrorClass, String),
     /// The connection broke after it was opened.
     Broken(String),
     /// A socket option could not be set (libpq's `setsockopt(...) failed`): libpq tries the
@@ -284,18 +285,16 @@ impl Failure {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Unreachable(_) => ErrorClass::Unreachable,
-            Self::Tls(class, _) | Self::Server { class, .. } => *class,
+            Self::Tls(class, _) | Self::Server { class, .. } | Self::Protocol(class, _) => *class,
             Self::NoTls => ErrorClass::ServerNoTls,
-            Self::Protocol(_) | Self::Broken(_) | Self::Socket(_) | Self::Peer(_) => {
-                ErrorClass::Other
-            }
+            Self::Broken(_) | Self::Socket(_) | Self::Peer(_) => ErrorClass::Other,
         }
     }
 
     fn message(&self) -> String {
         match self {
             Self::Unreachable(m) | Self::Tls(_, m) | Self::Server { message: m, .. } => m.clone(),
-            Self::Protocol(m) | Self::Broken(m) | Self::Socket(m) | Self::Peer(m) => m.clone(),
+            Self::Protocol(_, m) | Self::Broken(m) | Self::Socket(m) | Self::Peer(m) => m.clone(),
             Self::NoTls => "server does not support SSL, but SSL was required".to_string(),
         }
     }
@@ -501,6 +500,14 @@ fn rustls_error(e: &tokio_postgres::Error) -> Option<rustls::Error> {
     None
 }
 
+/// What every attempt of one connection applies: the socket's keepalives, the unix socket's
+/// `requirepeer`, and `require_auth` on the server's authentication requests.
+struct SessionRules<'a> {
+    keepalives: &'a crate::plan::Keepalives,
+    requirepeer: Option<&'a str>,
+    require_auth: Option<Arc<crate::plan::RequireAuth>>,
+}
+
 /// One attempt on one endpoint: plain (`connector` `None`) or TLS, within `timeout`.
 async fn attempt(
     config: &tokio_postgres::Config,
@@ -508,14 +515,13 @@ async fn attempt(
     connector: Option<&Connector>,
     wire: WireSslMode,
     timeout: Option<Duration>,
-    keepalives: &crate::plan::Keepalives,
-    requirepeer: Option<&str>,
+    rules: &SessionRules<'_>,
 ) -> Result<Success, Failure> {
     within(
         timeout,
         Box::pin(async {
             let started = Instant::now();
-            let stream = open(endpoint, keepalives, requirepeer).await?;
+            let stream = open(endpoint, rules.keepalives, rules.requirepeer).await?;
             let connect = started.elapsed();
             if let Some(c) = connector {
                 c.reset();
@@ -526,7 +532,8 @@ async fn attempt(
                 Some(c) => {
                     Guard::new(stream, Start::SslResponse).with_injection_flag(c.injection_flag())
                 }
-            };
+            }
+            .with_require_auth(rules.require_auth.clone());
             let mut config = config.clone();
             let startup_started = Instant::now();
             let (client, report) = match connector {
@@ -585,7 +592,13 @@ fn broken_message(e: &tokio_postgres::Error) -> String {
 
 /// What the server sent that libpq refuses, found in tokio-postgres's error.
 fn violation(e: &tokio_postgres::Error) -> Option<Failure> {
-    Violation::find(e).map(|v| Failure::Protocol(v.to_string()))
+    Violation::find(e).map(|v| {
+        let class = match v {
+            Violation::AuthRequirement(_) => ErrorClass::AuthFailed,
+            _ => ErrorClass::Other,
+        };
+        Failure::Protocol(class, v.to_string())
+    })
 }
 
 fn tls_failure(e: &tokio_postgres::Error, report: &tls::TlsReport) -> Failure {
@@ -765,6 +778,10 @@ fn client_identity(
     plan: &ConnectPlan,
     env: &dyn Environment,
 ) -> Result<Option<ClientIdentity>, String> {
+    // sslcertmode=disable: no certificate is sent, and libpq does not read the files.
+    if plan.sslcertmode == crate::plan::CertMode::Disable {
+        return Ok(None);
+    }
     let home = env.var("HOME").filter(|h| !h.is_empty());
     let default = |name: &str| home.as_ref().map(|h| format!("{h}/.postgresql/{name}"));
     let cert_path = match plan.params.get("sslcert").filter(|c| !c.is_empty()) {
@@ -960,6 +977,12 @@ async fn connect_unscrubbed(
         _ => Roots::default(),
     };
     let roots = Arc::new(roots);
+    let require_auth = plan.require_auth.clone().map(Arc::new);
+    let rules = SessionRules {
+        keepalives: &plan.keepalives,
+        requirepeer: plan.requirepeer.as_deref(),
+        require_auth: require_auth.clone(),
+    };
     let identity = match client_identity(plan, env) {
         Ok(identity) => identity,
         Err(e) => {
@@ -1029,9 +1052,8 @@ async fn connect_unscrubbed(
                 plan.tls_versions,
                 plan.sni,
             )
-            .map_err(|e| {
-                ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
-            })?;
+            .map_err(|e| ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}")))?
+            .with_session_rules(plan.sslcertmode, require_auth.clone());
             Some(match &refusal {
                 Some(message) => connector.refusing(message.clone()),
                 None => connector,
@@ -1054,8 +1076,7 @@ async fn connect_unscrubbed(
                     connector.as_ref().filter(|_| tls),
                     wire,
                     timeout,
-                    &plan.keepalives,
-                    plan.requirepeer.as_deref(),
+                    &rules,
                 )
             };
             let result = match (&connector, plan.tls) {

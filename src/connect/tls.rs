@@ -306,6 +306,45 @@ pub(super) struct Connector {
     direct: bool,
     /// Set by the socket's [`Guard`] when bytes came with the `S` answer to SSLRequest.
     injected: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the server asked for a client certificate (a CertificateRequest).
+    cert_requested: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when a certificate was handed over in answer.
+    cert_sent: Arc<std::sync::atomic::AtomicBool>,
+    /// `sslcertmode`.
+    cert_mode: crate::plan::CertMode,
+    /// `require_auth`, for the guard over the TLS stream.
+    require_auth: Option<Arc<crate::plan::RequireAuth>>,
+}
+
+/// The client certificate (if any), handed over when the server asks; the asking is recorded
+/// for `sslcertmode=require`.
+#[derive(Debug)]
+struct RecordingResolver {
+    key: Option<Arc<rustls::sign::CertifiedKey>>,
+    requested: Arc<std::sync::atomic::AtomicBool>,
+    sent: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rustls::client::ResolvesClientCert for RecordingResolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // rustls sends the certificate when its key can sign with one of the schemes.
+        let usable = self
+            .key
+            .as_ref()
+            .is_some_and(|k| k.key.choose_scheme(sigschemes).is_some());
+        self.sent.store(usable, std::sync::atomic::Ordering::SeqCst);
+        self.key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.key.is_some()
+    }
 }
 
 impl std::fmt::Debug for Connector {
@@ -360,10 +399,21 @@ impl Connector {
             .with_protocol_versions(&offered)?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let mut config = match client {
-            Some(identity) => builder.with_client_auth_cert(identity.certs, identity.key)?,
-            None => builder.with_no_client_auth(),
+        let key = match client {
+            Some(identity) => Some(Arc::new(rustls::sign::CertifiedKey::from_der(
+                identity.certs,
+                identity.key,
+                &provider,
+            )?)),
+            None => None,
         };
+        let cert_requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cert_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut config = builder.with_client_cert_resolver(Arc::new(RecordingResolver {
+            key,
+            requested: cert_requested.clone(),
+            sent: cert_sent.clone(),
+        }));
         if direct {
             config.alpn_protocols = vec![b"postgresql".to_vec()];
         }
@@ -382,7 +432,23 @@ impl Connector {
             refusal: None,
             direct,
             injected: Arc::default(),
+            cert_requested,
+            cert_sent,
+            cert_mode: crate::plan::CertMode::Allow,
+            require_auth: None,
         })
+    }
+
+    /// Applies libpq 16's `sslcertmode` (`require`: the handshake must carry a
+    /// CertificateRequest) and `require_auth` (checked by the guard over the TLS stream).
+    pub(super) fn with_session_rules(
+        mut self,
+        cert_mode: crate::plan::CertMode,
+        require_auth: Option<Arc<crate::plan::RequireAuth>>,
+    ) -> Self {
+        self.cert_mode = cert_mode;
+        self.require_auth = require_auth;
+        self
     }
 
     /// A connector that fails as soon as the server agrees to TLS, with a configuration error
@@ -410,6 +476,10 @@ impl Connector {
     pub(super) fn reset(&self) {
         update(&self.report, |r| *r = TlsReport::default());
         self.injected
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cert_requested
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cert_sent
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -448,6 +518,24 @@ where
                     super::guard::Violation::UnencryptedAfterSsl,
                 ));
             }
+            // libpq 16 (open_client_SSL): sslcertmode=require needs the server to have asked
+            // for a certificate, and one to have been sent.
+            let asked = self
+                .cert_requested
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let sent = self.cert_sent.load(std::sync::atomic::Ordering::SeqCst);
+            if self.cert_mode == crate::plan::CertMode::Require && !(asked && sent) {
+                let message = if asked {
+                    "server accepted connection without a valid SSL certificate"
+                } else {
+                    "server did not request an SSL certificate"
+                }
+                .to_string();
+                update(&self.report, |r| {
+                    r.refused = Some((ErrorClass::AuthFailed, message.clone()));
+                });
+                return Err(io::Error::other(message));
+            }
             let (_, connection) = tls.get_ref();
             let version = connection
                 .protocol_version()
@@ -467,7 +555,8 @@ where
                 r.handshake = Some(started.elapsed());
             });
             Ok(RustlsStream {
-                inner: Guard::new(tls, Start::Messages),
+                inner: Guard::new(tls, Start::Messages)
+                    .with_require_auth(self.require_auth.clone()),
                 binding,
             })
         })

@@ -285,6 +285,10 @@ fn finish(
     };
     let channel_binding = crate::plan::ChannelBinding::parse(target.params.get("channel_binding"))
         .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
+    let require_auth = crate::plan::RequireAuth::parse(target.params.get("require_auth"))
+        .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
+    let sslcertmode = crate::plan::CertMode::parse(target.params.get("sslcertmode"))
+        .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
     let negotiation = negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
         let kind = match e {
             crate::sslmode::NegotiationError::InvalidValue(_) => ConfigErrorKind::InvalidValue,
@@ -418,6 +422,8 @@ fn finish(
         keepalives,
         connect_timeout,
         channel_binding,
+        require_auth,
+        sslcertmode,
         sslcrl,
         sslcrldir,
         requirepeer: target

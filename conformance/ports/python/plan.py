@@ -101,11 +101,10 @@ SECRET_KEYWORDS = ("password", "sslpassword")
 # What this port does with each libpq keyword it does not simply honour (SPEC.md, section 4,
 # step 7): refused outright, or honoured for the listed values only (an empty value is libpq's
 # "unset" and always honoured). The same table as the reference crate's.
-REFUSED = frozenset(("require_auth",
+REFUSED = frozenset((
                      "krbsrvname", "gsslib", "gssdelegation", "replication"))
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
-    "sslcertmode": ("allow",),
     "gssencmode": ("disable", "prefer"),
     "target_session_attrs": ("any",),
     "load_balance_hosts": ("disable",),
@@ -163,6 +162,37 @@ def _keepalives(params, hosts, error):
             _, problem = _libpq_int(params[keyword], keyword)
             if problem:
                 raise error("invalid-value", problem)
+
+
+def _require_auth(value):
+    """libpq 16's require_auth list (connectOptions2): the error text, or None."""
+    if not value:
+        return None
+    negated = False
+    allowed, bits_of = 0, {"password": 1 << 3, "md5": 1 << 5, "gss": (1 << 7) | (1 << 8),
+                           "sspi": (1 << 9) | (1 << 8),
+                           "scram-sha-256": (1 << 10) | (1 << 11) | (1 << 12)}
+    for index, part in enumerate(value.split(",")):
+        method = part
+        if part.startswith("!"):
+            if index == 0:
+                allowed = (1 << 32) - 1
+            elif not negated:
+                return (f'negative require_auth method "{part}" cannot be mixed with '
+                        "non-negative methods")
+            negated = True
+            method = part[1:]
+        elif negated:
+            return f'require_auth method "{part}" cannot be mixed with negative methods'
+        if method == "none":
+            continue
+        bits = bits_of.get(method)
+        if bits is None:
+            return f'invalid require_auth value: "{method}"'
+        if (allowed & bits == 0) if negated else (allowed & bits == bits):
+            return f'require_auth method "{part}" is specified more than once'
+        allowed = allowed & ~bits if negated else allowed | bits
+    return None
 
 
 def _refused_keyword(params):
@@ -628,6 +658,12 @@ class _Catalog:
                                  self.vals["connection_string"].at)
         _keepalives(params, hosts, lambda kind, message: self.error(
             kind, "connection_string", message, self.vals["connection_string"].at))
+        for problem in (_require_auth(params.get("require_auth")),
+                        None if params.get("sslcertmode", "") in ("", "disable", "allow", "require")
+                        else f'invalid sslcertmode value: "{params["sslcertmode"]}"'):
+            if problem:
+                raise self.error("invalid-value", "connection_string", problem,
+                                 self.vals["connection_string"].at)
         if "service" in params:
             # libpq's service files: this adapter reads none (vector inputs give no file
             # contents), so a service is found only where a file exists, which it does not
