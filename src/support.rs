@@ -125,8 +125,8 @@ pub const SUPPORT: &[KeywordSupport] = &[
         support: Support::Values {
             honoured: &["UTF8", "UTF-8", "UNICODE"],
             ignore_case: true,
-            how: "the client always speaks UTF8 (tokio-postgres sends client_encoding=UTF8); the server's view in tests/libpq_options.rs",
-            refused: "this client speaks UTF8 only (libpq's `auto` follows the locale)",
+            how: "the client always speaks UTF8 (tokio-postgres sends client_encoding=UTF8), and libpq's `auto` where the locale (LC_ALL, LC_CTYPE, LANG) is UTF-8; the server's view against libpq 15 in tests/libpq_options.rs",
+            refused: "this client speaks UTF8 only (`auto` is refused where the locale's encoding is another)",
         },
     },
     honoured("options", "sent in the startup packet; vectors"),
@@ -264,11 +264,64 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// The first keyword of `params` this crate refuses, in [`SUPPORT`] order.
+/// The first keyword of `params` this crate refuses, in [`SUPPORT`] order, with libpq's
+/// `client_encoding=auto` taken as the encoding of a C locale (see [`refusal`] for the
+/// process's own).
 pub fn refused_keyword(params: &ConnInfo) -> Option<Refusal> {
+    refused_keyword_in(params, None)
+}
+
+/// The encoding libpq's `client_encoding=auto` resolves to for `locale` (a `LC_CTYPE` value,
+/// `lang_COUNTRY.codeset@modifier`): `UTF8` for a UTF-8 code set, else the code set itself
+/// (`SQL_ASCII` for `C`, `POSIX` or nothing).
+pub fn auto_encoding(locale: Option<&str>) -> String {
+    let locale = locale.unwrap_or("C");
+    let codeset = locale
+        .split_once('.')
+        .map(|(_, rest)| rest.split('@').next().unwrap_or(rest))
+        .unwrap_or("");
+    let normalized: String = codeset
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match normalized.as_str() {
+        "utf8" => "UTF8".to_string(),
+        "" => "SQL_ASCII".to_string(),
+        _ => codeset.to_string(),
+    }
+}
+
+/// The locale whose code set libpq's `client_encoding=auto` follows: `LC_ALL`, else
+/// `LC_CTYPE`, else `LANG` (as `setlocale(LC_CTYPE, "")` reads them).
+pub fn ctype_locale(env: &dyn crate::env::Environment) -> Option<String> {
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .into_iter()
+        .find_map(|name| env.var(name).filter(|v| !v.is_empty()))
+}
+
+fn refused_keyword_in(params: &ConnInfo, locale: Option<&str>) -> Option<Refusal> {
     for (keyword, value) in params.iter() {
         if value.is_empty() {
             continue;
+        }
+        // libpq's `auto` (an exact match): the locale's encoding, honoured when it is UTF8.
+        if keyword == "client_encoding" && value == "auto" {
+            let encoding = auto_encoding(locale);
+            if encoding == "UTF8" {
+                continue;
+            }
+            return Some(Refusal {
+                keyword,
+                message: format!(
+                    "connection option \"client_encoding\" is supported with \"UTF8\" only: \"auto\" follows the locale, whose encoding is {} here, and this client speaks UTF8 only",
+                    if locale.is_some() {
+                        "not UTF8"
+                    } else {
+                        "SQL_ASCII (no locale is set)"
+                    }
+                ),
+            });
         }
         let refusal = |why: &str| Refusal {
             keyword,
@@ -313,10 +366,10 @@ pub fn refused_keyword(params: &ConnInfo) -> Option<Refusal> {
     None
 }
 
-/// Everything the plan refuses: the first refused keyword of `params` (the passphrase
-/// `sslpassword`, kept apart from the printable keywords, is honoured).
-pub fn refusal(params: &ConnInfo) -> Option<Refusal> {
-    refused_keyword(params)
+/// Everything the plan refuses: the first refused keyword of `params`, with
+/// `client_encoding=auto` resolved by the locale of `env` ([`ctype_locale`]).
+pub fn refusal(params: &ConnInfo, env: &dyn crate::env::Environment) -> Option<Refusal> {
+    refused_keyword_in(params, ctype_locale(env).as_deref())
 }
 
 /// The README's keyword table: every libpq 17 keyword, how it is treated and why.
@@ -390,6 +443,34 @@ mod tests {
     }
 
     #[test]
+    fn auto_follows_the_locales_code_set() {
+        assert_eq!(auto_encoding(Some("en_US.UTF-8")), "UTF8");
+        assert_eq!(auto_encoding(Some("C.utf8")), "UTF8");
+        assert_eq!(auto_encoding(Some("sr_RS.UTF-8@latin")), "UTF8");
+        assert_eq!(auto_encoding(Some("C")), "SQL_ASCII");
+        assert_eq!(auto_encoding(Some("POSIX")), "SQL_ASCII");
+        assert_eq!(auto_encoding(None), "SQL_ASCII");
+        assert_eq!(auto_encoding(Some("de_DE.ISO-8859-1")), "ISO-8859-1");
+        let p = params("host=db client_encoding=auto");
+        let utf8 = crate::env::MapEnv::new()
+            .with_var("LANG", "C")
+            .with_var("LC_CTYPE", "en_US.UTF-8");
+        assert_eq!(refusal(&p, &utf8), None);
+        // LC_ALL wins over LC_CTYPE.
+        let c = utf8.clone().with_var("LC_ALL", "C");
+        let r = refusal(&p, &c).expect("refused");
+        assert_eq!(r.keyword, "client_encoding");
+        assert!(
+            r.message.contains("\"auto\" follows the locale"),
+            "{}",
+            r.message
+        );
+        assert!(refusal(&p, &crate::env::MapEnv::new()).is_some());
+        // Only the exact word: libpq compares with strcmp.
+        assert!(refusal(&params("host=db client_encoding=AUTO"), &utf8).is_some());
+    }
+
+    #[test]
     fn refused_values_name_the_keyword_and_the_honoured_values() {
         let r =
             refused_keyword(&params("host=db target_session_attrs=read-write")).expect("refused");
@@ -416,7 +497,6 @@ mod tests {
         }
         for text in [
             "host=db client_encoding=LATIN1",
-            "host=db client_encoding=auto",
             "host=db target_session_attrs=ANY",
             "host=db krbsrvname=postgres",
             "host=db replication=database",

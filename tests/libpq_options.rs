@@ -1114,3 +1114,67 @@ fn service_files_agree_with_libpq() {
         &["plain", "config", "unreachable"],
     );
 }
+
+/// libpq's `client_encoding=auto`: the locale's encoding. Under a UTF-8 locale this crate
+/// honours it and the server sees UTF8, as it does from libpq 15 (psql) under the same locale;
+/// under the C locale libpq sends SQL_ASCII, which this client cannot speak, and the plan
+/// refuses it.
+#[test]
+fn client_encoding_auto_follows_the_locale_as_in_libpq() {
+    let server = common::plain_server("client-encoding-auto");
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable client_encoding=auto",
+        server.port(),
+        server.user()
+    );
+    let psql = |locale: &str| {
+        let out = std::process::Command::new("psql")
+            .env_clear()
+            .env("LC_ALL", locale)
+            .env("PGPASSWORD", server.password())
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-w",
+                "-d",
+                &conninfo,
+                "-c",
+                "SHOW client_encoding",
+            ])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let ours = |locale: &str| {
+        let env = Arc::new(MapEnv::new().with_var("LC_ALL", locale));
+        let yaml = format!("connection_string: \"{conninfo}\"\n");
+        let config = tea_pgcloud::config::load_str(&yaml, "c.yaml", env.as_ref()).expect("loads");
+        let plan = match tea_pgcloud::provider::plan(&config, env.as_ref()) {
+            Ok(plan) => plan,
+            Err(e) => return Err(e.kind().as_str().to_string()),
+        };
+        common::block_on(async {
+            let login = tea_pgcloud::connect::Login::new(
+                None,
+                Some(tea_pgcloud::secret::Secret::new(
+                    server.password().to_string(),
+                )),
+            );
+            let connected = tea_pgcloud::connect::connect(&plan, &login, env.as_ref())
+                .await
+                .expect("connects");
+            Ok(connected
+                .client
+                .query_one("SHOW client_encoding", &[])
+                .await
+                .expect("SHOW")
+                .get::<_, String>(0))
+        })
+    };
+    assert_eq!(psql("C.UTF-8"), "UTF8");
+    assert_eq!(ours("C.UTF-8"), Ok("UTF8".to_string()));
+    assert_eq!(psql("C"), "SQL_ASCII");
+    assert_eq!(ours("C"), Err("unsupported".to_string()));
+}

@@ -823,8 +823,8 @@ fn client_identity(
 
 /// The plan's refusals ([`crate::support::refusal`]) asked again of a plan that may have been
 /// built or changed by hand: the same words as the plan error.
-fn check_supported(plan: &ConnectPlan) -> Result<(), ConnectError> {
-    match crate::support::refusal(&plan.params) {
+fn check_supported(plan: &ConnectPlan, env: &dyn Environment) -> Result<(), ConnectError> {
+    match crate::support::refusal(&plan.params, env) {
         Some(refusal) => Err(ConnectError::new(ErrorClass::Config, refusal.message)),
         None => Ok(()),
     }
@@ -946,7 +946,7 @@ async fn connect_unscrubbed(
     let started = Instant::now();
     // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
     let direct = plan.negotiation == crate::sslmode::Negotiation::Direct;
-    check_supported(plan)?;
+    check_supported(plan, env)?;
     let mut config = wire_config(plan, login, env)?;
     if direct {
         config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);

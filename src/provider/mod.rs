@@ -331,7 +331,7 @@ fn finish(
         tls_verify = Verify::None;
     }
     // Every libpq option is honoured or refused here, never ignored (see `support`).
-    if let Some(refusal) = crate::support::refusal(&target.params) {
+    if let Some(refusal) = crate::support::refusal(&target.params, env) {
         return Err(origin.error(params_key, ConfigErrorKind::Unsupported, refusal.message));
     }
     if target.write_sslmode {

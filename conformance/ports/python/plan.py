@@ -195,12 +195,25 @@ def _require_auth(value):
     return None
 
 
-def _refused_keyword(params):
+def _auto_is_utf8(env):
+    """Whether libpq's client_encoding=auto gives UTF8: the code set of LC_ALL, else LC_CTYPE,
+    else LANG."""
+    locale = next((env[n] for n in ("LC_ALL", "LC_CTYPE", "LANG") if env.get(n)), "C")
+    codeset = locale.partition(".")[2].partition("@")[0]
+    return "".join(c for c in codeset if c.isalnum()).lower() == "utf8"
+
+
+def _refused_keyword(params, env=None):
     """The first keyword of params, in libpq's order, that this port refuses, or None."""
     for keyword in conninfo.KEYWORDS:
         value = params.get(keyword)
         if not value:
             continue
+        if keyword == "client_encoding" and value == "auto":
+            if _auto_is_utf8(env or {}):
+                continue
+            return keyword, ('connection option "client_encoding" is supported with "UTF8" '
+                             'only: "auto" follows the locale, whose encoding is not UTF8 here')
         if keyword in REFUSED:
             return keyword, f'connection option "{keyword}" is not supported'
         if keyword in HONOURED_VALUES:
@@ -675,7 +688,7 @@ class _Catalog:
             raise self.error("invalid-value", "connection_string",
                              f'definition of service "{params["service"]}" not found',
                              self.vals["connection_string"].at)
-        refused = _refused_keyword(params)
+        refused = _refused_keyword(params, self.env)
         if refused is not None:
             raise self.error("unsupported", "connection_string", refused[1],
                              self.vals["connection_string"].at)
