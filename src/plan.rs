@@ -241,6 +241,14 @@ pub struct ConnectPlan {
     /// The password file libpq would read when no password is given: `passfile`, else
     /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
     pub passfile: Option<String>,
+    /// The client certificate file libpq looks for: `sslcert`, else
+    /// `$HOME/.postgresql/postgresql.crt` (read when a TLS attempt starts; nothing there means
+    /// no client certificate).
+    pub sslcert: Option<String>,
+    /// Its key file: `sslkey`, else `$HOME/.postgresql/postgresql.key`.
+    pub sslkey: Option<String>,
+    /// The `application_name` sent: `application_name`, else `fallback_application_name`.
+    pub application_name: Option<String>,
     /// The revocation list file libpq reads beside a root certificate file: `sslcrl`, else,
     /// when `sslcrldir` is not set either, `$HOME/.postgresql/root.crl` (a file that cannot be
     /// read then turns revocation checks off, as in libpq).

@@ -782,14 +782,8 @@ fn client_identity(
     if plan.sslcertmode == crate::plan::CertMode::Disable {
         return Ok(None);
     }
-    let home = env.var("HOME").filter(|h| !h.is_empty());
-    let default = |name: &str| home.as_ref().map(|h| format!("{h}/.postgresql/{name}"));
-    let cert_path = match plan.params.get("sslcert").filter(|c| !c.is_empty()) {
-        Some(path) => path.to_string(),
-        None => match default("postgresql.crt") {
-            Some(path) => path,
-            None => return Ok(None),
-        },
+    let Some(cert_path) = plan.sslcert.clone() else {
+        return Ok(None);
     };
     match env.file_exists(&cert_path) {
         Ok(false) => return Ok(None),
@@ -800,13 +794,7 @@ fn client_identity(
             ));
         }
     }
-    let key_path = plan
-        .params
-        .get("sslkey")
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-        .or_else(|| default("postgresql.key"))
-        .unwrap_or_default();
+    let key_path = plan.sslkey.clone().unwrap_or_default();
     let certs = read_certificates(&cert_path)
         .map_err(|e| format!("could not read certificate file \"{cert_path}\": {e}"))?;
     if !env.file_exists(&key_path).unwrap_or(false) {
@@ -853,12 +841,7 @@ fn wire_config(
         config.password(password.expose());
     }
     config.dbname(plan.dbname.as_deref().unwrap_or(&user));
-    // libpq: `fallback_application_name` applies when `application_name` is not set.
-    if let Some(name) = plan
-        .params
-        .get("application_name")
-        .or_else(|| plan.params.get("fallback_application_name"))
-    {
+    if let Some(name) = &plan.application_name {
         config.application_name(name);
     }
     if let Some(options) = plan.params.get("options") {

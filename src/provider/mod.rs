@@ -370,6 +370,19 @@ fn finish(
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
+    let home_file = |name: &str| {
+        env.var("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{h}/.postgresql/{name}"))
+    };
+    let sslcert = non_empty("sslcert").or_else(|| home_file("postgresql.crt"));
+    let sslkey = non_empty("sslkey").or_else(|| home_file("postgresql.key"));
+    // libpq: `fallback_application_name` applies when `application_name` is not set.
+    let application_name = target
+        .params
+        .get("application_name")
+        .or_else(|| target.params.get("fallback_application_name"))
+        .map(str::to_string);
     let sslcrldir = non_empty("sslcrldir");
     let sslcrl = non_empty("sslcrl").or_else(|| {
         sslcrldir.is_none().then_some(())?;
@@ -424,6 +437,9 @@ fn finish(
         channel_binding,
         require_auth,
         sslcertmode,
+        sslcert,
+        sslkey,
+        application_name,
         sslcrl,
         sslcrldir,
         requirepeer: target
