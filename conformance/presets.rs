@@ -307,7 +307,7 @@ async fn azure_entra(case: &Case<'_>) {
         env.as_ref(),
     );
     assert_eq!(plan.sslmode.as_str(), "verify-full");
-    assert_eq!(plan.tls_verify, Verify::Full);
+    assert_eq!(plan.tls.verify, Verify::Full);
     assert_eq!(plan.password_source.to_string(), "iam:azure");
     let provider = EntraTokenProvider::for_emulator(
         &plan,
@@ -386,7 +386,7 @@ async fn env_with_client_cert(case: &Case<'_>) {
         .with_var("LTM_PASSWORD", server.password());
     let plan = plan_with(&yaml(true), &env);
     assert_eq!(plan.kind.as_str(), "self-hosted");
-    assert_eq!(plan.tls_verify, Verify::Full);
+    assert_eq!(plan.tls.verify, Verify::Full);
     assert_eq!(plan.password, None, "the password is not in the plan");
 
     let catalog = PostgresCatalog::from_yaml(&yaml(true), "agent.yaml", Arc::new(env.clone()))
@@ -549,7 +549,7 @@ async fn aws_child_case(preset: &Preset) -> Value {
         env.as_ref(),
     );
     assert_eq!(plan.sslmode.as_str(), "verify-full");
-    assert_eq!(plan.tls_verify, Verify::Full);
+    assert_eq!(plan.tls.verify, Verify::Full);
     assert_eq!(plan.sslrootcert.as_deref(), Some(bundle.as_str()));
     assert_eq!(plan.password_source.to_string(), "iam:aws-rds");
     assert_eq!(plan.region.as_deref(), Some(RDS_REGION));

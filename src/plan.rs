@@ -11,7 +11,7 @@ use crate::config::{CredentialsConfig, PoolConfig, Provider};
 use crate::conninfo::ConnInfo;
 use crate::error::Location;
 use crate::secret::Secret;
-use crate::sslmode::{Negotiation, SslMode, TlsPolicy, TlsVersions, Verify};
+use crate::sslmode::{SslMode, TlsPolicy};
 
 /// libpq's default port.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -215,17 +215,10 @@ pub struct ConnectPlan {
     /// aws `ssl_bundle: auto`: the bundle to download or take from the cache before
     /// connecting. Shown in the plan JSON as `ssl_bundle` (`{url, sha256, path}` or null).
     pub rds_bundle: Option<RdsBundle>,
-    /// The TLS behaviour after libpq's rules; `disable` when every host is a unix socket.
+    /// The TLS policy after libpq's rules: the mode (`disable` when every host is a unix
+    /// socket), what is verified, negotiation, versions, SNI, the client certificate and the
+    /// revocation lists.
     pub tls: TlsPolicy,
-    /// What is checked of the server certificate whenever TLS is used (a root certificate
-    /// file turns on chain checks even under `allow` and `prefer`).
-    pub tls_verify: Verify,
-    /// How TLS starts (`sslnegotiation`).
-    pub negotiation: Negotiation,
-    /// The TLS versions offered (`ssl_min_protocol_version`, `ssl_max_protocol_version`).
-    pub tls_versions: TlsVersions,
-    /// Whether TLS carries Server Name Indication (`sslsni`).
-    pub sni: bool,
     /// TCP keepalives and the user timeout (`keepalives`, `keepalives_idle`,
     /// `keepalives_interval`, `keepalives_count`, `tcp_user_timeout`).
     pub keepalives: Keepalives,
@@ -236,25 +229,11 @@ pub struct ConnectPlan {
     pub channel_binding: ChannelBinding,
     /// The authentication the server may ask for (`require_auth`, libpq 16).
     pub require_auth: Option<RequireAuth>,
-    /// Whether a client certificate is sent (`sslcertmode`, libpq 16).
-    pub sslcertmode: CertMode,
     /// The password file libpq would read when no password is given: `passfile`, else
     /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
     pub passfile: Option<String>,
-    /// The client certificate file libpq looks for: `sslcert`, else
-    /// `$HOME/.postgresql/postgresql.crt` (read when a TLS attempt starts; nothing there means
-    /// no client certificate).
-    pub sslcert: Option<String>,
-    /// Its key file: `sslkey`, else `$HOME/.postgresql/postgresql.key`.
-    pub sslkey: Option<String>,
     /// The `application_name` sent: `application_name`, else `fallback_application_name`.
     pub application_name: Option<String>,
-    /// The revocation list file libpq reads beside a root certificate file: `sslcrl`, else,
-    /// when `sslcrldir` is not set either, `$HOME/.postgresql/root.crl` (a file that cannot be
-    /// read then turns revocation checks off, as in libpq).
-    pub sslcrl: Option<String>,
-    /// The directories of hashed revocation lists (`sslcrldir`, `:`-separated).
-    pub sslcrldir: Option<String>,
     /// The operating-system user a unix socket's server must run as (`requirepeer`).
     pub requirepeer: Option<String>,
     /// Cloud region, when known (aws: signs IAM tokens).
@@ -315,7 +294,7 @@ impl ConnectPlan {
             "sslmode": self.sslmode.as_str(),
             "sslrootcert": self.sslrootcert,
             "tls": self.tls.as_str(),
-            "tls_verify": self.tls_verify.as_str(),
+            "tls_verify": self.tls.verify.as_str(),
             "conninfo": self.conninfo(),
             "uri": self.uri(),
             "region": self.region,
@@ -422,29 +401,7 @@ impl ChannelBinding {
     }
 }
 
-/// libpq 16's `sslcertmode`: whether a client certificate is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CertMode {
-    /// Never sent, and the certificate and key files are not read.
-    Disable,
-    /// Sent when the server asks and one is configured (libpq's default).
-    #[default]
-    Allow,
-    /// The server must ask for one (a TLS CertificateRequest), or the connection fails.
-    Require,
-}
-
-impl CertMode {
-    /// Reads the keyword as libpq does (unset or empty is `allow`); the error is libpq's text.
-    pub fn parse(value: Option<&str>) -> Result<Self, String> {
-        match value {
-            None | Some("" | "allow") => Ok(Self::Allow),
-            Some("disable") => Ok(Self::Disable),
-            Some("require") => Ok(Self::Require),
-            Some(other) => Err(format!("invalid sslcertmode value: \"{other}\"")),
-        }
-    }
-}
+pub use crate::sslmode::CertMode;
 
 /// The authentication requests of the protocol (`AUTH_REQ_*` in libpq's `pqcomm.h`), as they
 /// come in an `R` message.

@@ -65,12 +65,99 @@ impl FromStr for SslMode {
     }
 }
 
-/// The TLS behaviour a connection actually gets, after libpq's rules are applied to `sslmode`
-/// and the root certificate: the plan's `tls` field.
-///
-/// It has the same six names as [`SslMode`]; they differ where libpq upgrades a mode, e.g.
-/// `require` with a root certificate file present verifies the chain (`verify-ca`).
-pub type TlsPolicy = SslMode;
+/// The TLS policy of a connection, read once when the plan is made (libpq's rules applied to
+/// `sslmode`, the root certificate and every TLS keyword): the plan's `tls` field. `connect`
+/// reads it and parses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// The TLS behaviour the connection gets, by the six names of [`SslMode`]; they differ
+    /// from the written `sslmode` where libpq upgrades a mode (`require` with a root
+    /// certificate file present verifies the chain: `verify-ca`), and it is `disable` when
+    /// every host is a unix socket.
+    pub mode: SslMode,
+    /// What is checked of the server certificate whenever TLS is used (a root certificate
+    /// file turns on chain checks even under `allow` and `prefer`).
+    pub verify: Verify,
+    /// How TLS starts (`sslnegotiation`).
+    pub negotiation: Negotiation,
+    /// The TLS versions offered (`ssl_min_protocol_version`, `ssl_max_protocol_version`).
+    pub versions: TlsVersions,
+    /// Whether the ClientHello carries Server Name Indication (`sslsni`).
+    pub sni: bool,
+    /// Whether a client certificate is sent (`sslcertmode`, libpq 16).
+    pub cert_mode: CertMode,
+    /// The client certificate file libpq looks for: `sslcert`, else
+    /// `$HOME/.postgresql/postgresql.crt` (read when a TLS attempt starts; nothing there means
+    /// no client certificate).
+    pub client_cert: Option<String>,
+    /// Its key file: `sslkey`, else `$HOME/.postgresql/postgresql.key`.
+    pub client_key: Option<String>,
+    /// The revocation list file read beside a root certificate file: `sslcrl`, else, when
+    /// `sslcrldir` is not set either, `$HOME/.postgresql/root.crl` (a file that cannot be read
+    /// turns revocation checks off, as in libpq).
+    pub crl_file: Option<String>,
+    /// The directories of hashed revocation lists (`sslcrldir`, `:`-separated).
+    pub crl_dirs: Option<String>,
+}
+
+impl TlsPolicy {
+    /// A policy of mode `mode` with libpq's defaults for everything else, and the
+    /// verification libpq's rules give `mode` without a root certificate file.
+    pub fn new(mode: SslMode) -> Self {
+        Self {
+            mode,
+            verify: match mode {
+                SslMode::VerifyFull => Verify::Full,
+                SslMode::VerifyCa => Verify::Ca,
+                _ => Verify::None,
+            },
+            negotiation: Negotiation::Postgres,
+            versions: TlsVersions::default(),
+            sni: true,
+            cert_mode: CertMode::Allow,
+            client_cert: None,
+            client_key: None,
+            crl_file: None,
+            crl_dirs: None,
+        }
+    }
+
+    /// The mode's name (`verify-full`).
+    pub fn as_str(&self) -> &'static str {
+        self.mode.as_str()
+    }
+}
+
+impl fmt::Display for TlsPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// libpq 16's `sslcertmode`: whether a client certificate is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertMode {
+    /// Never sent, and the certificate and key files are not read.
+    Disable,
+    /// Sent when the server asks and one is configured (libpq's default).
+    #[default]
+    Allow,
+    /// The server must ask for one (a TLS CertificateRequest) and one must be sent, or the
+    /// connection fails.
+    Require,
+}
+
+impl CertMode {
+    /// Reads the keyword as libpq does (unset or empty is `allow`); the error is libpq's text.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("" | "allow") => Ok(Self::Allow),
+            Some("disable") => Ok(Self::Disable),
+            Some("require") => Ok(Self::Require),
+            Some(other) => Err(format!("invalid sslcertmode value: \"{other}\"")),
+        }
+    }
+}
 
 /// Where trust for server certificates comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +223,7 @@ pub fn verification(mode: SslMode, root: RootCert) -> Verify {
 /// assert_eq!(effective_tls(SslMode::Require, RootCert::Absent), Ok(SslMode::Require));
 /// assert!(effective_tls(SslMode::Require, RootCert::System).is_err());
 /// ```
-pub fn effective_tls(mode: SslMode, root: RootCert) -> Result<TlsPolicy, String> {
+pub fn effective_tls(mode: SslMode, root: RootCert) -> Result<SslMode, String> {
     match (mode, root) {
         (SslMode::VerifyFull, RootCert::System) => Ok(SslMode::VerifyFull),
         (weak, RootCert::System) => Err(format!(

@@ -627,7 +627,7 @@ fn end_to_end_verify_full_with_the_downloaded_bundle() {
             server.user(),
         );
         assert_eq!(plan.sslmode.as_str(), "verify-full");
-        assert_eq!(plan.tls_verify, Verify::Full);
+        assert_eq!(plan.tls.verify, Verify::Full);
         let root = plan.sslrootcert.clone().expect("the cache file");
         let env = cache_env(dir.path()).with_file(root.clone());
 

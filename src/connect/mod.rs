@@ -9,7 +9,7 @@
 //! | `prefer` | TLS (plain if the server answers the SSLRequest with `N`) | plain, when the TLS handshake failed, or the server refused the login made over TLS (class 28) |
 //! | `require`, `verify-ca`, `verify-full` | TLS | - |
 //!
-//! What TLS checks is [`ConnectPlan::tls_verify`]: a root certificate file turns on chain
+//! What TLS checks is the plan's [`TlsPolicy::verify`](crate::sslmode::TlsPolicy::verify): a root certificate file turns on chain
 //! checks in every mode, as in libpq. A unix-socket host never uses TLS. As in libpq 15, only
 //! a connection that cannot be opened (or that times out) moves on to the next address and
 //! host; once a server has been reached, its answer (an error, a refused certificate, no TLS)
@@ -779,10 +779,10 @@ fn client_identity(
     env: &dyn Environment,
 ) -> Result<Option<ClientIdentity>, String> {
     // sslcertmode=disable: no certificate is sent, and libpq does not read the files.
-    if plan.sslcertmode == crate::plan::CertMode::Disable {
+    if plan.tls.cert_mode == crate::plan::CertMode::Disable {
         return Ok(None);
     }
-    let Some(cert_path) = plan.sslcert.clone() else {
+    let Some(cert_path) = plan.tls.client_cert.clone() else {
         return Ok(None);
     };
     match env.file_exists(&cert_path) {
@@ -794,7 +794,7 @@ fn client_identity(
             ));
         }
     }
-    let key_path = plan.sslkey.clone().unwrap_or_default();
+    let key_path = plan.tls.client_key.clone().unwrap_or_default();
     let certs = read_certificates(&cert_path)
         .map_err(|e| format!("could not read certificate file \"{cert_path}\": {e}"))?;
     if !env.file_exists(&key_path).unwrap_or(false) {
@@ -928,7 +928,7 @@ async fn connect_unscrubbed(
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
     // libpq 17's `sslnegotiation=direct`: TLS at once, with ALPN `postgresql`.
-    let direct = plan.negotiation == crate::sslmode::Negotiation::Direct;
+    let direct = plan.tls.negotiation == crate::sslmode::Negotiation::Direct;
     check_supported(plan, env)?;
     let mut config = wire_config(plan, login, env)?;
     if direct {
@@ -940,10 +940,10 @@ async fn connect_unscrubbed(
     // TLS: a problem with them is reported then (after "server does not support SSL" would
     // have been), and never stops a plain connection.
     let mut refusal = None;
-    let roots = match (&plan.sslrootcert, plan.tls_verify) {
+    let roots = match (&plan.sslrootcert, plan.tls.verify) {
         (Some(path), verify) if verify != Verify::None || path == "system" => load_roots(
             path,
-            (plan.sslcrl.as_deref(), plan.sslcrldir.as_deref()),
+            (plan.tls.crl_file.as_deref(), plan.tls.crl_dirs.as_deref()),
             env,
         )
         .unwrap_or_else(|e| {
@@ -1019,7 +1019,7 @@ async fn connect_unscrubbed(
                 }
             }
         };
-        let connector = if host.is_socket() || plan.tls == SslMode::Disable {
+        let connector = if host.is_socket() || plan.tls.mode == SslMode::Disable {
             None
         } else {
             let client = identity.as_ref().map(|i| ClientIdentity {
@@ -1027,16 +1027,16 @@ async fn connect_unscrubbed(
                 key: i.key.clone_key(),
             });
             let connector = Connector::new(
-                plan.tls_verify,
+                plan.tls.verify,
                 roots.clone(),
                 &host.host,
                 client,
                 direct,
-                plan.tls_versions,
-                plan.sni,
+                plan.tls.versions,
+                plan.tls.sni,
             )
             .map_err(|e| ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}")))?
-            .with_session_rules(plan.sslcertmode, require_auth.clone());
+            .with_session_rules(plan.tls.cert_mode, require_auth.clone());
             Some(match &refusal {
                 Some(message) => connector.refusing(message.clone()),
                 None => connector,
@@ -1062,7 +1062,7 @@ async fn connect_unscrubbed(
                     &rules,
                 )
             };
-            let result = match (&connector, plan.tls) {
+            let result = match (&connector, plan.tls.mode) {
                 (None, _) | (Some(_), SslMode::Disable) => {
                     try_once(false, WireSslMode::Disable).await
                 }
@@ -1099,7 +1099,7 @@ async fn connect_unscrubbed(
             };
             match result {
                 Ok(success) => {
-                    return finish(success, host, plan.tls_verify, started, timeout).await;
+                    return finish(success, host, plan.tls.verify, started, timeout).await;
                 }
                 Err(failure) => {
                     last_class = failure.class();
