@@ -210,9 +210,15 @@ pub(crate) fn port_from(
 
 /// The path of libpq's default root certificate, `$HOME/.postgresql/root.crt`.
 pub fn default_root_cert(env: &dyn Environment) -> Option<String> {
+    home_path(env, ".postgresql/root.crt")
+}
+
+/// `$HOME/RELATIVE`, where libpq looks for its default files (root certificate, client
+/// certificate and key, revocation list, password file); `None` when `HOME` is unset or empty.
+fn home_path(env: &dyn Environment, relative: &str) -> Option<String> {
     env.var("HOME")
         .filter(|home| !home.is_empty())
-        .map(|home| format!("{}/.postgresql/root.crt", home.trim_end_matches('/')))
+        .map(|home| format!("{}/{relative}", home.trim_end_matches('/')))
 }
 
 fn finish(
@@ -362,7 +368,7 @@ fn finish(
         });
     }
 
-    // libpq's revocation lists: `sslcrl` and `sslcrldir`, else the default file under HOME.
+    // libpq's file keywords: the value written, else libpq's default file under HOME.
     let non_empty = |key: &str| {
         target
             .params
@@ -370,13 +376,8 @@ fn finish(
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    let home_file = |name: &str| {
-        env.var("HOME")
-            .filter(|h| !h.is_empty())
-            .map(|h| format!("{h}/.postgresql/{name}"))
-    };
-    let sslcert = non_empty("sslcert").or_else(|| home_file("postgresql.crt"));
-    let sslkey = non_empty("sslkey").or_else(|| home_file("postgresql.key"));
+    let sslcert = non_empty("sslcert").or_else(|| home_path(env, ".postgresql/postgresql.crt"));
+    let sslkey = non_empty("sslkey").or_else(|| home_path(env, ".postgresql/postgresql.key"));
     // libpq: `fallback_application_name` applies when `application_name` is not set.
     let application_name = target
         .params
@@ -384,12 +385,11 @@ fn finish(
         .or_else(|| target.params.get("fallback_application_name"))
         .map(str::to_string);
     let sslcrldir = non_empty("sslcrldir");
-    let sslcrl = non_empty("sslcrl").or_else(|| {
-        sslcrldir.is_none().then_some(())?;
-        env.var("HOME")
-            .filter(|h| !h.is_empty())
-            .map(|h| format!("{h}/.postgresql/root.crl"))
-    });
+    let sslcrl = match (non_empty("sslcrl"), &sslcrldir) {
+        (Some(file), _) => Some(file),
+        (None, None) => home_path(env, ".postgresql/root.crl"),
+        (None, Some(_)) => None,
+    };
 
     let credentials = credentials_with_defaults(config, target.region.as_deref(), env);
     let credentials = credentials.as_ref();
@@ -444,21 +444,8 @@ fn finish(
         channel_binding,
         require_auth,
         application_name,
-        requirepeer: target
-            .params
-            .get("requirepeer")
-            .filter(|p| !p.is_empty())
-            .map(str::to_string),
-        passfile: target
-            .params
-            .get("passfile")
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .or_else(|| {
-                env.var("HOME")
-                    .filter(|h| !h.is_empty())
-                    .map(|h| format!("{h}/.pgpass"))
-            }),
+        requirepeer: non_empty("requirepeer"),
+        passfile: non_empty("passfile").or_else(|| home_path(env, ".pgpass")),
         region: target.region.clone(),
         instance_connection_name: target.instance_connection_name.clone(),
         aws_endpoint: target.aws_endpoint,
