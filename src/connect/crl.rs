@@ -158,10 +158,11 @@ impl Crls {
             .collect::<Result<_, _>>()
             .map_err(|_| Revoked("unable to decode issuer public key"))?;
         // OpenSSL's store: the file's lists first, then what each lookup adds, in order, a list
-        // already there (the same bytes) not added again.
-        let mut store: Vec<&[u8]> = Vec::new();
+        // already there (the same bytes) not added again. Each list is parsed once, with its
+        // issuer's canonical name.
+        let mut store: Vec<Held<'_>> = Vec::new();
         for der in &self.file {
-            push_unique(&mut store, der);
+            hold(&mut store, der);
         }
         let mut looked_up: BTreeSet<(usize, String)> = BTreeSet::new();
         for (depth, cert) in parsed.iter().enumerate() {
@@ -176,57 +177,59 @@ impl Crls {
                     && let Some(lists) = dir.get(&hash)
                 {
                     for der in lists {
-                        push_unique(&mut store, der);
+                        hold(&mut store, der);
                     }
                 }
-                if store.iter().any(|der| issuer_is(der, &name)) {
+                if store.iter().any(|held| held.issuer == name) {
                     break;
                 }
             }
-            let lists: Vec<CertificateRevocationList<'_>> = store
+            let of_issuer = store
                 .iter()
-                .filter_map(|der| {
-                    CertificateRevocationList::from_der(der)
-                        .ok()
-                        .map(|(_, c)| c)
-                })
-                .collect();
-            check_one(cert, issuer, &lists, now)?;
+                .filter(|held| held.issuer == name)
+                .map(|held| &held.crl);
+            check_one(cert, issuer, of_issuer, now)?;
         }
         Ok(())
     }
 }
 
-fn push_unique<'a>(store: &mut Vec<&'a [u8]>, der: &'a [u8]) {
-    if !store.contains(&der) {
-        store.push(der);
+/// A list in the store: its bytes, parsed, and its issuer's canonical name.
+struct Held<'a> {
+    der: &'a [u8],
+    crl: CertificateRevocationList<'a>,
+    issuer: Vec<u8>,
+}
+
+/// Adds `der` to the store unless the same bytes are there (or it does not parse, which the
+/// loading already ruled out).
+fn hold<'a>(store: &mut Vec<Held<'a>>, der: &'a [u8]) {
+    if store.iter().any(|held| held.der == der) {
+        return;
+    }
+    if let Ok((_, crl)) = CertificateRevocationList::from_der(der) {
+        let issuer = canonical(crl.issuer());
+        store.push(Held { der, crl, issuer });
     }
 }
 
-fn issuer_is(der: &[u8], name: &[u8]) -> bool {
-    CertificateRevocationList::from_der(der).is_ok_and(|(_, crl)| canonical(crl.issuer()) == name)
-}
-
-fn check_one(
+/// Checks `cert` against `lists`, the store's lists named for its issuer (`issuer`, whose key
+/// signs them), in store order.
+fn check_one<'a>(
     cert: &X509Certificate<'_>,
     issuer: &X509Certificate<'_>,
-    lists: &[CertificateRevocationList<'_>],
+    lists: impl Iterator<Item = &'a CertificateRevocationList<'a>>,
     now: i64,
 ) -> Result<(), Revoked> {
-    let issuer_name = canonical(cert.issuer());
     let issuer_key_id = subject_key_id(issuer);
     // OpenSSL's get_crl_sk: the lists of the issuer (by name, and by key identifier when the
     // list names one), in store order; a list within its dates scores higher; of equal
     // scores, a later thisUpdate replaces the one chosen, else the first stays.
     let mut chosen: Option<(&CertificateRevocationList<'_>, bool)> = None;
-    for crl in lists
-        .iter()
-        .filter(|crl| canonical(crl.issuer()) == issuer_name)
-        .filter(|crl| match (authority_key_id(crl), issuer_key_id) {
-            (Some(named), Some(actual)) => named == actual,
-            _ => true,
-        })
-    {
+    for crl in lists.filter(|crl| match (authority_key_id(crl), issuer_key_id) {
+        (Some(named), Some(actual)) => named == actual,
+        _ => true,
+    }) {
         let current = time_error(crl, now).is_none();
         let better = match chosen {
             None => true,
