@@ -744,6 +744,7 @@ fn cell(outcome: Outcome) -> &'static str {
         Outcome::Error(ErrorClass::Rejected) => "rejected",
         Outcome::Error(ErrorClass::AuthFailed) => "auth",
         Outcome::Error(ErrorClass::Unreachable) => "unreach",
+        Outcome::Error(ErrorClass::TargetMismatch) => "target",
         Outcome::Error(ErrorClass::Config) => "config",
         Outcome::Error(ErrorClass::Credentials) => "creds",
         Outcome::Error(ErrorClass::Other) => "other",

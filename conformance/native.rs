@@ -617,9 +617,11 @@ impl NativeServer {
         conf.push_str(&format!("tea.generation = '{}'\n", self.generation));
         self.write_file(&self.data_dir().join("tea_profile.conf"), &conf)?;
 
+        // Replication over the unix socket too, for a standby made by `start_standby`.
         let mut hba = format!(
             "# tea-pgcloud conformance launcher: profile {name}\n\
-             local all all trust\n"
+             local all all trust\n\
+             local replication all trust\n"
         );
         for line in &profile.hba {
             hba.push_str(line);
@@ -809,6 +811,185 @@ impl NativeServer {
         }
         self.running = false;
         !proc.exists()
+    }
+}
+
+/// Streaming replication between native servers: a standby made by a base backup
+/// (`pg_basebackup -R -X stream`), promotion, stopping and starting, a read-only primary,
+/// synchronous commit and a lagging standby. The failover tests run on these.
+impl NativeServer {
+    /// A streaming standby of `primary`: a base backup with `-R` (so `standby.signal` and
+    /// `primary_conninfo`, over `primary`'s unix socket with `application_name=tea_standby`),
+    /// `primary`'s profile (TLS files and `pg_hba.conf`), its own free port, started and
+    /// accepting connections. The login role and its password are `primary`'s (one cluster).
+    pub fn start_standby(primary: &NativeServer) -> Result<NativeServer, LaunchError> {
+        let run_as = server_identity()?;
+        let dir = ScratchDir::create(&scratch_base(run_as), "tea-pg-")?;
+        let watchdog = watchdog(&dir.path)?;
+        let mut server = NativeServer {
+            sock: dir.path.join("sock"),
+            dir,
+            watchdog: Some(watchdog),
+            bindir: primary.bindir.clone(),
+            run_as,
+            port: 0,
+            password: primary.password.clone(),
+            version: primary.version.clone(),
+            profile: primary.profile.clone(),
+            generation: 1,
+            running: false,
+        };
+        server.chown(&server.dir.path)?;
+        for sub in ["sock", "tls"] {
+            let path = server.dir.path.join(sub);
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| LaunchError::io(format_args!("creating {}", path.display()), &e))?;
+            server.chown(&path)?;
+        }
+        server.clone_from_primary(primary)?;
+        server.start_postmaster()?;
+        Ok(server)
+    }
+
+    /// Stops this server (if it runs), throws its data away and makes it a standby of
+    /// `primary`, on the same port when it is still free: how a failed primary rejoins as the
+    /// new primary's standby.
+    pub fn rebuild_as_standby(&mut self, primary: &NativeServer) -> Result<(), LaunchError> {
+        self.stop("immediate")?;
+        let data = self.data_dir();
+        fs::remove_dir_all(&data)
+            .map_err(|e| LaunchError::io(format_args!("removing {}", data.display()), &e))?;
+        self.password = primary.password.clone();
+        self.profile = primary.profile.clone();
+        self.clone_from_primary(primary)?;
+        self.start_postmaster()
+    }
+
+    fn clone_from_primary(&mut self, primary: &NativeServer) -> Result<(), LaunchError> {
+        let mut cmd = self.server_command(&self.bindir.join("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast", "-d"])
+            .arg(format!(
+                "host={} port={} user={SUPERUSER} application_name=tea_standby",
+                primary.sock.display(),
+                primary.port
+            ));
+        run(cmd, None).map_err(|e| primary.with_log(e.prefixed("pg_basebackup failed")))?;
+        // The copy carries the primary's settings: this server's own port and socket, TLS
+        // files in its own directory, and no leftover pid file.
+        let _ = fs::remove_file(self.data_dir().join("postmaster.pid"));
+        self.generation += 1;
+        let profile = self.profile.clone();
+        self.write_profile(&profile)?;
+        self.write_base_conf()
+    }
+
+    /// `pg_ctl promote -w`: the standby ends recovery and accepts writes.
+    pub fn promote(&self) -> Result<(), LaunchError> {
+        run(
+            self.pg_ctl(&["-w", "-t", PG_CTL_TIMEOUT_SECS, "-s", "promote"]),
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| self.with_log(e.prefixed("pg_ctl promote failed")))
+    }
+
+    /// `pg_ctl stop -m MODE` (`smart`, `fast` or `immediate`); nothing when not running. Fast
+    /// ends every session with SQLSTATE 57P01; immediate is a crash.
+    pub fn stop(&mut self, mode: &str) -> Result<(), LaunchError> {
+        if !self.running {
+            return Ok(());
+        }
+        run(
+            self.pg_ctl(&["-w", "-t", PG_CTL_TIMEOUT_SECS, "-s", "-m", mode, "stop"]),
+            None,
+        )
+        .map_err(|e| self.with_log(e.prefixed("pg_ctl stop failed")))?;
+        self.running = false;
+        Ok(())
+    }
+
+    /// Starts a stopped server again, on its port when that is still free.
+    pub fn start_again(&mut self) -> Result<(), LaunchError> {
+        if self.running {
+            return Ok(());
+        }
+        self.start_postmaster()
+    }
+
+    /// Whether the postmaster runs (as far as this handle knows).
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// `default_transaction_read_only` for every new transaction, by `ALTER SYSTEM` and a
+    /// reload: a fenced primary that still answers. Sessions already open see it at their next
+    /// statement (the server reports the change).
+    pub fn set_read_only(&self, on: bool) -> Result<(), LaunchError> {
+        self.admin_sql(&format!(
+            "ALTER SYSTEM SET default_transaction_read_only = {};\nSELECT pg_reload_conf();",
+            if on { "on" } else { "off" }
+        ))
+        .map(|_| ())
+    }
+
+    /// Synchronous replication on this primary: every commit waits until a standby has
+    /// applied it (`synchronous_standby_names = '*'`, `synchronous_commit = remote_apply`);
+    /// `false` returns to asynchronous commits.
+    pub fn set_synchronous(&self, on: bool) -> Result<(), LaunchError> {
+        let sql = if on {
+            "ALTER SYSTEM SET synchronous_standby_names = '*';\n\
+             ALTER SYSTEM SET synchronous_commit = 'remote_apply';\n\
+             SELECT pg_reload_conf();"
+        } else {
+            "ALTER SYSTEM RESET synchronous_standby_names;\n\
+             ALTER SYSTEM SET synchronous_commit = 'on';\n\
+             SELECT pg_reload_conf();"
+        };
+        self.admin_sql(sql).map(|_| ())
+    }
+
+    /// A standby that applies WAL `delay` late (`recovery_min_apply_delay`); zero applies at
+    /// once.
+    pub fn set_apply_delay(&self, delay: Duration) -> Result<(), LaunchError> {
+        self.admin_sql(&format!(
+            "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms';\nSELECT pg_reload_conf();",
+            delay.as_millis()
+        ))
+        .map(|_| ())
+    }
+
+    /// Whether the server is in recovery (a standby).
+    pub fn in_recovery(&self) -> Result<bool, LaunchError> {
+        Ok(self.admin_sql("SELECT pg_is_in_recovery()")? == "t")
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far, or
+    /// `timeout` passes.
+    pub fn wait_caught_up(
+        &self,
+        primary: &NativeServer,
+        timeout: Duration,
+    ) -> Result<(), LaunchError> {
+        let target = primary.admin_sql("SELECT pg_current_wal_lsn()")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = self.admin_sql(&format!(
+                "SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+            ))?;
+            if done == "t" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.with_log(LaunchError::new(format!(
+                    "the standby did not replay up to {target} within {timeout:?}"
+                ))));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -198,6 +198,44 @@ pub fn run(attempt: &Attempt) -> Result<OracleResult, OracleError> {
     run_program(&program, attempt, TIMEOUT)
 }
 
+/// Runs psql once on `attempt` as [`run`] does, with `sql` in place of [`QUERY`]: `Ok` with
+/// psql's standard output (trimmed) when it connected and the query ran, `Err` with libpq's
+/// message (psql's `psql: error: ` prefix removed) otherwise. psql killed after [`TIMEOUT`] is
+/// `Err` too. Returns the outer `Err` only when psql cannot be run.
+pub fn run_sql(attempt: &Attempt, sql: &str) -> Result<Result<String, String>, OracleError> {
+    let program = psql_program();
+    let mut child = psql_command_with(&program, attempt, sql)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| OracleError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let wait_error = |source| OracleError::Wait {
+        program: program.clone(),
+        source,
+    };
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let status = wait_until(&mut child, Instant::now() + TIMEOUT).map_err(wait_error)?;
+    let stdout = String::from_utf8_lossy(&collect(stdout).map_err(wait_error)?).into_owned();
+    let stderr = String::from_utf8_lossy(&collect(stderr).map_err(wait_error)?).into_owned();
+    Ok(match status {
+        Some(status) if status.success() => Ok(stdout.trim().to_string()),
+        Some(_) => Err(stderr
+            .trim()
+            .strip_prefix("psql: error: ")
+            .unwrap_or(stderr.trim())
+            .to_string()),
+        None => Err(format!(
+            "psql did not finish within {} s and was killed",
+            TIMEOUT.as_secs()
+        )),
+    })
+}
+
 /// [`run`] with the program and the time limit given.
 fn run_program(
     program: &Path,
@@ -241,6 +279,11 @@ fn run_program(
 
 /// The full psql command for `attempt`, environment included.
 fn psql_command(program: &Path, attempt: &Attempt) -> Command {
+    psql_command_with(program, attempt, QUERY)
+}
+
+/// [`psql_command`] with another query.
+fn psql_command_with(program: &Path, attempt: &Attempt, sql: &str) -> Command {
     let mut command = base_command(
         program,
         std::env::var_os("PATH"),
@@ -250,7 +293,7 @@ fn psql_command(program: &Path, attempt: &Attempt) -> Command {
     command
         .args(["-X", "-A", "-t", "-w", "-d"])
         .arg(attempt.conninfo)
-        .args(["-c", QUERY]);
+        .args(["-c", sql]);
     command
 }
 
@@ -460,6 +503,7 @@ pub fn attempts(message: &str) -> Vec<&str> {
 /// | `config` | missing or unreadable root, client certificate or key files, bad option values, unparsable connection strings, service file errors (`definition of service "X" not found`, `syntax error in service file`) |
 /// | `rejected` | `no pg_hba.conf entry for host`, `pg_hba.conf rejects connection` |
 /// | `auth-failed` | `... authentication failed for user`, `fe_sendauth: no password supplied`, `role "X" does not exist`, `connection requires a valid client certificate`, a TLS alert from the server about our client certificate (`tlsv1 alert unknown ca`) |
+/// | `target-mismatch` | `session is read-only`, `session is not read-only`, `server is in hot standby mode`, `server is not in hot standby mode` |
 /// | `unreachable` | `Connection refused`, `could not connect to server`, `timeout expired`, `could not translate host name`, `No route to host`, a missing socket file |
 /// | `other` | anything else (`database "X" does not exist`, `server closed the connection unexpectedly`, ...) |
 pub fn classify(message: &str) -> ErrorClass {
@@ -495,6 +539,16 @@ fn classify_one(text: &str) -> ErrorClass {
     }
     if is_config(&t) {
         return ErrorClass::Config;
+    }
+    // fe-connect.c, CONNECTION_CHECK_TARGET: a server of the wrong kind for
+    // target_session_attrs.
+    if has_any(&[
+        "session is read-only",
+        "session is not read-only",
+        "server is in hot standby mode",
+        "server is not in hot standby mode",
+    ]) {
+        return ErrorClass::TargetMismatch;
     }
     // The server's pg_hba.conf (ClientAuthentication, auth.c).
     if has_any(&[

@@ -26,6 +26,10 @@ pub enum ErrorClass {
     AuthFailed,
     /// No server answered.
     Unreachable,
+    /// Servers answered, but none of the kind `target_session_attrs` asks for (libpq's
+    /// `session is read-only`, `server is in hot standby mode`, ...): during a failover, until
+    /// a server is promoted.
+    TargetMismatch,
     /// The configuration is wrong: fix it, do not retry.
     Config,
     /// Credentials could not be obtained from their source.
@@ -36,7 +40,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class.
-    pub const ALL: [ErrorClass; 10] = [
+    pub const ALL: [ErrorClass; 11] = [
         Self::ServerNoTls,
         Self::UntrustedCert,
         Self::HostnameMismatch,
@@ -44,6 +48,7 @@ impl ErrorClass {
         Self::Rejected,
         Self::AuthFailed,
         Self::Unreachable,
+        Self::TargetMismatch,
         Self::Config,
         Self::Credentials,
         Self::Other,
@@ -59,6 +64,7 @@ impl ErrorClass {
             Self::Rejected => "rejected",
             Self::AuthFailed => "auth-failed",
             Self::Unreachable => "unreachable",
+            Self::TargetMismatch => "target-mismatch",
             Self::Config => "config",
             Self::Credentials => "credentials",
             Self::Other => "other",
@@ -77,7 +83,7 @@ impl ErrorClass {
             | Self::HostnameMismatch
             | Self::ExpiredCert => Action::FixServer,
             Self::Rejected | Self::AuthFailed => Action::FixPermissions,
-            Self::Unreachable => Action::Retry,
+            Self::Unreachable | Self::TargetMismatch => Action::Retry,
             Self::Config => Action::FixConfig,
             Self::Credentials | Self::Other => Action::Investigate,
         }

@@ -229,6 +229,10 @@ pub struct ConnectPlan {
     pub channel_binding: ChannelBinding,
     /// The authentication the server may ask for (`require_auth`, libpq 16).
     pub require_auth: Option<RequireAuth>,
+    /// Which server of the host list is acceptable (`target_session_attrs`).
+    pub target_session_attrs: TargetSessionAttrs,
+    /// Whether the host list is shuffled (`load_balance_hosts`, libpq 16).
+    pub load_balance_hosts: LoadBalanceHosts,
     /// The password file libpq would read when no password is given: `passfile`, else
     /// `$HOME/.pgpass` (read at connect time, per host, by libpq's rules).
     pub passfile: Option<String>,
@@ -539,6 +543,104 @@ impl RequireAuth {
             "authentication method requirement \"{}\" failed: {reason}",
             self.written
         ))
+    }
+}
+
+/// libpq's `target_session_attrs` (`PGTARGETSESSIONATTRS`): which server of the host list
+/// is acceptable. libpq reads the server's reported `in_hot_standby` and
+/// `default_transaction_read_only` (PostgreSQL 14 and later report both at start-up), else
+/// asks (`SHOW transaction_read_only`, `SELECT pg_catalog.pg_is_in_recovery()`); a server of
+/// the wrong kind is left (libpq's `session is read-only`, ...) for the next host, never the
+/// next address of the same host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetSessionAttrs {
+    /// The first server that answers (libpq's default).
+    #[default]
+    Any,
+    /// A session that accepts writes: neither in hot standby nor `default_transaction_read_only`.
+    ReadWrite,
+    /// A session that does not accept writes (a standby, or `default_transaction_read_only`).
+    ReadOnly,
+    /// A server not in hot standby (it may still be `default_transaction_read_only`).
+    Primary,
+    /// A server in hot standby.
+    Standby,
+    /// A standby if any answers; else, on a second pass over the whole list, any server.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// Every value, in libpq's order.
+    pub const ALL: [TargetSessionAttrs; 6] = [
+        Self::Any,
+        Self::ReadWrite,
+        Self::ReadOnly,
+        Self::Primary,
+        Self::Standby,
+        Self::PreferStandby,
+    ];
+
+    /// The keyword value (`read-write`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::ReadWrite => "read-write",
+            Self::ReadOnly => "read-only",
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+            Self::PreferStandby => "prefer-standby",
+        }
+    }
+
+    /// libpq's parse: unset is `any`; the value is compared exactly (case matters), and
+    /// anything else is libpq's `invalid target_session_attrs value: "VALUE"`.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        let Some(value) = value else {
+            return Ok(Self::Any);
+        };
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == value)
+            .ok_or_else(|| format!("invalid target_session_attrs value: \"{value}\""))
+    }
+}
+
+impl fmt::Display for TargetSessionAttrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// libpq 16's `load_balance_hosts` (`PGLOADBALANCEHOSTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalanceHosts {
+    /// The hosts in the order given, each host's addresses in the resolver's order (libpq's
+    /// default).
+    #[default]
+    Disable,
+    /// The hosts shuffled once per connection attempt, then each host's addresses shuffled
+    /// when it is resolved (libpq's Fisher-Yates shuffles); `prefer-standby`'s second pass
+    /// keeps the shuffled order.
+    Random,
+}
+
+impl LoadBalanceHosts {
+    /// The keyword value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Random => "random",
+        }
+    }
+
+    /// libpq's parse: unset is `disable`; exact values; else libpq's
+    /// `invalid load_balance_hosts value: "VALUE"`.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("disable") => Ok(Self::Disable),
+            Some("random") => Ok(Self::Random),
+            Some(other) => Err(format!("invalid load_balance_hosts value: \"{other}\"")),
+        }
     }
 }
 

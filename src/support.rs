@@ -233,17 +233,13 @@ pub const SUPPORT: &[KeywordSupport] = &[
         "replication",
         "replication connections are not what a catalog needs",
     ),
-    values(
+    honoured(
         "target_session_attrs",
-        &["any"],
-        "libpq's default: the first server that answers",
-        "choosing a server by its session attributes is not implemented yet",
+        "libpq's six values and error; the server's reported in_hot_standby and default_transaction_read_only (else libpq's queries), the next host (not address) on a wrong kind or SQLSTATE 57P03, prefer-standby's second pass; against libpq 15 and 17 in tests/ha.rs",
     ),
-    values(
+    honoured(
         "load_balance_hosts",
-        &["disable"],
-        "libpq's default: hosts in the order given",
-        "load balancing across hosts is not implemented yet",
+        "libpq 16's disable and random: hosts shuffled per connection, then each host's addresses; against libpq 17 by the set and spread of outcomes in tests/ha.rs",
     ),
 ];
 
@@ -472,12 +468,14 @@ mod tests {
 
     #[test]
     fn refused_values_name_the_keyword_and_the_honoured_values() {
-        let r =
-            refused_keyword(&params("host=db target_session_attrs=read-write")).expect("refused");
-        assert_eq!(r.keyword, "target_session_attrs");
-        assert_eq!(
-            r.message,
-            "connection option \"target_session_attrs\" is supported with \"any\" only: choosing a server by its session attributes is not implemented yet"
+        let r = refused_keyword(&params("host=db gssencmode=require")).expect("refused");
+        assert_eq!(r.keyword, "gssencmode");
+        assert!(
+            r.message.starts_with(
+                "connection option \"gssencmode\" is supported with \"disable\", \"prefer\" only"
+            ),
+            "{}",
+            r.message
         );
         let r = refused_keyword(&params("host=db krbsrvname=/x.crl")).expect("refused");
         assert_eq!(r.keyword, "krbsrvname");
@@ -488,7 +486,7 @@ mod tests {
     #[test]
     fn defaults_empty_values_and_case_rules_are_honoured() {
         for text in [
-            "host=db target_session_attrs=any load_balance_hosts=disable gssencmode=prefer",
+            "host=db target_session_attrs=standby load_balance_hosts=random gssencmode=prefer",
             "host=db sslcrl='' ssl_max_protocol_version=''",
             "host=db client_encoding=utf8 keepalives=1 keepalives_idle=0 sslsni=1",
             "host=db sslcompression=1 ssl_min_protocol_version=TLSv1.2 sslcertmode=allow",
@@ -497,7 +495,6 @@ mod tests {
         }
         for text in [
             "host=db client_encoding=LATIN1",
-            "host=db target_session_attrs=ANY",
             "host=db krbsrvname=postgres",
             "host=db replication=database",
         ] {

@@ -23,6 +23,7 @@ mod guard;
 mod hostname;
 mod keyfile;
 mod pgpass;
+mod session;
 mod tls;
 
 use std::fmt;
@@ -41,11 +42,14 @@ use tokio_postgres::{Client, NoTls};
 use crate::env::Environment;
 use crate::error::{Action, ErrorClass};
 use crate::iam::TokenError;
-use crate::plan::{ChannelBinding, ConnectPlan, HostPort, Source};
+use crate::plan::{
+    ChannelBinding, ConnectPlan, HostPort, LoadBalanceHosts, Source, TargetSessionAttrs,
+};
 use crate::secret::Secret;
 use crate::secrets::SecretError;
 use crate::sslmode::{SslMode, Verify};
 use guard::{Guard, Start, Violation};
+pub use session::SessionState;
 use tls::{ClientIdentity, Connector, Roots};
 
 /// What was negotiated on a TLS connection.
@@ -68,7 +72,8 @@ pub struct Timings {
     pub tls_ms: Option<f64>,
     /// SSL negotiation, TLS and authentication (tokio-postgres's start-up).
     pub startup_ms: f64,
-    /// The first query (`SHOW server_version`).
+    /// The first query (`SHOW server_version`), only for a server that did not report its
+    /// version at start-up (about 0 otherwise).
     pub query_ms: f64,
     /// Everything, every attempt included.
     pub total_ms: f64,
@@ -84,6 +89,9 @@ pub struct Connected {
     pub tls: Option<TlsInfo>,
     /// The server's `server_version`.
     pub server_version: String,
+    /// What the server reports about the session (`in_hot_standby`,
+    /// `default_transaction_read_only`), kept current while the connection runs.
+    pub session: Arc<SessionState>,
     /// Phase timings.
     pub timings: Timings,
 }
@@ -279,13 +287,19 @@ enum Failure {
     Socket(String),
     /// The unix socket's peer is not the `requirepeer` user: libpq stops there.
     Peer(String),
+    /// The server said SQLSTATE 57P03 (`cannot_connect_now`: starting up, shutting down, a
+    /// standby not yet accepting connections): libpq tries the next host, not the next address.
+    NotNow(ErrorClass, String),
 }
 
 impl Failure {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Unreachable(_) => ErrorClass::Unreachable,
-            Self::Tls(class, _) | Self::Server { class, .. } | Self::Protocol(class, _) => *class,
+            Self::Tls(class, _)
+            | Self::Server { class, .. }
+            | Self::Protocol(class, _)
+            | Self::NotNow(class, _) => *class,
             Self::NoTls => ErrorClass::ServerNoTls,
             Self::Broken(_) | Self::Socket(_) | Self::Peer(_) => ErrorClass::Other,
         }
@@ -294,7 +308,11 @@ impl Failure {
     fn message(&self) -> String {
         match self {
             Self::Unreachable(m) | Self::Tls(_, m) | Self::Server { message: m, .. } => m.clone(),
-            Self::Protocol(_, m) | Self::Broken(m) | Self::Socket(m) | Self::Peer(m) => m.clone(),
+            Self::Protocol(_, m)
+            | Self::Broken(m)
+            | Self::Socket(m)
+            | Self::Peer(m)
+            | Self::NotNow(_, m) => m.clone(),
             Self::NoTls => "server does not support SSL, but SSL was required".to_string(),
         }
     }
@@ -302,6 +320,7 @@ impl Failure {
 
 struct Success {
     client: Client,
+    state: Arc<SessionState>,
     tls: Option<tls::TlsReport>,
     connect: Duration,
     startup: Duration,
@@ -451,6 +470,9 @@ fn server_failure(e: &tokio_postgres::Error, tls: bool) -> Option<Failure> {
     } else {
         ErrorClass::Other
     };
+    if db.code() == &tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW {
+        return Some(Failure::NotNow(class, message));
+    }
     Some(Failure::Server {
         class,
         message,
@@ -536,7 +558,7 @@ async fn attempt(
             .with_require_auth(rules.require_auth.clone());
             let mut config = config.clone();
             let startup_started = Instant::now();
-            let (client, report) = match connector {
+            let (client, state, report) = match connector {
                 Some(connector) => {
                     config.ssl_mode(wire);
                     // Boxed as `Send` here, where the compiler can prove it: the generic `connect_raw`
@@ -546,8 +568,9 @@ async fn attempt(
                         Box::pin(config.connect_raw(stream, connector.clone()));
                     match raw.await {
                         Ok((client, connection)) => {
-                            tokio::spawn(connection);
-                            (client, Some(connector.report()))
+                            let (task, state) = session::watch(connection);
+                            tokio::spawn(task);
+                            (client, state, Some(connector.report()))
                         }
                         Err(e) => return Err(tls_failure(&e, &connector.report())),
                     }
@@ -558,8 +581,9 @@ async fn attempt(
                         Box::pin(config.connect_raw(stream, NoTls));
                     match raw.await {
                         Ok((client, connection)) => {
-                            tokio::spawn(connection);
-                            (client, None)
+                            let (task, state) = session::watch(connection);
+                            tokio::spawn(task);
+                            (client, state, None)
                         }
                         Err(e) => {
                             return Err(violation(&e)
@@ -574,6 +598,7 @@ async fn attempt(
             let tls = report.filter(|r| r.negotiated.is_some());
             Ok(Success {
                 client,
+                state,
                 tls,
                 connect,
                 startup: startup_started.elapsed(),
@@ -982,136 +1007,183 @@ async fn connect_unscrubbed(
     let base_config = config;
     let mut messages = Vec::new();
     let mut last_class = ErrorClass::Unreachable;
-    for host in plan.hosts.clone() {
-        let mut config = base_config.clone();
-        if let Some(path) = passfile {
-            let user = config.get_user().unwrap_or_default().to_string();
-            let dbname = config.get_dbname().unwrap_or_default().to_string();
-            if let Some(password) =
-                pgpass::password_from_file(path, &host.host, host.port, &dbname, &user)
-            {
-                config.password(password.expose());
-            }
+    // libpq 16's `load_balance_hosts=random`: the hosts shuffled once, each host's addresses
+    // when it is resolved.
+    let mut hosts = plan.hosts.clone();
+    if plan.load_balance_hosts == LoadBalanceHosts::Random {
+        session::shuffle(&mut hosts);
+    }
+    // `prefer-standby`: when no host is a standby, libpq starts over from the first host and
+    // takes any server.
+    let passes: &[TargetSessionAttrs] = match plan.target_session_attrs {
+        TargetSessionAttrs::PreferStandby => {
+            &[TargetSessionAttrs::PreferStandby, TargetSessionAttrs::Any]
         }
-        let endpoints: Vec<Endpoint> = if host.is_socket() {
-            vec![Endpoint::Unix(
-                Path::new(&host.host).join(format!(".s.PGSQL.{}", host.port)),
-            )]
-        } else if let Some(addr) = &host.hostaddr {
-            match addr.parse::<std::net::IpAddr>() {
-                Ok(ip) => vec![Endpoint::Tcp(SocketAddr::new(ip, host.port))],
-                Err(_) => {
-                    return Err(ConnectError::new(
-                        ErrorClass::Config,
-                        format!("could not parse network address \"{addr}\""),
-                    ));
+        TargetSessionAttrs::Any => &[TargetSessionAttrs::Any],
+        TargetSessionAttrs::ReadWrite => &[TargetSessionAttrs::ReadWrite],
+        TargetSessionAttrs::ReadOnly => &[TargetSessionAttrs::ReadOnly],
+        TargetSessionAttrs::Primary => &[TargetSessionAttrs::Primary],
+        TargetSessionAttrs::Standby => &[TargetSessionAttrs::Standby],
+    };
+    for &target in passes {
+        'hosts: for host in hosts.iter().cloned() {
+            let mut config = base_config.clone();
+            if let Some(path) = passfile {
+                let user = config.get_user().unwrap_or_default().to_string();
+                let dbname = config.get_dbname().unwrap_or_default().to_string();
+                if let Some(password) =
+                    pgpass::password_from_file(path, &host.host, host.port, &dbname, &user)
+                {
+                    config.password(password.expose());
                 }
             }
-        } else {
-            match tokio::net::lookup_host((host.host.clone(), host.port)).await {
-                Ok(addrs) => addrs.map(Endpoint::Tcp).collect(),
-                Err(e) => {
-                    messages.push(format!(
-                        "could not translate host name \"{}\" to address: {e}",
-                        host.host
-                    ));
-                    continue;
+            let endpoints: Vec<Endpoint> = if host.is_socket() {
+                vec![Endpoint::Unix(
+                    Path::new(&host.host).join(format!(".s.PGSQL.{}", host.port)),
+                )]
+            } else if let Some(addr) = &host.hostaddr {
+                match addr.parse::<std::net::IpAddr>() {
+                    Ok(ip) => vec![Endpoint::Tcp(SocketAddr::new(ip, host.port))],
+                    Err(_) => {
+                        return Err(ConnectError::new(
+                            ErrorClass::Config,
+                            format!("could not parse network address \"{addr}\""),
+                        ));
+                    }
                 }
-            }
-        };
-        let connector = if host.is_socket() || plan.tls.mode == SslMode::Disable {
-            None
-        } else {
-            let client = identity.as_ref().map(|i| ClientIdentity {
-                certs: i.certs.clone(),
-                key: i.key.clone_key(),
-            });
-            let connector = Connector::new(
-                plan.tls.verify,
-                roots.clone(),
-                &host.host,
-                client,
-                direct,
-                plan.tls.versions,
-                plan.tls.sni,
-            )
-            .map_err(|e| ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}")))?
-            .with_session_rules(plan.tls.cert_mode, require_auth.clone());
-            Some(match &refusal {
-                Some(message) => connector.refusing(message.clone()),
-                None => connector,
-            })
-        };
-        for endpoint in endpoints {
-            let endpoint = &endpoint;
-            tracing::debug!(
-                host = %shown_host(plan, &host.host),
-                port = host.port,
-                socket = host.is_socket(),
-                sslmode = plan.tls.as_str(),
-                "connect attempt"
-            );
-            // One attempt on this endpoint: over TLS (with the host's connector) or plain.
-            let try_once = |tls: bool, wire: WireSslMode| {
-                attempt(
-                    &config,
-                    endpoint,
-                    connector.as_ref().filter(|_| tls),
-                    wire,
-                    timeout,
-                    &rules,
+            } else {
+                match tokio::net::lookup_host((host.host.clone(), host.port)).await {
+                    Ok(addrs) => addrs.map(Endpoint::Tcp).collect(),
+                    Err(e) => {
+                        messages.push(format!(
+                            "could not translate host name \"{}\" to address: {e}",
+                            host.host
+                        ));
+                        continue;
+                    }
+                }
+            };
+            let connector = if host.is_socket() || plan.tls.mode == SslMode::Disable {
+                None
+            } else {
+                let client = identity.as_ref().map(|i| ClientIdentity {
+                    certs: i.certs.clone(),
+                    key: i.key.clone_key(),
+                });
+                let connector = Connector::new(
+                    plan.tls.verify,
+                    roots.clone(),
+                    &host.host,
+                    client,
+                    direct,
+                    plan.tls.versions,
+                    plan.tls.sni,
                 )
+                .map_err(|e| {
+                    ConnectError::new(ErrorClass::Config, format!("TLS set-up failed: {e}"))
+                })?
+                .with_session_rules(plan.tls.cert_mode, require_auth.clone());
+                Some(match &refusal {
+                    Some(message) => connector.refusing(message.clone()),
+                    None => connector,
+                })
             };
-            let result = match (&connector, plan.tls.mode) {
-                (None, _) | (Some(_), SslMode::Disable) => {
-                    try_once(false, WireSslMode::Disable).await
-                }
-                (Some(_), SslMode::Allow) => {
-                    match try_once(false, WireSslMode::Disable).await {
-                        // Refused in plain text: libpq tries again, asking for TLS (and carrying
-                        // on in plain if the server says no).
-                        Err(first @ Failure::Server { login: true, .. }) => {
-                            messages.push(first.message());
-                            try_once(true, WireSslMode::Prefer).await
-                        }
-                        other => other,
+            for endpoint in endpoints {
+                let endpoint = &endpoint;
+                tracing::debug!(
+                    host = %shown_host(plan, &host.host),
+                    port = host.port,
+                    socket = host.is_socket(),
+                    sslmode = plan.tls.as_str(),
+                    "connect attempt"
+                );
+                // One attempt on this endpoint: over TLS (with the host's connector) or plain.
+                let try_once = |tls: bool, wire: WireSslMode| {
+                    attempt(
+                        &config,
+                        endpoint,
+                        connector.as_ref().filter(|_| tls),
+                        wire,
+                        timeout,
+                        &rules,
+                    )
+                };
+                let result = match (&connector, plan.tls.mode) {
+                    (None, _) | (Some(_), SslMode::Disable) => {
+                        try_once(false, WireSslMode::Disable).await
                     }
-                }
-                (Some(_), SslMode::Prefer) => {
-                    match try_once(true, WireSslMode::Prefer).await {
-                        // The TLS attempt failed, or the login over TLS was refused: libpq
-                        // tries once more in plain text.
-                        Err(
-                            first @ (Failure::Tls(..)
-                            | Failure::Server {
-                                login: true,
-                                tls: true,
-                                ..
-                            }),
-                        ) => {
-                            messages.push(first.message());
-                            try_once(false, WireSslMode::Disable).await
+                    (Some(_), SslMode::Allow) => {
+                        match try_once(false, WireSslMode::Disable).await {
+                            // Refused in plain text: libpq tries again, asking for TLS (and carrying
+                            // on in plain if the server says no).
+                            Err(first @ Failure::Server { login: true, .. }) => {
+                                messages.push(first.message());
+                                try_once(true, WireSslMode::Prefer).await
+                            }
+                            other => other,
                         }
-                        other => other,
                     }
-                }
-                (Some(_), _) => try_once(true, WireSslMode::Require).await,
-            };
-            match result {
-                Ok(success) => {
-                    return finish(success, host, plan.tls.verify, started, timeout).await;
-                }
-                Err(failure) => {
-                    last_class = failure.class();
-                    messages.push(failure.message());
-                    // Only a connection that could not be opened moves on; a server that was
-                    // reached has given its answer.
-                    if !matches!(failure, Failure::Unreachable(_) | Failure::Socket(_)) {
-                        return Err(ConnectError {
-                            class: last_class,
-                            messages,
-                            cause: None,
-                        });
+                    (Some(_), SslMode::Prefer) => {
+                        match try_once(true, WireSslMode::Prefer).await {
+                            // The TLS attempt failed, or the login over TLS was refused: libpq
+                            // tries once more in plain text.
+                            Err(
+                                first @ (Failure::Tls(..)
+                                | Failure::Server {
+                                    login: true,
+                                    tls: true,
+                                    ..
+                                }),
+                            ) => {
+                                messages.push(first.message());
+                                try_once(false, WireSslMode::Disable).await
+                            }
+                            other => other,
+                        }
+                    }
+                    (Some(_), _) => try_once(true, WireSslMode::Require).await,
+                };
+                match result {
+                    Ok(success) => {
+                        let check_timeout = timeout.unwrap_or(FIRST_QUERY_TIMEOUT);
+                        match session::check(&success.client, &success.state, target, check_timeout)
+                            .await
+                        {
+                            Ok(()) => {
+                                return finish(success, host, plan.tls.verify, started, timeout)
+                                    .await;
+                            }
+                            // A server of the wrong kind: dropping the client says goodbye
+                            // (Terminate); libpq moves on to the next host.
+                            Err(session::Rejection::WrongKind(message)) => {
+                                last_class = ErrorClass::TargetMismatch;
+                                messages.push(message);
+                                continue 'hosts;
+                            }
+                            Err(session::Rejection::QueryFailed(message)) => {
+                                last_class = ErrorClass::Other;
+                                messages.push(message);
+                                continue 'hosts;
+                            }
+                        }
+                    }
+                    Err(Failure::NotNow(class, message)) => {
+                        last_class = class;
+                        messages.push(message);
+                        continue 'hosts;
+                    }
+                    Err(failure) => {
+                        last_class = failure.class();
+                        messages.push(failure.message());
+                        // Only a connection that could not be opened moves on; a server that was
+                        // reached has given its answer.
+                        if !matches!(failure, Failure::Unreachable(_) | Failure::Socket(_)) {
+                            return Err(ConnectError {
+                                class: last_class,
+                                messages,
+                                cause: None,
+                            });
+                        }
                     }
                 }
             }
@@ -1138,26 +1210,11 @@ async fn finish(
     timeout: Option<Duration>,
 ) -> Result<Connected, ConnectError> {
     let query_started = Instant::now();
-    let query = success.client.query_one("SHOW server_version", &[]);
-    let server_version = tokio::time::timeout(timeout.unwrap_or(FIRST_QUERY_TIMEOUT), query)
-        .await
-        .map_err(|_| ConnectError::new(ErrorClass::Other, "first query: timeout expired"))?
-        .map_err(|e| {
-            ConnectError::new(
-                ErrorClass::Other,
-                format!(
-                    "first query failed: {}",
-                    crate::text::foreign(&e.to_string())
-                ),
-            )
-        })?
-        .try_get::<_, String>(0)
-        .map_err(|e| {
-            ConnectError::new(
-                ErrorClass::Other,
-                format!("first query (SHOW server_version), column 0: {e}"),
-            )
-        })?;
+    let server_version = match success.state.server_version() {
+        // Reported at start-up by every server since 7.4: no query needed.
+        Some(version) => version,
+        None => first_query(&success.client, timeout).await?,
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let tls = success.tls.as_ref().and_then(|r| {
         r.negotiated.as_ref().map(|(version, cipher)| TlsInfo {
@@ -1178,7 +1235,32 @@ async fn finish(
         },
         tls,
         server_version,
+        session: success.state,
     })
+}
+
+/// `SHOW server_version`, for a server that did not report it at start-up.
+async fn first_query(client: &Client, timeout: Option<Duration>) -> Result<String, ConnectError> {
+    let query = client.query_one("SHOW server_version", &[]);
+    tokio::time::timeout(timeout.unwrap_or(FIRST_QUERY_TIMEOUT), query)
+        .await
+        .map_err(|_| ConnectError::new(ErrorClass::Other, "first query: timeout expired"))?
+        .map_err(|e| {
+            ConnectError::new(
+                ErrorClass::Other,
+                format!(
+                    "first query failed: {}",
+                    crate::text::foreign(&e.to_string())
+                ),
+            )
+        })?
+        .try_get::<_, String>(0)
+        .map_err(|e| {
+            ConnectError::new(
+                ErrorClass::Other,
+                format!("first query (SHOW server_version), column 0: {e}"),
+            )
+        })
 }
 
 #[cfg(test)]

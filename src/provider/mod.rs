@@ -293,6 +293,12 @@ fn finish(
         .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
     let require_auth = crate::plan::RequireAuth::parse(target.params.get("require_auth"))
         .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
+    let target_session_attrs =
+        crate::plan::TargetSessionAttrs::parse(target.params.get("target_session_attrs"))
+            .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
+    let load_balance_hosts =
+        crate::plan::LoadBalanceHosts::parse(target.params.get("load_balance_hosts"))
+            .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
     let sslcertmode = crate::plan::CertMode::parse(target.params.get("sslcertmode"))
         .map_err(|e| origin.error(params_key, ConfigErrorKind::InvalidValue, e))?;
     let negotiation = negotiation(sslmode, target.params.get("sslnegotiation")).map_err(|e| {
@@ -443,6 +449,8 @@ fn finish(
         connect_timeout,
         channel_binding,
         require_auth,
+        target_session_attrs,
+        load_balance_hosts,
         application_name,
         requirepeer: non_empty("requirepeer"),
         passfile: non_empty("passfile").or_else(|| home_path(env, ".pgpass")),

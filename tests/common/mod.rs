@@ -3,6 +3,8 @@
 // Each test target uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod agreement;
+
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,285 @@
+//! High availability against libpq: `target_session_attrs` over host lists of a primary, its
+//! streaming standby, a read-only primary, a host that is down and one without TLS, through
+//! this crate and libpq 15 (psql), case by case; `load_balance_hosts` through this crate by the
+//! set and the spread of its outcomes (libpq 17's side runs in the container suite).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use common::agreement::Agreement;
+use tea_pgcloud::conformance::certs::{CertFactory, ServerCertKind};
+use tea_pgcloud::conformance::launcher::{NativeServer, Profile, Server, TlsFiles};
+use tea_pgcloud::env::MapEnv;
+
+/// Every server lets `tea` in without a password: these cases are about which server is
+/// chosen, not about logging in.
+const TRUST: &str = "host all all 127.0.0.1/32 trust";
+
+/// The servers of the cases, each named by a letter.
+struct Servers {
+    /// `P`: a primary with TLS.
+    primary: NativeServer,
+    /// `S`: its streaming standby (hot standby), with TLS.
+    standby: NativeServer,
+    /// `R`: another primary, `default_transaction_read_only = on`, with TLS.
+    read_only: NativeServer,
+    /// `N`: a primary without TLS (`ssl = off`).
+    no_tls: NativeServer,
+    /// `D`: a loopback port nothing listens on.
+    down: u16,
+}
+
+impl Servers {
+    fn start() -> Self {
+        let factory = CertFactory::new().expect("certificates");
+        let pem = factory.server(ServerCertKind::Good).expect("a server cert");
+        let tls = Profile::new(
+            "ha-tls",
+            Some(TlsFiles {
+                cert_pem: pem.cert.clone(),
+                key_pem: pem.key.clone(),
+                client_ca_pem: None,
+            }),
+            [TRUST],
+        );
+        let primary = NativeServer::start(&tls).expect("the primary");
+        let standby = NativeServer::start_standby(&primary).expect("the standby");
+        let read_only = NativeServer::start(&tls).expect("the read-only primary");
+        read_only.set_read_only(true).expect("read-only");
+        let no_tls =
+            NativeServer::start(&Profile::new("ha-plain", None, [TRUST])).expect("a plain server");
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        assert!(standby.in_recovery().expect("asks"), "S is a standby");
+        Servers {
+            primary,
+            standby,
+            read_only,
+            no_tls,
+            down,
+        }
+    }
+
+    fn port(&self, letter: char) -> u16 {
+        match letter {
+            'P' => self.primary.port(),
+            'S' => self.standby.port(),
+            'R' => self.read_only.port(),
+            'N' => self.no_tls.port(),
+            'D' => self.down,
+            other => panic!("no server {other}"),
+        }
+    }
+
+    fn letter(&self, port: u16) -> String {
+        "PSRND"
+            .chars()
+            .find(|&l| self.port(l) == port)
+            .map_or_else(|| format!("port {port}?"), String::from)
+    }
+
+    /// The connection string for the hosts `letters`, in order.
+    fn conninfo(&self, letters: &str, extra: &str) -> String {
+        let hosts = vec!["127.0.0.1"; letters.len()].join(",");
+        let ports: Vec<String> = letters.chars().map(|l| self.port(l).to_string()).collect();
+        format!(
+            "host={hosts} port={} user=tea dbname=postgres connect_timeout=5 {extra}",
+            ports.join(",")
+        )
+    }
+}
+
+/// The libpq text of the last attempt of a failed connection, without the
+/// `connection to server at ..., port N failed: ` part.
+fn last_reason(message: &str) -> String {
+    let attempts = tea_pgcloud::conformance::oracle::attempts(message);
+    let last = attempts.last().copied().unwrap_or_default();
+    let reason = last.rsplit_once(" failed: ").map_or(last, |(_, r)| r);
+    reason.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// An outcome as both sides are compared: the server's letter, or the error class (with
+/// libpq's text for a server of the wrong kind).
+fn error_outcome(class: &str, reason: &str) -> String {
+    if class == "target-mismatch" {
+        format!("{class}: {reason}")
+    } else {
+        class.to_string()
+    }
+}
+
+/// Through this crate.
+fn ours(servers: &Servers, conninfo: &str) -> String {
+    use tea_pgcloud::connect::{Login, connect};
+    let env = MapEnv::new();
+    let yaml = format!("connection_string: \"{conninfo}\"\n");
+    let config = tea_pgcloud::config::load_str(&yaml, "ha.yaml", &env).expect("loads");
+    let plan = match tea_pgcloud::provider::plan(&config, &env) {
+        Ok(plan) => plan,
+        Err(e) => return e.class().as_str().to_string(),
+    };
+    match common::block_on(connect(&plan, &Login::new(None, None), &env)) {
+        Ok(c) => servers.letter(c.host.port),
+        Err(e) => error_outcome(
+            e.class().as_str(),
+            e.messages().last().map_or("", String::as_str),
+        ),
+    }
+}
+
+/// Through libpq (psql, which reports the port it reached).
+fn libpq(servers: &Servers, conninfo: &str, home: &Path) -> String {
+    use tea_pgcloud::conformance::oracle::{Attempt, classify, run_sql};
+    let result = run_sql(
+        &Attempt {
+            conninfo,
+            password: None,
+            home,
+        },
+        "SELECT inet_server_port()",
+    )
+    .expect("psql runs");
+    match result {
+        Ok(port) => servers.letter(port.parse().expect("a port")),
+        Err(message) => error_outcome(classify(&message).as_str(), &last_reason(&message)),
+    }
+}
+
+/// Every host list of two and three distinct servers, and a fixed tenth of those of four.
+fn host_lists() -> Vec<String> {
+    fn extend(prefix: &str, len: usize, out: &mut Vec<String>) {
+        if prefix.len() == len {
+            out.push(prefix.to_string());
+            return;
+        }
+        for l in "PSRND".chars().filter(|l| !prefix.contains(*l)) {
+            extend(&format!("{prefix}{l}"), len, out);
+        }
+    }
+    let mut lists = Vec::new();
+    extend("", 2, &mut lists);
+    extend("", 3, &mut lists);
+    let mut fours = Vec::new();
+    extend("", 4, &mut fours);
+    lists.extend(fours.into_iter().step_by(10));
+    lists
+}
+
+const ATTRS: [&str; 6] = [
+    "any",
+    "read-write",
+    "read-only",
+    "primary",
+    "standby",
+    "prefer-standby",
+];
+
+/// `target_session_attrs` x host lists (every pair and triple, a tenth of the quadruples) x
+/// `sslmode` `prefer` (the server without TLS is taken in plain) and, for the pairs,
+/// `require` (it ends the search: libpq does not move on after a TLS refusal): the same
+/// server chosen, or the same error, as libpq 15.
+#[test]
+fn target_session_attrs_agree_with_libpq() {
+    let servers = Servers::start();
+    let home = tempfile::tempdir().expect("an empty HOME");
+    let mut agreement = Agreement::default();
+    for list in host_lists() {
+        let sslmodes: &[&str] = if list.len() == 2 {
+            &["prefer", "require"]
+        } else {
+            &["prefer"]
+        };
+        for sslmode in sslmodes {
+            for attrs in ATTRS {
+                let conninfo = servers.conninfo(
+                    &list,
+                    &format!("sslmode={sslmode} target_session_attrs={attrs}"),
+                );
+                agreement.record(
+                    &format!("{list} {sslmode} {attrs}"),
+                    ours(&servers, &conninfo),
+                    libpq(&servers, &conninfo, home.path()),
+                );
+            }
+        }
+    }
+    // Values libpq refuses, and the environment variable's value.
+    for value in ["ANY", "read_write", "", "master"] {
+        let conninfo = servers.conninfo("PS", &format!("target_session_attrs='{value}'"));
+        agreement.record(
+            &format!("value {value:?}"),
+            ours(&servers, &conninfo),
+            libpq(&servers, &conninfo, home.path()),
+        );
+    }
+    agreement.assert_all_agree_and_recorded(
+        "target-session-attrs",
+        "target_session_attrs over host lists of P (primary), S (its standby), R (a read-only \
+         primary), N (a primary without TLS) and D (down): the server libpq reached, or its \
+         error class (with the text of the last attempt for a server of the wrong kind)",
+        &[
+            "P",
+            "S",
+            "R",
+            "N",
+            "unreachable",
+            "server-no-tls",
+            "config",
+            "target-mismatch: session is read-only",
+            "target-mismatch: session is not read-only",
+            "target-mismatch: server is in hot standby mode",
+            "target-mismatch: server is not in hot standby mode",
+        ],
+    );
+}
+
+/// `load_balance_hosts=random` through this crate: over many connections every server of the
+/// list is reached, each about as often; `prefer-standby` still lands on the standby only;
+/// `disable` always on the first host. (libpq 15 does not know the keyword; libpq 17's side
+/// is in the container suite.)
+#[test]
+fn load_balance_hosts_spreads_connections_as_libpq_does() {
+    let servers = Servers::start();
+    let connects = 300;
+    let spread = |list: &str, extra: &str| -> BTreeMap<String, usize> {
+        let conninfo = servers.conninfo(list, extra);
+        let mut seen = BTreeMap::new();
+        for _ in 0..connects {
+            *seen.entry(ours(&servers, &conninfo)).or_default() += 1;
+        }
+        seen
+    };
+    // Three servers that all qualify: each about a third (a binomial with p = 1/3 over 300
+    // stays within 60..140 with probability above 1 - 1e-9).
+    let random = spread("PSR", "load_balance_hosts=random");
+    assert_eq!(
+        random.keys().cloned().collect::<BTreeSet<_>>(),
+        ["P", "R", "S"].map(String::from).into_iter().collect(),
+        "{random:?}"
+    );
+    for (server, n) in &random {
+        assert!(
+            (60..=140).contains(n),
+            "{server}: {n} of {connects}: {random:?}"
+        );
+    }
+    // A host that is down is skipped: P and S share everything.
+    let with_down = spread("DPS", "load_balance_hosts=random");
+    assert_eq!(with_down.get("D"), None, "{with_down:?}");
+    for server in ["P", "S"] {
+        let n = with_down.get(server).copied().unwrap_or(0);
+        assert!((110..=190).contains(&n), "{server}: {n}: {with_down:?}");
+    }
+    // The attributes still decide.
+    let standby = spread(
+        "PSR",
+        "load_balance_hosts=random target_session_attrs=prefer-standby",
+    );
+    assert_eq!(standby.get("S"), Some(&connects), "{standby:?}");
+    let disable = spread("PSR", "load_balance_hosts=disable");
+    assert_eq!(disable.get("P"), Some(&connects), "{disable:?}");
+}
