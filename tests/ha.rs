@@ -283,3 +283,180 @@ fn load_balance_hosts_spreads_connections_as_libpq_does() {
     let disable = spread("PSR", "load_balance_hosts=disable");
     assert_eq!(disable.get("P"), Some(&connects), "{disable:?}");
 }
+
+/// The image whose psql (libpq 17) judges what libpq 15 cannot: `TEA_LIBPQ17_IMAGE`, a
+/// `tea-pgcloud/postgres:17` built by `conformance/image/build.sh`. Its psql runs in a
+/// container on the host's network, against the servers above on loopback.
+const LIBPQ17_IMAGE: &str = "TEA_LIBPQ17_IMAGE";
+
+/// libpq 17's outcome of each connection string, in one container: the server's letter, or
+/// the error as [`error_outcome`] has it.
+fn libpq17(servers: &Servers, image: &str, conninfos: &[String]) -> Vec<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut script = String::from("mkdir -p /tmp/home\n");
+    for (i, conninfo) in conninfos.iter().enumerate() {
+        assert!(!conninfo.contains('\''), "no quote to escape: {conninfo}");
+        script.push_str(&format!(
+            "if out=$(psql -X -A -t -w -d '{conninfo}' -c 'SELECT inet_server_port()' 2>/tmp/e); \
+             then echo \"CASE {i} OK $out\"; else echo \"CASE {i} ERR $(base64 -w0 /tmp/e)\"; fi\n"
+        ));
+    }
+    let mut child = Command::new("docker")
+        .args(["run", "--rm", "-i", "--network", "host"])
+        .args([
+            "-e",
+            "LC_ALL=C",
+            "-e",
+            "HOME=/tmp/home",
+            "-e",
+            "PGCONNECT_TIMEOUT=10",
+        ])
+        .args(["--entrypoint", "sh", image, "-s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("docker runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("the script is sent");
+    let output = child.wait_with_output().expect("the container ends");
+    assert!(
+        output.status.success(),
+        "the container failed: {}",
+        output.status
+    );
+    let mut outcomes = vec![String::new(); conninfos.len()];
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let mut parts = line.splitn(4, ' ');
+        let (Some("CASE"), Some(i), Some(kind)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let i: usize = i.parse().expect("a case number");
+        let rest = parts.next().unwrap_or_default();
+        outcomes[i] = match kind {
+            "OK" => servers.letter(rest.trim().parse().expect("a port")),
+            _ => {
+                let bytes = <base64ct::Base64 as base64ct::Encoding>::decode_vec(rest.trim())
+                    .expect("base64");
+                let message = String::from_utf8_lossy(&bytes);
+                let message = message
+                    .trim()
+                    .strip_prefix("psql: error: ")
+                    .unwrap_or(message.trim())
+                    .to_string();
+                error_outcome(
+                    tea_pgcloud::conformance::oracle::classify(&message).as_str(),
+                    &last_reason(&message),
+                )
+            }
+        };
+    }
+    assert!(
+        outcomes.iter().all(|o| !o.is_empty()),
+        "every case has an outcome"
+    );
+    outcomes
+}
+
+/// libpq 17 (psql in the PostgreSQL 17 image, `TEA_LIBPQ17_IMAGE`): the pairs of the matrix
+/// above under every attribute, and `load_balance_hosts`: `random` reaches the same set of
+/// servers as this crate, each about as often over 300 connections on both sides; `disable`
+/// and the attributes agree case by case. Without the variable the test says so and checks
+/// nothing; `.ci/run` sets it in its container step.
+#[test]
+fn libpq17_agrees_on_session_attrs_and_load_balancing() {
+    let Some(image) = std::env::var(LIBPQ17_IMAGE).ok().filter(|v| !v.is_empty()) else {
+        eprintln!("{LIBPQ17_IMAGE} is not set: libpq 17's side is not run here");
+        return;
+    };
+    let servers = Servers::start();
+    // Case by case: every pair, every attribute, both load-balancing modes where the outcome
+    // does not depend on chance (one server qualifies, or none).
+    let mut cases = Vec::new();
+    for list in host_lists().into_iter().filter(|l| l.len() == 2) {
+        for attrs in ATTRS {
+            cases.push((
+                format!("{list} prefer {attrs}"),
+                servers.conninfo(
+                    &list,
+                    &format!("sslmode=prefer target_session_attrs={attrs}"),
+                ),
+            ));
+        }
+    }
+    for value in ["RANDOM", "on", "1"] {
+        cases.push((
+            format!("load_balance_hosts={value}"),
+            servers.conninfo("PS", &format!("load_balance_hosts={value}")),
+        ));
+    }
+    let conninfos: Vec<String> = cases.iter().map(|(_, c)| c.clone()).collect();
+    let theirs = libpq17(&servers, &image, &conninfos);
+    let mut agreement = Agreement::default();
+    for ((name, conninfo), libpq) in cases.iter().zip(theirs) {
+        agreement.record(name, ours(&servers, conninfo), libpq);
+    }
+    agreement.assert_all_agree(&[
+        "P",
+        "S",
+        "N",
+        "config",
+        "target-mismatch: session is read-only",
+        "target-mismatch: server is not in hot standby mode",
+    ]);
+
+    // By the spread: the same servers, each about as often.
+    let connects = 300;
+    for (list, extra) in [
+        ("PSR", "load_balance_hosts=random"),
+        ("DPS", "load_balance_hosts=random"),
+        (
+            "PSR",
+            "load_balance_hosts=random target_session_attrs=read-only",
+        ),
+        (
+            "PSRN",
+            "load_balance_hosts=random target_session_attrs=prefer-standby",
+        ),
+        ("PSR", "load_balance_hosts=disable"),
+    ] {
+        let conninfo = servers.conninfo(list, extra);
+        let theirs = libpq17(&servers, &image, &vec![conninfo.clone(); connects]);
+        let count = |outcomes: Vec<String>| {
+            let mut seen = BTreeMap::<String, usize>::new();
+            for o in outcomes {
+                *seen.entry(o).or_default() += 1;
+            }
+            seen
+        };
+        let theirs = count(theirs);
+        let ours = count((0..connects).map(|_| ours(&servers, &conninfo)).collect());
+        println!("{list} {extra}: libpq 17 {theirs:?}, ours {ours:?}");
+        assert_eq!(
+            theirs.keys().collect::<Vec<_>>(),
+            ours.keys().collect::<Vec<_>>(),
+            "{list} {extra}: the same servers are reached"
+        );
+        let qualifying = theirs.len();
+        for (server, n) in &theirs {
+            let m = ours[server];
+            // Each share p = 1/k over 300: both within 7 standard deviations of 300/k.
+            let expected = connects as f64 / qualifying as f64;
+            let sd =
+                (connects as f64 * (1.0 / qualifying as f64) * (1.0 - 1.0 / qualifying as f64))
+                    .sqrt()
+                    .max(1.0);
+            for (who, got) in [("libpq 17", *n), ("ours", m)] {
+                assert!(
+                    (got as f64 - expected).abs() <= 7.0 * sd,
+                    "{list} {extra}: {who} reached {server} {got} times, expected about {expected}"
+                );
+            }
+        }
+    }
+}
