@@ -18,6 +18,7 @@ pub mod docker;
 #[cfg(feature = "docker")]
 pub mod docker_shim;
 pub mod emulators;
+pub mod failover;
 pub mod hostile;
 pub mod launcher;
 #[cfg(feature = "docker")]

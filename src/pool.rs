@@ -32,12 +32,13 @@ use tokio_postgres::Client;
 
 use crate::config::PoolConfig;
 use crate::connect::ConnectError;
+use crate::connect::SessionState;
 use crate::credentials::{Credentials, CredentialsBuilder};
 use crate::env::Environment;
 use crate::error::{Action, ErrorClass};
 use crate::iam::TokenSource;
 use crate::iam::cache::CacheOptions;
-use crate::plan::ConnectPlan;
+use crate::plan::{ConnectPlan, TargetSessionAttrs};
 use crate::secrets::CachedSecrets;
 
 /// The default maximum lifetime of a connection (`max_lifetime`: 1800 s, 30 minutes).
@@ -125,6 +126,9 @@ pub struct PoolStats {
     pub expired: u64,
     /// Connections closed on recycle because the health check failed.
     pub unhealthy: u64,
+    /// Connections closed on recycle because their server is no longer of the kind the plan's
+    /// `target_session_attrs` asks for (turned read-only, demoted, promoted).
+    pub wrong_kind: u64,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +137,7 @@ struct Counters {
     failures: AtomicU64,
     expired: AtomicU64,
     unhealthy: AtomicU64,
+    wrong_kind: AtomicU64,
 }
 
 /// The deadpool manager: opens connections through the plan's [`Credentials`] stage
@@ -152,17 +157,81 @@ impl fmt::Debug for Manager {
     }
 }
 
+/// A pooled connection: the client, and what its server reports about the session (kept
+/// current while the connection runs). Derefs to [`tokio_postgres::Client`].
+pub struct PoolConnection {
+    client: Client,
+    session: Arc<SessionState>,
+}
+
+impl PoolConnection {
+    /// What the server last reported: `in_hot_standby`, `default_transaction_read_only`.
+    pub fn session(&self) -> &SessionState {
+        &self.session
+    }
+}
+
+impl fmt::Debug for PoolConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolConnection")
+            .field("closed", &self.client.is_closed())
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for PoolConnection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for PoolConnection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Whether an error on a pooled connection means its server is gone or can no longer serve
+/// this pool: SQLSTATE 25006 (`read_only_sql_transaction`: a primary turned read-only, or a
+/// standby), 57P01-57P03 (the server shutting down, crashed, or not accepting connections),
+/// class 08 (connection exceptions), or a connection that is closed. [`Pool`] retires such
+/// connections on recycle by what they show (closed, or the server's reported state); a
+/// caller holding one can drop it from the pool at once with
+/// [`PooledClient::take`](managed::Object::take).
+pub fn is_fatal_to_connection(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            code == &SqlState::READ_ONLY_SQL_TRANSACTION
+                || code == &SqlState::ADMIN_SHUTDOWN
+                || code == &SqlState::CRASH_SHUTDOWN
+                || code == &SqlState::CANNOT_CONNECT_NOW
+                || code.code().starts_with("08")
+        }
+        // No SQLSTATE: the failure is the client's or the connection's (I/O, protocol).
+        None => error.as_db_error().is_none(),
+    }
+}
+
 impl managed::Manager for Manager {
-    type Type = Client;
+    type Type = PoolConnection;
     type Error = ConnectError;
 
-    async fn create(&self) -> Result<Client, ConnectError> {
+    async fn create(&self) -> Result<PoolConnection, ConnectError> {
         let connected = self.credentials.connect().await;
         match connected {
             Ok(c) => {
                 let opened = self.counters.opened.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::debug!(opened, "pool: a new connection");
-                Ok(c.client)
+                Ok(PoolConnection {
+                    client: c.client,
+                    session: c.session,
+                })
             }
             Err(e) => {
                 let failures = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -176,7 +245,11 @@ impl managed::Manager for Manager {
         }
     }
 
-    async fn recycle(&self, client: &mut Client, metrics: &Metrics) -> RecycleResult<ConnectError> {
+    async fn recycle(
+        &self,
+        conn: &mut PoolConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<ConnectError> {
         if let Some(max) = self.options.max_lifetime
             && metrics.age() >= max
         {
@@ -189,26 +262,78 @@ impl managed::Manager for Manager {
                 "the connection reached its maximum lifetime",
             ));
         }
-        if client.is_closed() {
+        if conn.client.is_closed() {
             self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
             tracing::info!("pool: connection retired, the server closed it");
             return Err(RecycleError::message("the connection is closed"));
         }
-        if self.options.health_check == HealthCheck::Verified
-            && let Err(e) = client.simple_query("").await
-        {
-            self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "pool: connection retired, its health check failed");
-            return Err(RecycleError::Backend(ConnectError::new(
-                ErrorClass::Unreachable,
-                format!("health check failed: {e}"),
-            )));
+        let target = self.credentials.plan().target_session_attrs;
+        // What the server last reported: a primary that turned read-only or a standby that was
+        // promoted says so at its session's next statement.
+        if conn.session.satisfies(target) == Some(false) {
+            return Err(self.wrong_kind(target));
+        }
+        if self.options.health_check == HealthCheck::Verified {
+            // The round trip; where the pool's `target_session_attrs` asks for a kind of
+            // server, it is libpq's own question, so the answer is current.
+            let probe = match target {
+                TargetSessionAttrs::ReadWrite | TargetSessionAttrs::ReadOnly => {
+                    "SHOW transaction_read_only"
+                }
+                TargetSessionAttrs::Primary | TargetSessionAttrs::Standby => {
+                    "SELECT pg_catalog.pg_is_in_recovery()"
+                }
+                TargetSessionAttrs::Any | TargetSessionAttrs::PreferStandby => "",
+            };
+            match conn.client.simple_query(probe).await {
+                Err(e) => {
+                    self.counters.unhealthy.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "pool: connection retired, its health check failed");
+                    return Err(RecycleError::Backend(ConnectError::new(
+                        ErrorClass::Unreachable,
+                        format!("health check failed: {e}"),
+                    )));
+                }
+                Ok(messages) if !probe.is_empty() => {
+                    let on = messages.iter().find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                        _ => None,
+                    });
+                    // `on` / `t`: read-only, or in recovery.
+                    let yes = on.is_some_and(|v| v.starts_with("on") || v == "t");
+                    let wrong = match target {
+                        TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary => yes,
+                        _ => !yes,
+                    };
+                    if wrong {
+                        return Err(self.wrong_kind(target));
+                    }
+                }
+                Ok(_) => {}
+            }
         }
         Ok(())
     }
 }
 
-/// A connection from the pool; it goes back when dropped. Derefs to [`tokio_postgres::Client`].
+impl Manager {
+    /// A connection whose server is no longer of the kind the plan's `target_session_attrs`
+    /// asks for: retired, so that the next one follows the host list.
+    fn wrong_kind(&self, target: TargetSessionAttrs) -> RecycleError<ConnectError> {
+        self.counters.wrong_kind.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            target_session_attrs = target.as_str(),
+            "pool: connection retired, its server is no longer of the kind asked for"
+        );
+        RecycleError::Backend(ConnectError::new(
+            ErrorClass::TargetMismatch,
+            format!("the server is no longer {target}"),
+        ))
+    }
+}
+
+/// A connection from the pool; it goes back when dropped. Derefs to [`PoolConnection`], which
+/// derefs to [`tokio_postgres::Client`].
 pub type PooledClient = managed::Object<Manager>;
 
 /// Why [`Pool::get`] failed.
@@ -430,6 +555,7 @@ impl Pool {
             connect_failures: c.failures.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
             unhealthy: c.unhealthy.load(Ordering::Relaxed),
+            wrong_kind: c.wrong_kind.load(Ordering::Relaxed),
         }
     }
 
