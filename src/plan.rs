@@ -304,6 +304,8 @@ impl ConnectPlan {
             "region": self.region,
             "instance_connection_name": self.instance_connection_name,
             "aws_endpoint": self.aws_endpoint,
+            "target_session_attrs": self.target_session_attrs.as_str(),
+            "load_balance_hosts": self.load_balance_hosts.as_str(),
             "pool": {
                 "min_size": self.pool.min_size,
                 "max_size": self.pool.max_size,

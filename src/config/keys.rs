@@ -136,6 +136,14 @@ pub const CATALOG_KEYS: &[KeySpec] = &[
         notes: "0 waits forever",
     },
     KeySpec {
+        name: "target_session_attrs",
+        providers: &[],
+        kind: "`any`, `read-write`, `read-only`, `primary`, `standby`, `prefer-standby`",
+        default: "`read-write` for a writer (gcp, azure; aws instance, proxy and Aurora cluster endpoints), `prefer-standby` for an Aurora reader endpoint (`cluster-ro`), else libpq's `any`",
+        env: "",
+        notes: "which server of the host list is taken, by libpq's rules; written into the connection string",
+    },
+    KeySpec {
         name: "application_name",
         providers: &[],
         kind: "string",

@@ -411,6 +411,9 @@ pub struct CatalogConfig {
     pub connect_timeout: Option<u32>,
     /// Reported to the server as `application_name`.
     pub application_name: Option<String>,
+    /// libpq `target_session_attrs`, when written (else the preset's default, see
+    /// `provider`).
+    pub target_session_attrs: Option<crate::plan::TargetSessionAttrs>,
     /// Pool and catalog behaviour.
     pub pool: PoolConfig,
     /// gcp: project id.

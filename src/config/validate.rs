@@ -25,6 +25,7 @@ const EXCLUDED_BY_CONNECTION_STRING: &[&str] = &[
     "sslkey",
     "connect_timeout",
     "application_name",
+    "target_session_attrs",
 ];
 
 /// Reads one mapping's scalars by key, remembering where each was written.
@@ -538,6 +539,15 @@ pub(super) fn validate(
             .map(|n| reader.integer("connect_timeout", n, 0, u64::from(u32::MAX)))
             .transpose()?,
         application_name: opt_string(&reader, "application_name")?,
+        target_session_attrs: get("target_session_attrs")
+            .map(|n| {
+                reader.choice(
+                    "target_session_attrs",
+                    n,
+                    &crate::plan::TargetSessionAttrs::ALL.map(|t| (t.as_str(), t)),
+                )
+            })
+            .transpose()?,
         pool,
         project: opt_string(&reader, "project")?,
         region: opt_string(&reader, "region")?,

@@ -178,6 +178,34 @@ fn common_keywords(config: &CatalogConfig, target: &mut Target) {
     if let Some(timeout) = config.connect_timeout {
         target.set("connect_timeout", timeout.to_string());
     }
+    if let Some(attrs) = config
+        .target_session_attrs
+        .or_else(|| default_session_attrs(config.provider, target.aws_endpoint))
+    {
+        target.set("target_session_attrs", attrs.as_str());
+    }
+}
+
+/// The `target_session_attrs` a preset asks for when the YAML writes none: the catalog writes,
+/// so a writer endpoint takes only a server that accepts writes (a failover that has not yet
+/// moved the name finds the demoted server refused at connect time, not at the first write);
+/// an Aurora reader endpoint prefers a replica. Self-hosted servers, and endpoints whose role
+/// cannot be told from the name (Aurora custom endpoints, RDS Proxy's extra endpoints), keep
+/// libpq's `any`.
+pub fn default_session_attrs(
+    provider: Provider,
+    aws_endpoint: Option<&str>,
+) -> Option<crate::plan::TargetSessionAttrs> {
+    use crate::plan::TargetSessionAttrs as T;
+    match provider {
+        Provider::Gcp | Provider::Azure => Some(T::ReadWrite),
+        Provider::Aws => match aws_endpoint {
+            Some("cluster-ro") => Some(T::PreferStandby),
+            Some("cluster-custom" | "proxy-endpoint") => None,
+            _ => Some(T::ReadWrite),
+        },
+        Provider::SelfHosted => None,
+    }
 }
 
 /// The port: written, else from the provider's environment variable, else 5432.

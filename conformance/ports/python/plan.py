@@ -40,6 +40,8 @@ KEYS = {
     "sslkey": ("str",),
     "connect_timeout": ("int", 0, 2**31 - 1),
     "application_name": ("str",),
+    "target_session_attrs": ("choice", ("any", "read-write", "read-only", "primary", "standby",
+                                        "prefer-standby")),
     "min_size": ("int", 0, 2**31 - 1),
     "max_size": ("int", 1, 2**31 - 1),
     "auto_migrate": ("bool",),
@@ -86,7 +88,8 @@ SOURCE_ONLY = {
 }
 # What a connection string replaces: the host, TLS and provider keys.
 STRING_EXCLUDES = ("host", "port", "database", "user", "sslmode", "sslrootcert", "sslcert",
-                   "sslkey", "connect_timeout", "application_name", *PROVIDER_ONLY)
+                   "sslkey", "connect_timeout", "application_name", "target_session_attrs",
+                   *PROVIDER_ONLY)
 KEY_HABITS = {"dbname": "database", "db": "database", "username": "user", "hostname": "host",
               "connection_url": "connection_string", "dsn": "connection_string",
               "url": "connection_string"}
@@ -106,12 +109,12 @@ REFUSED = frozenset((
 HONOURED_VALUES = {
     "client_encoding": ("UTF8", "UTF-8", "UNICODE"),  # compared without regard to case
     "gssencmode": ("disable", "prefer"),
-    "target_session_attrs": ("any",),
-    "load_balance_hosts": ("disable",),
 }
 
 
 TLS_VERSIONS = ("tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3")
+# libpq's target_session_attrs values, compared exactly.
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 
 
 def _tls_versions(params, error):
@@ -640,6 +643,16 @@ class _Catalog:
 
     # -- the plan -------------------------------------------------------------------------------
 
+    def _default_session_attrs(self):
+        """The preset's target_session_attrs when the YAML writes none: writers read-write, an
+        Aurora reader endpoint prefer-standby, self-hosted and endpoints of unknown role none."""
+        if self.provider in ("gcp", "azure"):
+            return "read-write"
+        if self.provider == "aws":
+            return {"cluster-ro": "prefer-standby", "cluster-custom": None,
+                    "proxy-endpoint": None}.get(self.aws_endpoint, "read-write")
+        return None
+
     def plan(self):
         self.provider = self.get("provider", "self-hosted")
         self.source = self.cget("source", "env")
@@ -657,7 +670,9 @@ class _Catalog:
                       "dbname": dbname, "host": hosts[0]["host"], "port": port,
                       "application_name": self.get("application_name"), "sslmode": sslmode,
                       "sslcert": self.get("sslcert"), "sslkey": self.get("sslkey"),
-                      "sslrootcert": root[0] if root[2] else None}
+                      "sslrootcert": root[0] if root[2] else None,
+                      "target_session_attrs": self.get("target_session_attrs",
+                                                       self._default_session_attrs())}
             params = {k: str(v) for k, v in params.items() if v is not None}
             provider = self.provider
         rootcert, present = root[0], root[1]
@@ -707,6 +722,8 @@ class _Catalog:
             "conninfo": conninfo.to_keyword_value(public), "uri": conninfo.to_uri(public),
             "region": self.region, "instance_connection_name": self.icn,
             "aws_endpoint": self.aws_endpoint,
+            "target_session_attrs": params.get("target_session_attrs", "any"),
+            "load_balance_hosts": params.get("load_balance_hosts", "disable"),
             "pool": {"min_size": self.get("min_size", 1), "max_size": self.get("max_size", 10),
                      "auto_migrate": self.get("auto_migrate", True), "lazy": self.get("lazy", False),
                      "max_lifetime": self.get("max_lifetime", 1800),
@@ -937,6 +954,10 @@ class _Catalog:
         if params.get("channel_binding", "prefer") not in ("disable", "prefer", "require"):
             raise fail("invalid-value", "invalid channel_binding value: "
                        f'"{params["channel_binding"]}"')
+        for keyword, values in (("target_session_attrs", TARGET_SESSION_ATTRS),
+                                ("load_balance_hosts", ("disable", "random"))):
+            if keyword in params and params[keyword] not in values:
+                raise fail("invalid-value", f'invalid {keyword} value: "{params[keyword]}"')
         if params.get("sslnegotiation") == "direct" and sslmode in ("disable", "allow", "prefer"):
             raise fail("conflict", f'weak sslmode "{sslmode}" may not be used with '
                        'sslnegotiation=direct (use "require", "verify-ca", or "verify-full")',
