@@ -84,7 +84,7 @@ fn main() {
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if let Some(v) = value.get("libpq") {
+                if let Some(v) = value.get("libpq").and_then(serde_json::Value::as_str) {
                     *libpq.lock().unwrap_or_else(|e| e.into_inner()) = v.to_string();
                 }
                 for kind in ["ok", "fail"] {

@@ -9,13 +9,14 @@ Each write is one ``INSERT`` through ``pool.connection()``; after a failed write
 - ``{"ok": T}`` for the first write acknowledged after a failed one, and once a second while
   writes succeed;
 - ``{"fail": T}`` for the first failed write after a success;
-- ``{"libpq": N}`` once at start (libpq's version, from ``psycopg.pq.version()``).
+- ``{"libpq": "MAJOR.MINOR"}`` once at start (from ``psycopg.pq.version()``).
 
 ``T`` is the wall clock (``time.time()``). It runs until its standard input closes. The
 password comes in ``PGPASSWORD``. Needs ``pip install -r benches/peer/requirements.txt``.
 """
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -33,7 +34,10 @@ def main():
     conninfo = sys.argv[1]
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-    say({"libpq": psycopg.pq.version()})
+    # The pool logs every failed reconnection as a warning; the bench reports what matters.
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+    version = psycopg.pq.version()
+    say({"libpq": f"{version // 10000}.{version % 10000}"})
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS peer_writes (id bigserial PRIMARY KEY, "
                      "at timestamptz NOT NULL DEFAULT now())")

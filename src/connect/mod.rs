@@ -1015,16 +1015,13 @@ async fn connect_unscrubbed(
     }
     // `prefer-standby`: when no host is a standby, libpq starts over from the first host and
     // takes any server.
-    let passes: &[TargetSessionAttrs] = match plan.target_session_attrs {
-        TargetSessionAttrs::PreferStandby => {
+    let only = [plan.target_session_attrs];
+    let passes: &[TargetSessionAttrs] =
+        if plan.target_session_attrs == TargetSessionAttrs::PreferStandby {
             &[TargetSessionAttrs::PreferStandby, TargetSessionAttrs::Any]
-        }
-        TargetSessionAttrs::Any => &[TargetSessionAttrs::Any],
-        TargetSessionAttrs::ReadWrite => &[TargetSessionAttrs::ReadWrite],
-        TargetSessionAttrs::ReadOnly => &[TargetSessionAttrs::ReadOnly],
-        TargetSessionAttrs::Primary => &[TargetSessionAttrs::Primary],
-        TargetSessionAttrs::Standby => &[TargetSessionAttrs::Standby],
-    };
+        } else {
+            &only
+        };
     for &target in passes {
         'hosts: for host in hosts.iter().cloned() {
             let mut config = base_config.clone();
