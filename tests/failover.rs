@@ -13,6 +13,7 @@ use tea_pgcloud::catalog::{CatalogOptions, PostgresCatalog};
 use tea_pgcloud::conformance::failover::{
     Failure, Pair, Replication, SoakReport, WriterTotals, Writers,
 };
+use tea_pgcloud::conformance::launcher::Server;
 use tea_pgcloud::env::MapEnv;
 use tea_pgcloud::pool::{Pool, PoolOptions};
 
@@ -136,4 +137,46 @@ fn unflushed_commits_are_found_lost() {
     );
     println!("{report}");
     assert!(!report.lost.is_empty(), "{report}");
+}
+
+/// A lagging standby (`recovery_min_apply_delay`) has the primary's writes but applies them
+/// late: a read there sees the old state until the delay is lifted.
+#[test]
+fn a_lagging_standby_serves_old_data_until_it_applies() {
+    let pair = Pair::start(&[HBA], Replication::Asynchronous).expect("a primary and a standby");
+    let (primary, standby) = (pair.primary(), pair.standby());
+    primary
+        .admin_sql("\\c ltm\nCREATE TABLE lag_probe (v int);")
+        .expect("a table");
+    standby
+        .wait_caught_up(primary, Duration::from_secs(30))
+        .expect("caught up");
+    standby
+        .set_apply_delay(Duration::from_secs(600))
+        .expect("a delay");
+    primary
+        .admin_sql("\\c ltm\nINSERT INTO lag_probe VALUES (1);")
+        .expect("a write");
+    std::thread::sleep(Duration::from_millis(500));
+    let count = |server: &tea_pgcloud::conformance::launcher::NativeServer| {
+        server
+            .admin_sql("\\c ltm\nSELECT count(*) FROM lag_probe;")
+            .expect("a count")
+    };
+    assert_eq!(
+        count(standby),
+        "0",
+        "the delayed standby has not applied the row"
+    );
+    assert!(
+        standby
+            .wait_caught_up(primary, Duration::from_millis(300))
+            .is_err(),
+        "and is not caught up"
+    );
+    standby.set_apply_delay(Duration::ZERO).expect("no delay");
+    standby
+        .wait_caught_up(primary, Duration::from_secs(30))
+        .expect("caught up");
+    assert_eq!(count(standby), "1");
 }
