@@ -27,6 +27,9 @@ struct Servers {
     read_only: NativeServer,
     /// `N`: a primary without TLS (`ssl = off`).
     no_tls: NativeServer,
+    /// `C`: a standby of P with `hot_standby = off`: it answers every login with SQLSTATE
+    /// 57P03 (`the database system is not accepting connections`).
+    cold: NativeServer,
     /// `D`: a loopback port nothing listens on.
     down: u16,
 }
@@ -50,6 +53,11 @@ impl Servers {
         read_only.set_read_only(true).expect("read-only");
         let no_tls =
             NativeServer::start(&Profile::new("ha-plain", None, [TRUST])).expect("a plain server");
+        let mut cold = NativeServer::start_standby(&primary).expect("a second standby");
+        cold.admin_sql("ALTER SYSTEM SET hot_standby = off")
+            .expect("hot_standby off");
+        cold.stop("fast").expect("stops");
+        cold.start_again().expect("starts as a cold standby");
         let down = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -60,6 +68,7 @@ impl Servers {
             standby,
             read_only,
             no_tls,
+            cold,
             down,
         }
     }
@@ -70,13 +79,14 @@ impl Servers {
             'S' => self.standby.port(),
             'R' => self.read_only.port(),
             'N' => self.no_tls.port(),
+            'C' => self.cold.port(),
             'D' => self.down,
             other => panic!("no server {other}"),
         }
     }
 
     fn letter(&self, port: u16) -> String {
-        "PSRND"
+        "PSRNCD"
             .chars()
             .find(|&l| self.port(l) == port)
             .map_or_else(|| format!("port {port}?"), String::from)
@@ -149,7 +159,8 @@ fn libpq(servers: &Servers, conninfo: &str, home: &Path) -> String {
     }
 }
 
-/// Every host list of two and three distinct servers, and a fixed tenth of those of four.
+/// Every host list of two and three distinct servers of P, S, R, N and D, a fixed tenth of
+/// those of four, and lists with the cold standby C.
 fn host_lists() -> Vec<String> {
     fn extend(prefix: &str, len: usize, out: &mut Vec<String>) {
         if prefix.len() == len {
@@ -166,6 +177,7 @@ fn host_lists() -> Vec<String> {
     let mut fours = Vec::new();
     extend("", 4, &mut fours);
     lists.extend(fours.into_iter().step_by(10));
+    lists.extend(["CP", "PC", "CS", "CR", "CDS", "DCP", "SCP"].map(String::from));
     lists
 }
 
@@ -178,10 +190,11 @@ const ATTRS: [&str; 6] = [
     "prefer-standby",
 ];
 
-/// `target_session_attrs` x host lists (every pair and triple, a tenth of the quadruples) x
-/// `sslmode` `prefer` (the server without TLS is taken in plain) and, for the pairs,
-/// `require` (it ends the search: libpq does not move on after a TLS refusal): the same
-/// server chosen, or the same error, as libpq 15.
+/// `target_session_attrs` x host lists (every pair and triple, a tenth of the quadruples, and
+/// lists with the cold standby, whose 57P03 sends libpq to the next host) x `sslmode`
+/// `prefer` (the server without TLS is taken in plain) and, for the pairs, `require` (it ends
+/// the search: libpq does not move on after a TLS refusal): the same server chosen, or the
+/// same error, as libpq 15.
 #[test]
 fn target_session_attrs_agree_with_libpq() {
     let servers = Servers::start();
@@ -219,8 +232,9 @@ fn target_session_attrs_agree_with_libpq() {
     agreement.assert_all_agree_and_recorded(
         "target-session-attrs",
         "target_session_attrs over host lists of P (primary), S (its standby), R (a read-only \
-         primary), N (a primary without TLS) and D (down): the server libpq reached, or its \
-         error class (with the text of the last attempt for a server of the wrong kind)",
+         primary), N (a primary without TLS), C (a standby with hot_standby off: 57P03) and D \
+         (down): the server libpq reached, or its error class (with the text of the last \
+         attempt for a server of the wrong kind)",
         &[
             "P",
             "S",
