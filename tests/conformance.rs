@@ -515,6 +515,16 @@ fn ping_reports_verification(factory: &CertFactory) -> Result<(), String> {
         if report["tls"]["verified"] != verified {
             return Err(format!("{mode}: expected verified {verified}: {report}"));
         }
+        // A self-hosted primary: libpq's `any`, and what the server reported at start-up.
+        let session = &report["session"];
+        if session["target_session_attrs"] != "any"
+            || session["in_hot_standby"] != false
+            || session["default_transaction_read_only"] != false
+        {
+            return Err(format!(
+                "{mode}: the session is not a plain primary's: {report}"
+            ));
+        }
         if String::from_utf8_lossy(&out.stdout).contains(server.password()) {
             return Err(format!("{mode}: the password appears in the report"));
         }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use tea_pgcloud::connect::{ConnectError, Connected};
+use tea_pgcloud::connect::{ConnectError, Connected, SessionState};
 use tea_pgcloud::credentials::Credentials;
 use tea_pgcloud::env::ProcessEnv;
 use tea_pgcloud::plan::{ConnectPlan, Source};
@@ -20,6 +20,19 @@ fn auth(plan: &ConnectPlan, password_used: bool) -> String {
         _ if password_used => "password".to_string(),
         _ if plan.params.get("sslcert").is_some() => "cert".to_string(),
         _ => "trust".to_string(),
+    }
+}
+
+/// What the server reported about itself: `primary, read-write`, `standby`, ...
+fn server_kind(session: &SessionState) -> String {
+    let role = match session.in_hot_standby() {
+        Some(true) => "standby",
+        Some(false) => "primary",
+        None => "not reported",
+    };
+    match session.default_transaction_read_only() {
+        Some(true) => format!("{role}, default_transaction_read_only on"),
+        _ => role.to_string(),
     }
 }
 
@@ -41,6 +54,11 @@ fn report(
                 })),
                 "auth": auth(plan, password_used),
                 "host": format!("{}:{}", c.host.host, c.host.port),
+                "session": {
+                    "target_session_attrs": plan.target_session_attrs.as_str(),
+                    "in_hot_standby": c.session.in_hot_standby(),
+                    "default_transaction_read_only": c.session.default_transaction_read_only(),
+                },
                 "timings_ms": {
                     "connect": c.timings.connect_ms,
                     "tls": c.timings.tls_ms,
@@ -185,6 +203,11 @@ pub fn run(file: &str, as_json: bool, reveal: bool) -> i32 {
                     Escaped(&c.server_version)
                 );
                 println!("tls      {tls}");
+                println!(
+                    "server   {} (target_session_attrs {})",
+                    server_kind(&c.session),
+                    plan.target_session_attrs
+                );
                 println!("auth     {}", auth(&plan, password_used));
                 if let Some(user) = reveal.then_some(user.as_deref()).flatten() {
                     println!("user     {}", Escaped(user));
