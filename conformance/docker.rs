@@ -242,6 +242,49 @@ fn watchdog(label: &str) -> Result<Watchdog, LaunchError> {
     Watchdog::spawn(DOCKER_CLEANUP, &args)
 }
 
+/// A shell function running its arguments as the server's OS user (`setpriv` in the offline
+/// image, `su-exec` in the official Alpine one).
+const AS_POSTGRES: &str = r#": "${PGDATA:=/var/lib/postgresql/data}"
+as_postgres() {
+  if command -v setpriv >/dev/null 2>&1; then
+    setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql "$@"
+  else
+    su-exec postgres "$@"
+  fi
+}"#;
+
+/// The first process of a standby container (`$1`: the primary's bridge address): a base
+/// backup, then the server in the background, the launcher's ready line once it accepts
+/// read-only connections (the Postgres module waits for it on both streams), then waiting on
+/// the server.
+const STANDBY_SCRIPT: &str = r#"set -eu
+: "${PGDATA:=/var/lib/postgresql/data}"
+export PGDATA
+as_postgres() {
+  if command -v setpriv >/dev/null 2>&1; then
+    setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql PGPASSWORD="$PGPASSWORD" "$@"
+  else
+    su-exec postgres "$@"
+  fi
+}
+mkdir -p "$PGDATA" /var/run/postgresql
+chown -R postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+tries=0
+until as_postgres pg_basebackup -D "$PGDATA" -R -X stream --no-sync -c fast     -d "host=$1 port=5432 user=postgres application_name=tea_standby"; do
+  tries=$((tries + 1))
+  [ "$tries" -lt 20 ] || exit 1
+  find "$PGDATA" -mindepth 1 -delete
+  sleep 0.5
+done
+as_postgres postgres -D "$PGDATA" -c listen_addresses='*' -c hot_standby=on &
+pid=$!
+until as_postgres pg_isready -q -h /var/run/postgresql; do sleep 0.2; done
+echo "tea-pgcloud launcher: standby: database system is ready to accept connections"
+echo "tea-pgcloud launcher: standby: database system is ready to accept connections" >&2
+wait "$pid"
+"#;
+
 /// A PostgreSQL server in a container; the container is removed on drop, and by its watchdog
 /// when the launching process ends without dropping it (`conformance::server`, "When the
 /// launching process ends").
@@ -443,7 +486,8 @@ impl DockerServer {
         let mut hba = format!(
             "# tea-pgcloud docker launcher: profile {name}\n\
              local all all trust\n\
-             host all postgres all scram-sha-256\n"
+             host all postgres all scram-sha-256\n\
+             host replication postgres all scram-sha-256\n"
         );
         for line in &profile.hba {
             hba.push_str(&container_hba_line(line));
@@ -579,6 +623,106 @@ impl DockerServer {
             .flatten()
             .find_map(|ip| ip.parse().ok())
             .ok_or_else(|| LaunchError::new("the container has no address on a bridge network"))
+    }
+
+    /// A streaming standby of this server in a container of its own: a base backup over the
+    /// engine's bridge network (`pg_basebackup -R -X stream`, as the superuser, with
+    /// `application_name=tea_standby`), then a hot standby, published on its own loopback port.
+    /// The login role and passwords are this server's (one cluster). The container's first
+    /// process is a shell that starts the server and prints the launcher's ready line once
+    /// it accepts read-only connections.
+    pub fn start_standby(&self) -> Result<DockerServer, LaunchError> {
+        let primary_ip = self.bridge_ip()?;
+        let label = random_hex(8)?;
+        let watchdog = watchdog(&format!("{WATCHDOG_LABEL}={label}"))?;
+        let (name, tag) = split_image(&self.image);
+        let request = Postgres::default()
+            .with_user(SUPERUSER)
+            .with_password(&self.superuser_password)
+            .with_db_name("postgres")
+            .with_name(name)
+            .with_tag(tag)
+            .with_label(WATCHDOG_LABEL, &label)
+            .with_env_var("PGPASSWORD", &self.superuser_password)
+            .with_cmd([
+                "bash".to_owned(),
+                "-c".to_owned(),
+                STANDBY_SCRIPT.to_owned(),
+                "standby".to_owned(),
+                primary_ip.to_string(),
+            ])
+            .with_mapped_port(0, 5432.tcp())
+            .with_host_config_modifier(|host| {
+                if let Some(bindings) = host.port_bindings.as_mut() {
+                    for list in bindings.values_mut().flatten() {
+                        for binding in list.iter_mut() {
+                            binding.host_ip = Some("127.0.0.1".to_owned());
+                        }
+                    }
+                }
+            })
+            .with_startup_timeout(STARTUP_TIMEOUT);
+        let container = block(|| request.start()).map_err(|e| {
+            LaunchError::new(format!(
+                "starting a standby container from {} failed: {e}",
+                self.image
+            ))
+        })?;
+        let port = block(|| container.get_host_port_ipv4(5432.tcp())).map_err(|e| {
+            LaunchError::new(format!("the standby's port 5432 is not published: {e}"))
+        })?;
+        Ok(DockerServer {
+            container: Some(container),
+            watchdog: Some(watchdog),
+            image: self.image.clone(),
+            port,
+            password: self.password.clone(),
+            superuser_password: self.superuser_password.clone(),
+            version: self.version.clone(),
+            profile: self.profile.clone(),
+            generation: self.generation,
+        })
+    }
+
+    /// `pg_ctl promote -w` in the container, as the server's user: the standby ends recovery.
+    pub fn promote(&self) -> Result<(), LaunchError> {
+        let (code, _, stderr) = self.exec(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("{AS_POSTGRES}\nas_postgres pg_ctl -D \"$PGDATA\" -w -t 30 promote"),
+        ])?;
+        if code != 0 {
+            return Err(self.with_log(
+                LaunchError::new(format!("pg_ctl promote exited with {code}")).with_stderr(stderr),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops the container (its stop signal, SIGINT: PostgreSQL's fast shutdown, every session
+    /// ended with SQLSTATE 57P01); the container stays until drop.
+    pub fn stop(&self) -> Result<(), LaunchError> {
+        let container = self.container();
+        block(|| container.stop())
+            .map_err(|e| LaunchError::new(format!("stopping the container failed: {e}")))
+    }
+
+    /// `default_transaction_read_only` for every new transaction (`ALTER SYSTEM`, reload).
+    pub fn set_read_only(&self, on: bool) -> Result<(), LaunchError> {
+        self.admin_sql(&format!(
+            "ALTER SYSTEM SET default_transaction_read_only = {};\nSELECT pg_reload_conf();",
+            if on { "on" } else { "off" }
+        ))
+        .map(|_| ())
+    }
+
+    /// A standby that applies WAL `delay` late (`recovery_min_apply_delay`).
+    pub fn set_apply_delay(&self, delay: Duration) -> Result<(), LaunchError> {
+        self.admin_sql(&format!(
+            "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms';\nSELECT pg_reload_conf();",
+            delay.as_millis()
+        ))
+        .map(|_| ())
     }
 
     /// The image the container runs.

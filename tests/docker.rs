@@ -109,6 +109,13 @@ fn main() {
         })
         .with_ignored_flag(skip.is_some()),
     );
+    let ha_image = by_major("17").unwrap_or_else(|| images[0].clone());
+    trials.push(
+        Trial::test(format!("standby_takes_over::{ha_image}"), move || {
+            standby_takes_over(&ha_image).map_err(Failed::from)
+        })
+        .with_ignored_flag(skip.is_some()),
+    );
     let compose_image = by_major("17").unwrap_or_else(|| images[0].clone());
     trials.push(
         Trial::test("compose_up_then_ping", move || {
@@ -489,5 +496,69 @@ fn compose_up_then_ping(image: &str) -> Result<(), String> {
             let _ = std::fs::remove_file(certs.join(f));
         }
     }
+    Ok(())
+}
+
+/// The container launcher's streaming standby: `target_session_attrs` picks the primary or the
+/// standby of a host list naming both containers; the standby replays the primary's writes; once
+/// the primary is stopped and the standby promoted, `read-write` finds the new primary.
+fn standby_takes_over(image: &str) -> Result<(), String> {
+    use tea_pgcloud::conformance::docker::DockerServer;
+    use tea_pgcloud::conformance::launcher::Server;
+    let profile = Profile::new("ha", None, ["host all all 127.0.0.1/32 scram-sha-256"]);
+    let primary = DockerServer::start(image, &profile).map_err(|e| e.to_string())?;
+    let standby = primary.start_standby().map_err(|e| e.to_string())?;
+    let port_for = |attrs: &str| -> Result<u16, String> {
+        let conninfo = format!(
+            "host=127.0.0.1,127.0.0.1 port={},{} user={} password={} dbname=postgres \
+             sslmode=disable connect_timeout=5 target_session_attrs={attrs}",
+            primary.port(),
+            standby.port(),
+            primary.user(),
+            primary.password()
+        );
+        let plan = common::plan_of(&format!("connection_string: \"{conninfo}\"\n"));
+        let env = tea_pgcloud::env::MapEnv::new();
+        let login = tea_pgcloud::connect::Login::new(None, None);
+        common::block_on(tea_pgcloud::connect::connect(&plan, &login, &env))
+            .map(|c| c.host.port)
+            .map_err(|e| format!("{attrs}: {e}"))
+    };
+    let expect = |attrs: &str, port: u16, who: &str| -> Result<(), String> {
+        let got = port_for(attrs)?;
+        if got == port {
+            Ok(())
+        } else {
+            Err(format!(
+                "{attrs}: reached port {got}, not the {who} ({port})"
+            ))
+        }
+    };
+    expect("read-write", primary.port(), "primary")?;
+    expect("standby", standby.port(), "standby")?;
+    expect("prefer-standby", standby.port(), "standby")?;
+    primary
+        .admin_sql("CREATE TABLE ha_probe (v int);\nINSERT INTO ha_probe VALUES (1);")
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while standby
+        .admin_sql("SELECT count(*) FROM ha_probe")
+        .map_err(|e| e.to_string())
+        .ok()
+        .as_deref()
+        != Some("1")
+    {
+        if Instant::now() >= deadline {
+            return Err("the standby did not replay the primary's write in 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    primary.stop().map_err(|e| e.to_string())?;
+    standby.promote().map_err(|e| e.to_string())?;
+    expect("read-write", standby.port(), "promoted standby")?;
+    eprintln!(
+        "standby_takes_over::{image}: read-write and standby chosen by libpq's rules, the write \
+         replayed, read-write on the promoted standby after the primary stopped"
+    );
     Ok(())
 }
