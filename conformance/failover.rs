@@ -88,6 +88,11 @@ impl Pair {
         }
         let standby = NativeServer::start_standby(&primary)?;
         standby.wait_caught_up(&primary, Duration::from_secs(30))?;
+        if replication == Replication::Synchronous {
+            // The copy carries the primary's synchronous settings; promoted, it commits
+            // asynchronously until a standby of its own returns (`rejoin`).
+            standby.set_synchronous(false)?;
+        }
         Ok(Pair {
             servers: [primary, standby],
             primary: 0,
@@ -147,12 +152,10 @@ impl Pair {
         let failed_at = SystemTime::now();
         let failed_instant = Instant::now();
         let started = Instant::now();
+        // The standby was made to commit asynchronously once promoted (no standby of its own
+        // until the old primary returns).
         self.servers[new].promote()?;
         let promote = started.elapsed();
-        if self.replication == Replication::Synchronous {
-            // No standby until the old primary returns: commit asynchronously meanwhile.
-            self.servers[new].set_synchronous(false)?;
-        }
         self.primary = new;
         Ok(Failover {
             failure,
@@ -177,6 +180,9 @@ impl Pair {
         standby.set_read_only(false)?;
         if self.replication == Replication::Synchronous {
             primary.set_synchronous(true)?;
+            // Its copy of those settings is reset: promoted later, it commits asynchronously
+            // until its own standby returns.
+            standby.set_synchronous(false)?;
         }
         standby.wait_caught_up(primary, Duration::from_secs(60))
     }
@@ -196,8 +202,8 @@ struct Seen {
     acknowledged: Vec<String>,
     /// Writes that failed: each may or may not have committed.
     failed: Vec<String>,
-    /// When each acknowledged write returned.
-    successes: Vec<Instant>,
+    /// When each acknowledged write was sent and when it returned.
+    successes: Vec<(Instant, Instant)>,
     /// Writes refused with SQLSTATE 25006 (a read-only server).
     read_only_refusals: u64,
     slowest: Duration,
@@ -256,7 +262,7 @@ impl Writers {
                                 }
                                 Ok(Ok(_)) => {
                                     seen.acknowledged.push(key);
-                                    seen.successes.push(Instant::now());
+                                    seen.successes.push((started, Instant::now()));
                                     false
                                 }
                                 Ok(Err(e)) => {
@@ -283,13 +289,19 @@ impl Writers {
         }
     }
 
-    /// The first write acknowledged after `since`, waiting up to `timeout` for one.
+    /// When the first write sent after `since` was acknowledged (a write already under way
+    /// at `since` does not count), waiting up to `timeout` for one. It blocks the calling
+    /// thread: call it from the thread that drives the failovers, not from the runtime.
     pub fn first_success_after(&self, since: Instant, timeout: Duration) -> Option<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = {
                 let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-                seen.successes.iter().copied().find(|t| *t > since)
+                seen.successes
+                    .iter()
+                    .filter(|(sent, _)| *sent > since)
+                    .map(|(_, acknowledged)| *acknowledged)
+                    .min()
             };
             if found.is_some() || Instant::now() >= deadline {
                 return found;

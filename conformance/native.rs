@@ -854,8 +854,8 @@ impl NativeServer {
     }
 
     /// Stops this server (if it runs), throws its data away and makes it a standby of
-    /// `primary`, on the same port when it is still free: how a failed primary rejoins as the
-    /// new primary's standby.
+    /// `primary`, on the same port (an error when that port was taken meanwhile): how a failed
+    /// primary rejoins as the new primary's standby.
     pub fn rebuild_as_standby(&mut self, primary: &NativeServer) -> Result<(), LaunchError> {
         self.stop("immediate")?;
         let data = self.data_dir();
@@ -863,8 +863,17 @@ impl NativeServer {
             .map_err(|e| LaunchError::io(format_args!("removing {}", data.display()), &e))?;
         self.password = primary.password.clone();
         self.profile = primary.profile.clone();
+        let port = self.port;
         self.clone_from_primary(primary)?;
-        self.start_postmaster()
+        self.start_postmaster()?;
+        if self.port != port {
+            // Host lists name the old port: a server that moved is not the same host any more.
+            return Err(self.with_log(LaunchError::new(format!(
+                "the rebuilt standby could not have its port {port} back (now {})",
+                self.port
+            ))));
+        }
+        Ok(())
     }
 
     fn clone_from_primary(&mut self, primary: &NativeServer) -> Result<(), LaunchError> {

@@ -213,8 +213,10 @@ pub fn is_fatal_to_connection(error: &tokio_postgres::Error) -> bool {
                 || code == &SqlState::CANNOT_CONNECT_NOW
                 || code.code().starts_with("08")
         }
-        // No SQLSTATE: the failure is the client's or the connection's (I/O, protocol).
-        None => error.as_db_error().is_none(),
+        // No SQLSTATE: only a failure of the connection itself (I/O) is fatal; a row count,
+        // a column or a type conversion is the caller's.
+        None => std::error::Error::source(error)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()),
     }
 }
 
@@ -295,17 +297,13 @@ impl managed::Manager for Manager {
                     )));
                 }
                 Ok(messages) if !probe.is_empty() => {
-                    let on = messages.iter().find_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    let value = messages.iter().find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            row.try_get(0).ok().flatten()
+                        }
                         _ => None,
                     });
-                    // `on` / `t`: read-only, or in recovery.
-                    let yes = on.is_some_and(|v| v.starts_with("on") || v == "t");
-                    let wrong = match target {
-                        TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary => yes,
-                        _ => !yes,
-                    };
-                    if wrong {
+                    if !probe_accepts(target, value) {
                         return Err(self.wrong_kind(target));
                     }
                 }
@@ -313,6 +311,20 @@ impl managed::Manager for Manager {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether the answer to the recycle probe (`SHOW transaction_read_only`: `on` / `off`;
+/// `pg_is_in_recovery()`: `t` / `f`) shows a server of the kind `target` asks for; no answer
+/// does not.
+fn probe_accepts(target: TargetSessionAttrs, value: Option<&str>) -> bool {
+    // libpq's reading: `on` (read-only) or `t` (in recovery) is yes.
+    let yes = value.map(|v| v.starts_with("on") || v == "t");
+    match (target, yes) {
+        (TargetSessionAttrs::Any | TargetSessionAttrs::PreferStandby, _) => true,
+        (_, None) => false,
+        (TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary, Some(yes)) => !yes,
+        (TargetSessionAttrs::ReadOnly | TargetSessionAttrs::Standby, Some(yes)) => yes,
     }
 }
 
@@ -586,6 +598,27 @@ mod tests {
     use crate::env::MapEnv;
 
     fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn the_recycle_probe_reads_answers_as_libpq_does() {
+        use TargetSessionAttrs as T;
+        for (target, value, accepted) in [
+            (T::ReadWrite, Some("off"), true),
+            (T::ReadWrite, Some("on"), false),
+            (T::ReadOnly, Some("on"), true),
+            (T::ReadOnly, Some("off"), false),
+            (T::Primary, Some("f"), true),
+            (T::Primary, Some("t"), false),
+            (T::Standby, Some("t"), true),
+            (T::Standby, Some("f"), false),
+            (T::ReadWrite, None, false),
+            (T::Standby, None, false),
+            (T::Any, None, true),
+            (T::PreferStandby, Some("f"), true),
+        ] {
+            assert_eq!(probe_accepts(target, value), accepted, "{target} {value:?}");
+        }
+    }
 
     #[test]
     fn build_and_get_futures_are_send() {

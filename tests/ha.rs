@@ -220,7 +220,7 @@ fn target_session_attrs_agree_with_libpq() {
             }
         }
     }
-    // Values libpq refuses, and the environment variable's value.
+    // Values libpq refuses.
     for value in ["ANY", "read_write", "", "master"] {
         let conninfo = servers.conninfo("PS", &format!("target_session_attrs='{value}'"));
         agreement.record(

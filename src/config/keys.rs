@@ -139,7 +139,7 @@ pub const CATALOG_KEYS: &[KeySpec] = &[
         name: "target_session_attrs",
         providers: &[],
         kind: "`any`, `read-write`, `read-only`, `primary`, `standby`, `prefer-standby`",
-        default: "`read-write` for a writer (gcp, azure; aws instance, proxy and Aurora cluster endpoints), `prefer-standby` for an Aurora reader endpoint (`cluster-ro`), else libpq's `any`",
+        default: "`read-write` for a writer (gcp, azure; aws instance, proxy and Aurora cluster endpoints), `prefer-standby` for an Aurora reader endpoint (`cluster-ro`), else libpq's `any` (also for an aws name that is not RDS's)",
         env: "",
         notes: "which server of the host list is taken, by libpq's rules; written into the connection string",
     },

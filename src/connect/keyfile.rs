@@ -83,23 +83,33 @@ pub(super) fn private_key(
                 .headers
                 .iter()
                 .any(|(k, v)| k == "Proc-Type" && v.split(',').nth(1) == Some("ENCRYPTED"));
-            let der = if encrypted {
-                let info = block
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == "DEK-Info")
-                    .map(|(_, v)| v.as_str())
-                    .ok_or_else(|| "an encrypted key without a DEK-Info header".to_string())?;
-                legacy_decrypt(info, &block.der, &passphrase()?)?
-            } else {
-                block.der
-            };
-            Ok(if label == "RSA PRIVATE KEY" {
-                PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der))
-            } else {
-                PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der))
-            })
+            if !encrypted {
+                return Ok(legacy_key(label, block.der));
+            }
+            let info = block
+                .headers
+                .iter()
+                .find(|(k, _)| k == "DEK-Info")
+                .map(|(_, v)| v.as_str())
+                .ok_or_else(|| "an encrypted key without a DEK-Info header".to_string())?;
+            let der = legacy_decrypt(info, &block.der, &passphrase()?)?;
+            let key = legacy_key(label, der);
+            // A wrong passphrase leaves valid padding about once in 256 tries: the plaintext is
+            // then no key, which OpenSSL too finds only when decoding it.
+            if rustls::crypto::ring::sign::any_supported_type(&key).is_err() {
+                return Err("bad decrypt".to_string());
+            }
+            Ok(key)
         }
+    }
+}
+
+/// A traditional (`BEGIN RSA PRIVATE KEY` / `BEGIN EC PRIVATE KEY`) key's DER.
+fn legacy_key(label: &str, der: Vec<u8>) -> PrivateKeyDer<'static> {
+    if label == "RSA PRIVATE KEY" {
+        PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der))
+    } else {
+        PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der))
     }
 }
 

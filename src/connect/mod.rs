@@ -10,13 +10,17 @@
 //! | `require`, `verify-ca`, `verify-full` | TLS | - |
 //!
 //! What TLS checks is the plan's [`TlsPolicy::verify`](crate::sslmode::TlsPolicy::verify): a root certificate file turns on chain
-//! checks in every mode, as in libpq. A unix-socket host never uses TLS. As in libpq 15, only
-//! a connection that cannot be opened (or that times out) moves on to the next address and
-//! host; once a server has been reached, its answer (an error, a refused certificate, no TLS)
-//! ends the attempt.
+//! checks in every mode, as in libpq. A unix-socket host never uses TLS. As in libpq, a
+//! connection that cannot be opened (or that times out) moves on to the next address and host;
+//! a server that answers SQLSTATE 57P03 (`cannot_connect_now`), or that lets the client in but
+//! is not of the kind `target_session_attrs` asks for, moves on to the next host
+//! (`session`); any other answer of a reached server (an error, a refused certificate, no TLS)
+//! ends the attempt. `load_balance_hosts=random` shuffles the hosts, then each host's
+//! addresses; `prefer-standby` makes a second pass accepting any server.
 //!
-//! `connect_timeout` (at least 2 s, as in libpq) bounds each address's whole attempt. The
-//! futures need a tokio runtime with its time driver enabled.
+//! `connect_timeout` (at least 2 s, as in libpq) bounds each address's whole attempt, the
+//! check of the session's kind included. The futures need a tokio runtime with its time
+//! driver enabled.
 
 mod crl;
 mod guard;
@@ -1050,7 +1054,13 @@ async fn connect_unscrubbed(
                 }
             } else {
                 match tokio::net::lookup_host((host.host.clone(), host.port)).await {
-                    Ok(addrs) => addrs.map(Endpoint::Tcp).collect(),
+                    Ok(addrs) => {
+                        let mut endpoints: Vec<Endpoint> = addrs.map(Endpoint::Tcp).collect();
+                        if plan.load_balance_hosts == LoadBalanceHosts::Random {
+                            session::shuffle(&mut endpoints);
+                        }
+                        endpoints
+                    }
                     Err(e) => {
                         messages.push(format!(
                             "could not translate host name \"{}\" to address: {e}",
@@ -1105,6 +1115,7 @@ async fn connect_unscrubbed(
                         &rules,
                     )
                 };
+                let attempt_started = Instant::now();
                 let result = match (&connector, plan.tls.mode) {
                     (None, _) | (Some(_), SslMode::Disable) => {
                         try_once(false, WireSslMode::Disable).await
@@ -1142,7 +1153,11 @@ async fn connect_unscrubbed(
                 };
                 match result {
                     Ok(success) => {
-                        let check_timeout = timeout.unwrap_or(FIRST_QUERY_TIMEOUT);
+                        // libpq's connect_timeout covers the whole attempt on this address,
+                        // the check of the session's kind included.
+                        let check_timeout = timeout.map_or(FIRST_QUERY_TIMEOUT, |t| {
+                            t.saturating_sub(attempt_started.elapsed())
+                        });
                         match session::check(&success.client, &success.state, target, check_timeout)
                             .await
                         {

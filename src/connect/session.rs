@@ -87,19 +87,21 @@ impl SessionState {
         }
     }
 
+    /// Copies the values the server has reported; a value it never reported is left as it is
+    /// (unknown, or what libpq's query found).
     fn update<S, T>(&self, connection: &Connection<S, T>)
     where
         S: AsyncRead + AsyncWrite + Unpin,
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        self.hot_standby.store(
-            reported(connection.parameter("in_hot_standby")),
-            Ordering::Release,
-        );
-        self.read_only.store(
-            reported(connection.parameter("default_transaction_read_only")),
-            Ordering::Release,
-        );
+        for (name, slot) in [
+            ("in_hot_standby", &self.hot_standby),
+            ("default_transaction_read_only", &self.read_only),
+        ] {
+            if let Some(value) = connection.parameter(name) {
+                slot.store(reported(Some(value)), Ordering::Release);
+            }
+        }
     }
 
     fn set(&self, hot_standby: bool, read_only: bool) {
@@ -174,17 +176,29 @@ pub(super) async fn check(
     match target {
         TargetSessionAttrs::Any => Ok(()),
         TargetSessionAttrs::ReadWrite | TargetSessionAttrs::ReadOnly => {
-            if state.in_hot_standby().is_none() || state.default_transaction_read_only().is_none() {
-                let on = query_bool(client, "SHOW transaction_read_only", "on", timeout)
-                    .await
-                    .ok_or_else(|| {
-                        Rejection::QueryFailed("\"SHOW transaction_read_only\" failed".to_string())
-                    })?;
-                // libpq: "on" proves one of the two is on without saying which; it sets both.
-                state.set(on, on);
-            }
-            match (target, state.satisfies(target)) {
-                (_, Some(true)) => Ok(()),
+            let read_only = match (
+                state.in_hot_standby(),
+                state.default_transaction_read_only(),
+            ) {
+                (Some(hot), Some(read_only)) => hot || read_only,
+                _ => {
+                    let on = query_bool(client, "SHOW transaction_read_only", "on", timeout)
+                        .await
+                        .ok_or_else(|| {
+                            Rejection::QueryFailed(
+                                "\"SHOW transaction_read_only\" failed".to_string(),
+                            )
+                        })?;
+                    // libpq: "on" proves one of the two is on without saying which; it sets
+                    // both.
+                    state.set(on, on);
+                    on
+                }
+            };
+            match (target, read_only) {
+                (TargetSessionAttrs::ReadWrite, false) | (TargetSessionAttrs::ReadOnly, true) => {
+                    Ok(())
+                }
                 (TargetSessionAttrs::ReadWrite, _) => {
                     Err(Rejection::WrongKind("session is read-only".to_string()))
                 }
@@ -242,7 +256,8 @@ async fn query_bool(client: &Client, sql: &str, yes: &str, timeout: Duration) ->
         })
         .collect();
     match rows.as_slice() {
-        [row] => Some(row.get(0)?.starts_with(yes)),
+        // `try_get`: a row without columns is an error, never a panic.
+        [row] => Some(row.try_get(0).ok()??.starts_with(yes)),
         _ => None,
     }
 }

@@ -190,8 +190,9 @@ fn common_keywords(config: &CatalogConfig, target: &mut Target) {
 /// so a writer endpoint takes only a server that accepts writes (a failover that has not yet
 /// moved the name finds the demoted server refused at connect time, not at the first write);
 /// an Aurora reader endpoint prefers a replica. Self-hosted servers, and endpoints whose role
-/// cannot be told from the name (Aurora custom endpoints, RDS Proxy's extra endpoints), keep
-/// libpq's `any`.
+/// cannot be told from the name (Aurora custom endpoints, RDS Proxy's extra endpoints, a name
+/// that is not RDS's), keep libpq's `any`. An RDS read replica's instance endpoint looks like a
+/// primary's: a catalog on one writes `target_session_attrs: any` (or `read-only`).
 pub fn default_session_attrs(
     provider: Provider,
     aws_endpoint: Option<&str>,
@@ -200,9 +201,10 @@ pub fn default_session_attrs(
     match provider {
         Provider::Gcp | Provider::Azure => Some(T::ReadWrite),
         Provider::Aws => match aws_endpoint {
+            Some("instance" | "cluster" | "proxy") => Some(T::ReadWrite),
             Some("cluster-ro") => Some(T::PreferStandby),
-            Some("cluster-custom" | "proxy-endpoint") => None,
-            _ => Some(T::ReadWrite),
+            // Custom endpoints, RDS Proxy's extra endpoints, names that are not RDS's.
+            _ => None,
         },
         Provider::SelfHosted => None,
     }

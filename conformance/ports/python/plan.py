@@ -645,12 +645,13 @@ class _Catalog:
 
     def _default_session_attrs(self):
         """The preset's target_session_attrs when the YAML writes none: writers read-write, an
-        Aurora reader endpoint prefer-standby, self-hosted and endpoints of unknown role none."""
+        Aurora reader endpoint prefer-standby; self-hosted, and endpoints (or names) of unknown
+        role, none."""
         if self.provider in ("gcp", "azure"):
             return "read-write"
         if self.provider == "aws":
-            return {"cluster-ro": "prefer-standby", "cluster-custom": None,
-                    "proxy-endpoint": None}.get(self.aws_endpoint, "read-write")
+            return {"instance": "read-write", "cluster": "read-write", "proxy": "read-write",
+                    "cluster-ro": "prefer-standby"}.get(self.aws_endpoint)
         return None
 
     def plan(self):
