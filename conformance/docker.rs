@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use testcontainers::core::{ExecCommand, IntoContainerPort};
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, ImageExt};
+use testcontainers::{ContainerAsync, ContainerRequest, ImageExt};
 use testcontainers_modules::postgres::Postgres;
 
 use super::docker_shim;
@@ -285,6 +285,49 @@ echo "tea-pgcloud launcher: standby: database system is ready to accept connecti
 wait "$pid"
 "#;
 
+/// A container of `image` under the official contract (superuser `postgres` with this
+/// password, database `postgres`), labelled for the watchdog, with port 5432 published on
+/// loopback only; the caller adds the command.
+fn postgres_request(
+    image: &str,
+    superuser_password: &str,
+    label: &str,
+) -> ContainerRequest<Postgres> {
+    let (name, tag) = split_image(image);
+    Postgres::default()
+        .with_user(SUPERUSER)
+        .with_password(superuser_password)
+        .with_db_name("postgres")
+        .with_name(name)
+        .with_tag(tag)
+        .with_label(WATCHDOG_LABEL, label)
+        .with_mapped_port(0, 5432.tcp())
+        .with_host_config_modifier(|host| {
+            // Publish on loopback only.
+            if let Some(bindings) = host.port_bindings.as_mut() {
+                for list in bindings.values_mut().flatten() {
+                    for binding in list.iter_mut() {
+                        binding.host_ip = Some("127.0.0.1".to_owned());
+                    }
+                }
+            }
+        })
+        .with_startup_timeout(STARTUP_TIMEOUT)
+}
+
+/// Starts `request` (from `image`) and reads the loopback port its 5432 is published on.
+fn run_published(
+    request: ContainerRequest<Postgres>,
+    image: &str,
+) -> Result<(ContainerAsync<Postgres>, u16), LaunchError> {
+    let container = block(|| request.start())
+        .map_err(|e| LaunchError::new(format!("starting a container from {image} failed: {e}")))?;
+    let port = block(|| container.get_host_port_ipv4(5432.tcp())).map_err(|e| {
+        LaunchError::new(format!("the container's port 5432 is not published: {e}"))
+    })?;
+    Ok((container, port))
+}
+
 /// A PostgreSQL server in a container; the container is removed on drop, and by its watchdog
 /// when the launching process ends without dropping it (`conformance::server`, "When the
 /// launching process ends").
@@ -325,44 +368,19 @@ impl DockerServer {
         // leaves nothing behind either.
         let label = random_hex(8)?;
         let watchdog = watchdog(&format!("{WATCHDOG_LABEL}={label}"))?;
-        let (name, tag) = split_image(image);
-        let request = Postgres::default()
-            .with_user(SUPERUSER)
-            .with_password(&superuser_password)
-            .with_db_name("postgres")
-            .with_name(name)
-            .with_tag(tag)
-            .with_label(WATCHDOG_LABEL, &label)
-            .with_cmd([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=100",
-                "-c",
-                "password_encryption=scram-sha-256",
-            ])
-            .with_mapped_port(0, 5432.tcp())
-            .with_host_config_modifier(|host| {
-                // Publish on loopback only.
-                if let Some(bindings) = host.port_bindings.as_mut() {
-                    for list in bindings.values_mut().flatten() {
-                        for binding in list.iter_mut() {
-                            binding.host_ip = Some("127.0.0.1".to_owned());
-                        }
-                    }
-                }
-            })
-            .with_startup_timeout(STARTUP_TIMEOUT);
-        let container = block(|| request.start()).map_err(|e| {
-            LaunchError::new(format!("starting a container from {image} failed: {e}"))
-        })?;
-        let port = block(|| container.get_host_port_ipv4(5432.tcp())).map_err(|e| {
-            LaunchError::new(format!("the container's port 5432 is not published: {e}"))
-        })?;
+        let request = postgres_request(image, &superuser_password, &label).with_cmd([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=100",
+            "-c",
+            "password_encryption=scram-sha-256",
+        ]);
+        let (container, port) = run_published(request, image)?;
         let mut server = DockerServer {
             container: Some(container),
             watchdog: Some(watchdog),
@@ -635,14 +653,7 @@ impl DockerServer {
         let primary_ip = self.bridge_ip()?;
         let label = random_hex(8)?;
         let watchdog = watchdog(&format!("{WATCHDOG_LABEL}={label}"))?;
-        let (name, tag) = split_image(&self.image);
-        let request = Postgres::default()
-            .with_user(SUPERUSER)
-            .with_password(&self.superuser_password)
-            .with_db_name("postgres")
-            .with_name(name)
-            .with_tag(tag)
-            .with_label(WATCHDOG_LABEL, &label)
+        let request = postgres_request(&self.image, &self.superuser_password, &label)
             .with_env_var("PGPASSWORD", &self.superuser_password)
             .with_cmd([
                 "bash".to_owned(),
@@ -650,27 +661,8 @@ impl DockerServer {
                 STANDBY_SCRIPT.to_owned(),
                 "standby".to_owned(),
                 primary_ip.to_string(),
-            ])
-            .with_mapped_port(0, 5432.tcp())
-            .with_host_config_modifier(|host| {
-                if let Some(bindings) = host.port_bindings.as_mut() {
-                    for list in bindings.values_mut().flatten() {
-                        for binding in list.iter_mut() {
-                            binding.host_ip = Some("127.0.0.1".to_owned());
-                        }
-                    }
-                }
-            })
-            .with_startup_timeout(STARTUP_TIMEOUT);
-        let container = block(|| request.start()).map_err(|e| {
-            LaunchError::new(format!(
-                "starting a standby container from {} failed: {e}",
-                self.image
-            ))
-        })?;
-        let port = block(|| container.get_host_port_ipv4(5432.tcp())).map_err(|e| {
-            LaunchError::new(format!("the standby's port 5432 is not published: {e}"))
-        })?;
+            ]);
+        let (container, port) = run_published(request, &self.image)?;
         Ok(DockerServer {
             container: Some(container),
             watchdog: Some(watchdog),
@@ -705,24 +697,6 @@ impl DockerServer {
         let container = self.container();
         block(|| container.stop())
             .map_err(|e| LaunchError::new(format!("stopping the container failed: {e}")))
-    }
-
-    /// `default_transaction_read_only` for every new transaction (`ALTER SYSTEM`, reload).
-    pub fn set_read_only(&self, on: bool) -> Result<(), LaunchError> {
-        self.admin_sql(&format!(
-            "ALTER SYSTEM SET default_transaction_read_only = {};\nSELECT pg_reload_conf();",
-            if on { "on" } else { "off" }
-        ))
-        .map(|_| ())
-    }
-
-    /// A standby that applies WAL `delay` late (`recovery_min_apply_delay`).
-    pub fn set_apply_delay(&self, delay: Duration) -> Result<(), LaunchError> {
-        self.admin_sql(&format!(
-            "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms';\nSELECT pg_reload_conf();",
-            delay.as_millis()
-        ))
-        .map(|_| ())
     }
 
     /// The image the container runs.

@@ -169,12 +169,11 @@ impl Pair {
     /// port); with synchronous replication, commits wait for it again; returns once it has
     /// caught up.
     pub fn rejoin(&mut self) -> Result<(), LaunchError> {
+        let [first, second] = &mut self.servers;
         let (primary, standby) = if self.primary == 0 {
-            let (a, b) = self.servers.split_at_mut(1);
-            (&a[0], &mut b[0])
+            (&*first, second)
         } else {
-            let (a, b) = self.servers.split_at_mut(1);
-            (&b[0], &mut a[0])
+            (&*second, first)
         };
         standby.rebuild_as_standby(primary)?;
         standby.set_read_only(false)?;

@@ -443,33 +443,28 @@ impl fmt::Debug for NativeServer {
 }
 
 impl NativeServer {
-    /// Creates a cluster (`initdb --no-sync`, superuser `postgres`), applies `profile`, starts
-    /// the server on a free loopback port, waits until it accepts connections and creates the
-    /// login role `tea` with a random SCRAM-SHA-256 password.
-    ///
-    /// The final `pg_hba.conf` is `local all all trust` (the harness's admin connections over the
-    /// unix socket) followed by the profile's lines.
-    pub fn start(profile: &Profile) -> Result<NativeServer, LaunchError> {
-        let bindir = find_bindir()?;
+    /// A server not yet created: its private directory (with `sock` and `tls`, owned by the
+    /// server's user) and the watchdog armed on it, before anything runs there. From here on,
+    /// dropping the result cleans up whatever got started.
+    fn prepare(bindir: PathBuf, password: String, profile: &Profile) -> Result<Self, LaunchError> {
         let run_as = server_identity()?;
         let dir = ScratchDir::create(&scratch_base(run_as), "tea-pg-")?;
         // Before anything runs in the directory: whatever this process starts there from now
         // on ends with it.
         let watchdog = watchdog(&dir.path)?;
-        let mut server = NativeServer {
+        let server = NativeServer {
             sock: dir.path.join("sock"),
             dir,
             watchdog: Some(watchdog),
             bindir,
             run_as,
             port: 0,
-            password: random_hex(16)?,
+            password,
             version: String::new(),
             profile: profile.clone(),
             generation: 1,
             running: false,
         };
-        // From here on, dropping `server` cleans up whatever got started.
         server.chown(&server.dir.path)?;
         for sub in ["sock", "tls"] {
             let path = server.dir.path.join(sub);
@@ -479,6 +474,17 @@ impl NativeServer {
                 .map_err(|e| LaunchError::io(format_args!("creating {}", path.display()), &e))?;
             server.chown(&path)?;
         }
+        Ok(server)
+    }
+
+    /// Creates a cluster (`initdb --no-sync`, superuser `postgres`), applies `profile`, starts
+    /// the server on a free loopback port, waits until it accepts connections and creates the
+    /// login role `tea` with a random SCRAM-SHA-256 password.
+    ///
+    /// The final `pg_hba.conf` is `local all all trust` (the harness's admin connections over the
+    /// unix socket) followed by the profile's lines.
+    pub fn start(profile: &Profile) -> Result<NativeServer, LaunchError> {
+        let mut server = Self::prepare(find_bindir()?, random_hex(16)?, profile)?;
         server.initdb()?;
         server.write_profile(profile)?;
         server.start_postmaster()?;
@@ -815,39 +821,21 @@ impl NativeServer {
 }
 
 /// Streaming replication between native servers: a standby made by a base backup
-/// (`pg_basebackup -R -X stream`), promotion, stopping and starting, a read-only primary,
-/// synchronous commit and a lagging standby. The failover tests run on these.
+/// (`pg_basebackup -R -X stream`), promotion, stopping and starting, catching up. A read-only
+/// primary, synchronous commit and a lagging standby are [`Server`] methods, shared with the
+/// docker launcher. The failover tests run on these.
 impl NativeServer {
     /// A streaming standby of `primary`: a base backup with `-R` (so `standby.signal` and
     /// `primary_conninfo`, over `primary`'s unix socket with `application_name=tea_standby`),
     /// `primary`'s profile (TLS files and `pg_hba.conf`), its own free port, started and
     /// accepting connections. The login role and its password are `primary`'s (one cluster).
     pub fn start_standby(primary: &NativeServer) -> Result<NativeServer, LaunchError> {
-        let run_as = server_identity()?;
-        let dir = ScratchDir::create(&scratch_base(run_as), "tea-pg-")?;
-        let watchdog = watchdog(&dir.path)?;
-        let mut server = NativeServer {
-            sock: dir.path.join("sock"),
-            dir,
-            watchdog: Some(watchdog),
-            bindir: primary.bindir.clone(),
-            run_as,
-            port: 0,
-            password: primary.password.clone(),
-            version: primary.version.clone(),
-            profile: primary.profile.clone(),
-            generation: 1,
-            running: false,
-        };
-        server.chown(&server.dir.path)?;
-        for sub in ["sock", "tls"] {
-            let path = server.dir.path.join(sub);
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .map_err(|e| LaunchError::io(format_args!("creating {}", path.display()), &e))?;
-            server.chown(&path)?;
-        }
+        let mut server = Self::prepare(
+            primary.bindir.clone(),
+            primary.password.clone(),
+            &primary.profile,
+        )?;
+        server.version.clone_from(&primary.version);
         server.clone_from_primary(primary)?;
         server.start_postmaster()?;
         Ok(server)
@@ -932,48 +920,6 @@ impl NativeServer {
     /// Whether the postmaster runs (as far as this handle knows).
     pub fn is_running(&self) -> bool {
         self.running
-    }
-
-    /// `default_transaction_read_only` for every new transaction, by `ALTER SYSTEM` and a
-    /// reload: a fenced primary that still answers. Sessions already open see it at their next
-    /// statement (the server reports the change).
-    pub fn set_read_only(&self, on: bool) -> Result<(), LaunchError> {
-        self.admin_sql(&format!(
-            "ALTER SYSTEM SET default_transaction_read_only = {};\nSELECT pg_reload_conf();",
-            if on { "on" } else { "off" }
-        ))
-        .map(|_| ())
-    }
-
-    /// Synchronous replication on this primary: every commit waits until a standby has
-    /// applied it (`synchronous_standby_names = '*'`, `synchronous_commit = remote_apply`);
-    /// `false` returns to asynchronous commits.
-    pub fn set_synchronous(&self, on: bool) -> Result<(), LaunchError> {
-        let sql = if on {
-            "ALTER SYSTEM SET synchronous_standby_names = '*';\n\
-             ALTER SYSTEM SET synchronous_commit = 'remote_apply';\n\
-             SELECT pg_reload_conf();"
-        } else {
-            "ALTER SYSTEM RESET synchronous_standby_names;\n\
-             ALTER SYSTEM SET synchronous_commit = 'on';\n\
-             SELECT pg_reload_conf();"
-        };
-        self.admin_sql(sql).map(|_| ())
-    }
-
-    /// A standby that applies WAL `delay` late (`recovery_min_apply_delay`); zero applies at
-    /// once.
-    pub fn set_apply_delay(&self, delay: Duration) -> Result<(), LaunchError> {
-        self.admin_sql(&format!(
-            "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms';\nSELECT pg_reload_conf();",
-            delay.as_millis()
-        ))
-        .map(|_| ())
-    }
-
-    /// Whether the server is in recovery (a standby).
-    pub fn in_recovery(&self) -> Result<bool, LaunchError> {
-        Ok(self.admin_sql("SELECT pg_is_in_recovery()")? == "t")
     }
 
     /// Waits until this standby has replayed everything `primary` has written so far, or

@@ -204,35 +204,17 @@ pub fn run(attempt: &Attempt) -> Result<OracleResult, OracleError> {
 /// `Err` too. Returns the outer `Err` only when psql cannot be run.
 pub fn run_sql(attempt: &Attempt, sql: &str) -> Result<Result<String, String>, OracleError> {
     let program = psql_program();
-    let mut child = psql_command_with(&program, attempt, sql)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| OracleError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-    let wait_error = |source| OracleError::Wait {
-        program: program.clone(),
-        source,
-    };
-    let stdout = reader(child.stdout.take());
-    let stderr = reader(child.stderr.take());
-    let status = wait_until(&mut child, Instant::now() + TIMEOUT).map_err(wait_error)?;
-    let stdout = String::from_utf8_lossy(&collect(stdout).map_err(wait_error)?).into_owned();
-    let stderr = String::from_utf8_lossy(&collect(stderr).map_err(wait_error)?).into_owned();
-    Ok(match status {
+    let ran = run_psql(&program, attempt, sql, TIMEOUT)?;
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    Ok(match ran.status {
         Some(status) if status.success() => Ok(stdout.trim().to_string()),
         Some(_) => Err(stderr
             .trim()
             .strip_prefix("psql: error: ")
             .unwrap_or(stderr.trim())
             .to_string()),
-        None => Err(format!(
-            "psql did not finish within {} s and was killed",
-            TIMEOUT.as_secs()
-        )),
+        None => Err(killed(TIMEOUT)),
     })
 }
 
@@ -242,8 +224,36 @@ fn run_program(
     attempt: &Attempt,
     timeout: Duration,
 ) -> Result<OracleResult, OracleError> {
+    let ran = run_psql(program, attempt, QUERY, timeout)?;
+    let Some(status) = ran.status else {
+        return Ok(OracleResult {
+            outcome: Outcome::Error(ErrorClass::Unreachable),
+            message: Some(killed(timeout)),
+            ssl_version: None,
+            elapsed: ran.elapsed,
+        });
+    };
+    Ok(interpret(status, &ran.stdout, &ran.stderr, ran.elapsed))
+}
+
+/// What one psql run left: its exit status (`None`: killed at the time limit), its output and
+/// how long it ran.
+struct Ran {
+    status: Option<ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    elapsed: Duration,
+}
+
+/// Runs psql on `attempt` with `sql`, killed after `timeout`.
+fn run_psql(
+    program: &Path,
+    attempt: &Attempt,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Ran, OracleError> {
     let started = Instant::now();
-    let mut child = psql_command(program, attempt)
+    let mut child = psql_command(program, attempt, sql)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -260,30 +270,23 @@ fn run_program(
     let stderr = reader(child.stderr.take());
     let status = wait_until(&mut child, started + timeout).map_err(wait_error)?;
     let elapsed = started.elapsed();
-    let stdout = collect(stdout).map_err(wait_error)?;
-    let stderr = collect(stderr).map_err(wait_error)?;
-
-    let Some(status) = status else {
-        return Ok(OracleResult {
-            outcome: Outcome::Error(ErrorClass::Unreachable),
-            message: Some(format!(
-                "psql did not finish within {} s and was killed",
-                timeout.as_secs()
-            )),
-            ssl_version: None,
-            elapsed,
-        });
-    };
-    Ok(interpret(status, &stdout, &stderr, elapsed))
+    Ok(Ran {
+        status,
+        stdout: collect(stdout).map_err(wait_error)?,
+        stderr: collect(stderr).map_err(wait_error)?,
+        elapsed,
+    })
 }
 
-/// The full psql command for `attempt`, environment included.
-fn psql_command(program: &Path, attempt: &Attempt) -> Command {
-    psql_command_with(program, attempt, QUERY)
+fn killed(timeout: Duration) -> String {
+    format!(
+        "psql did not finish within {} s and was killed",
+        timeout.as_secs()
+    )
 }
 
-/// [`psql_command`] with another query.
-fn psql_command_with(program: &Path, attempt: &Attempt, sql: &str) -> Command {
+/// The full psql command for `attempt` running `sql`, environment included.
+fn psql_command(program: &Path, attempt: &Attempt, sql: &str) -> Command {
     let mut command = base_command(
         program,
         std::env::var_os("PATH"),
@@ -886,7 +889,7 @@ mod tests {
             password: Some("pw"),
             home,
         };
-        let command = psql_command(Path::new("psql"), &attempt);
+        let command = psql_command(Path::new("psql"), &attempt, QUERY);
         let args: Vec<_> = command.get_args().collect();
         assert_eq!(
             args,
@@ -924,7 +927,7 @@ mod tests {
             password: None,
             ..attempt
         };
-        let command = psql_command(Path::new("psql"), &without);
+        let command = psql_command(Path::new("psql"), &without, QUERY);
         assert!(command.get_envs().all(|(k, _)| k != "PGPASSWORD"));
     }
 

@@ -138,6 +138,48 @@ pub trait Server: Any + fmt::Debug {
     /// between columns, no command tags.
     fn admin_sql(&self, sql: &str) -> Result<String, LaunchError>;
 
+    /// `default_transaction_read_only` for every new transaction, by `ALTER SYSTEM` and a
+    /// reload: a fenced primary that still answers. Sessions already open see it at their next
+    /// statement (the server reports the change).
+    fn set_read_only(&self, on: bool) -> Result<(), LaunchError> {
+        self.admin_sql(&format!(
+            "ALTER SYSTEM SET default_transaction_read_only = {};\nSELECT pg_reload_conf();",
+            if on { "on" } else { "off" }
+        ))
+        .map(|_| ())
+    }
+
+    /// Synchronous replication on this primary: every commit waits until a standby has
+    /// applied it (`synchronous_standby_names = '*'`, `synchronous_commit = remote_apply`);
+    /// `false` returns to asynchronous commits (`synchronous_commit = on`).
+    fn set_synchronous(&self, on: bool) -> Result<(), LaunchError> {
+        let sql = if on {
+            "ALTER SYSTEM SET synchronous_standby_names = '*';\n\
+             ALTER SYSTEM SET synchronous_commit = 'remote_apply';\n\
+             SELECT pg_reload_conf();"
+        } else {
+            "ALTER SYSTEM RESET synchronous_standby_names;\n\
+             ALTER SYSTEM SET synchronous_commit = 'on';\n\
+             SELECT pg_reload_conf();"
+        };
+        self.admin_sql(sql).map(|_| ())
+    }
+
+    /// A standby that applies WAL `delay` late (`recovery_min_apply_delay`); zero applies at
+    /// once.
+    fn set_apply_delay(&self, delay: std::time::Duration) -> Result<(), LaunchError> {
+        self.admin_sql(&format!(
+            "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms';\nSELECT pg_reload_conf();",
+            delay.as_millis()
+        ))
+        .map(|_| ())
+    }
+
+    /// Whether the server is in recovery (a standby).
+    fn in_recovery(&self) -> Result<bool, LaunchError> {
+        Ok(self.admin_sql("SELECT pg_is_in_recovery()")? == "t")
+    }
+
     /// A `tokio_postgres` configuration for the superuser: over the unix socket when there is
     /// one ([`Server::socket_dir`]), else over TCP with its password; `dbname` `postgres`, no
     /// TLS.

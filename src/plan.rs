@@ -804,6 +804,29 @@ mod tests {
     }
 
     #[test]
+    fn session_attrs_and_load_balancing_parse_as_libpq_does() {
+        for t in TargetSessionAttrs::ALL {
+            assert_eq!(TargetSessionAttrs::parse(Some(t.as_str())), Ok(t));
+        }
+        assert_eq!(TargetSessionAttrs::parse(None), Ok(TargetSessionAttrs::Any));
+        for bad in ["ANY", "read_write", "", "master"] {
+            assert_eq!(
+                TargetSessionAttrs::parse(Some(bad)),
+                Err(format!("invalid target_session_attrs value: \"{bad}\""))
+            );
+        }
+        assert_eq!(LoadBalanceHosts::parse(None), Ok(LoadBalanceHosts::Disable));
+        assert_eq!(
+            LoadBalanceHosts::parse(Some("random")),
+            Ok(LoadBalanceHosts::Random)
+        );
+        assert_eq!(
+            LoadBalanceHosts::parse(Some("Random")),
+            Err("invalid load_balance_hosts value: \"Random\"".to_string())
+        );
+    }
+
+    #[test]
     fn require_auth_errors_are_libpqs() {
         let parse = |v: &str| RequireAuth::parse(Some(v)).err();
         assert_eq!(
